@@ -1,0 +1,80 @@
+"""pullpush: composable async pull/push streams, hierarchical capacity, and task pool
+runners that run inline, in threads, in uvloop worker processes or on Ray."""
+
+from ._bridge import BufferStatistics as BufferStatistics
+from ._bridge import OverflowPolicy as OverflowPolicy
+from ._bridge import PushPullBufferCacheObj as PushPullBufferCacheObj
+from ._bridge import PushPullBufferObj as PushPullBufferObj
+from ._bridge import PushPullObj as PushPullObj
+from ._combiner import AnyFailedError as AnyFailedError
+from ._combiner import AsyncIteratorCombiner as AsyncIteratorCombiner
+from ._exceptions import BufferFullError as BufferFullError
+from ._exceptions import ChainConsumedError as ChainConsumedError
+from ._exceptions import PullPushError as PullPushError
+from ._exceptions import PullTimeoutError as PullTimeoutError
+from ._exceptions import RaceCutoffError as RaceCutoffError
+from ._exceptions import SignalStoppedError as SignalStoppedError
+from ._obj import Peekable as Peekable
+from ._obj import PullObj as PullObj
+from ._obj import PullObj1To1Link as PullObj1To1Link
+from ._obj import PullObjLabeledManyTo1Link as PullObjLabeledManyTo1Link
+from ._obj import PullObjManyTo1Link as PullObjManyTo1Link
+from ._obj import PushObj as PushObj
+from ._obj import PushObj1To1 as PushObj1To1
+from ._obj import SinkObj as SinkObj
+from ._obj import SourceObj as SourceObj
+from ._sync import WaitObject as WaitObject
+from .pull import BufferMode as BufferMode
+from .pull import PullAwaitReset as PullAwaitReset
+from .pull import PullTimerObj as PullTimerObj
+from .pull import SourceBufferObj as SourceBufferObj
+from .pull import SourceCacheObj as SourceCacheObj
+from .pull import SourceFromIterable as SourceFromIterable
+from .push import PushPostSignalObj as PushPostSignalObj
+from .push import PushPreSignalObj as PushPreSignalObj
+from .push import SinkCallbacksObj as SinkCallbacksObj
+from .push import SinkCollectObj as SinkCollectObj
+
+__version__ = "0.1.0.dev0"
+
+__all__ = (
+    # bases and protocols
+    "Peekable",
+    "PullObj",
+    "PullObj1To1Link",
+    "PullObjLabeledManyTo1Link",
+    "PullObjManyTo1Link",
+    "PushObj",
+    "PushObj1To1",
+    "SinkObj",
+    "SourceObj",
+    # sources
+    "BufferMode",
+    "PullTimerObj",
+    "SourceBufferObj",
+    "SourceCacheObj",
+    "SourceFromIterable",
+    # signals and bridges
+    "BufferStatistics",
+    "OverflowPolicy",
+    "PullAwaitReset",
+    "PushPostSignalObj",
+    "PushPreSignalObj",
+    "PushPullBufferCacheObj",
+    "PushPullBufferObj",
+    "PushPullObj",
+    "WaitObject",
+    # push sinks
+    "SinkCallbacksObj",
+    "SinkCollectObj",
+    # combiner
+    "AnyFailedError",
+    "AsyncIteratorCombiner",
+    # errors
+    "BufferFullError",
+    "ChainConsumedError",
+    "PullPushError",
+    "PullTimeoutError",
+    "RaceCutoffError",
+    "SignalStoppedError",
+)

@@ -1,0 +1,82 @@
+"""Small helpers shared by the operators: awaiting maybe-async results, selectors and
+argument validation with messages that name the argument."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def is_awaitable(value: object) -> bool:
+    """Return whether ``value`` must be awaited (a coroutine, future or other awaitable).
+
+    Cheaper than :func:`inspect.isawaitable` on the hot path: one type-dict lookup.
+    """
+    return hasattr(type(value), "__await__")
+
+
+async def resolve(value: Any) -> Any:
+    """Await ``value`` if it is awaitable, else return it unchanged."""
+    if hasattr(type(value), "__await__"):
+        return await value
+    return value
+
+
+def make_selector(selector: str | Callable[[Any], T] | None, name: str) -> Callable[[Any], Any]:
+    """Turn a selector argument into a callable.
+
+    A string means a mapping key when the item is a :class:`~collections.abc.Mapping`,
+    otherwise an attribute name (SPEC 6). ``None`` means the item itself.
+    """
+    if selector is None:
+        return _identity
+    if isinstance(selector, str):
+        key = selector
+
+        def by_key_or_attribute(item: Any) -> Any:
+            if isinstance(item, Mapping):
+                return item[key]
+            return getattr(item, key)
+
+        by_key_or_attribute.__qualname__ = f"select[{key!r}]"
+        return by_key_or_attribute
+    if callable(selector):
+        return selector
+    raise TypeError(f"{name} must be a callable, a key/attribute name or None, got {selector!r}")
+
+
+def _identity(item: T) -> T:
+    return item
+
+
+def check_callable(name: str, value: object) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``value`` is callable."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__}: {value!r}")
+
+
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    """Return ``value`` if it is an int >= ``minimum``; else raise with a message naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_seconds(
+    name: str, value: object, *, allow_none: bool = False, positive: bool = False
+) -> Any:
+    """Return ``value`` if it is a non-negative (or positive) number of seconds."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} must be a number of seconds, got {type(value).__name__}: {value!r}"
+        )
+    if value != value or value < 0 or (positive and value == 0):
+        kind = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be {kind} seconds, got {value}")
+    return value

@@ -1,0 +1,222 @@
+"""Sources: pull objects with no upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import enum
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Any, TypeVar
+
+from .._obj import SourceObj, aclose_quietly
+from .._sync import ParkingLot
+from .._util import check_seconds
+
+__all__ = [
+    "BufferMode",
+    "PullTimerObj",
+    "SourceBufferObj",
+    "SourceCacheObj",
+    "SourceFromIterable",
+]
+
+T = TypeVar("T")
+
+
+class BufferMode(enum.Enum):
+    """How :class:`SourceBufferObj` drains its buffer."""
+
+    FIFO = "fifo"
+    """Oldest first (the default)."""
+    LIFO = "lifo"
+    """Newest first."""
+
+
+class SourceBufferObj(SourceObj[T]):
+    """Yield the items of a buffer, draining it; append to ``buffer`` at any time.
+
+    Args:
+        buffer: the initial items (copied into a :class:`collections.deque`, which is
+            the public, mutable ``buffer``: ``src.buffer.append(x)`` works even while
+            the source is being iterated).
+        one_shot: ``True`` ends the source for good once the buffer is drained.
+            ``False`` (the default) makes it *restartable*: a drained source ends the
+            current iteration, and the next pull drains whatever was added since.
+        mode: :attr:`BufferMode.FIFO` (default) or :attr:`BufferMode.LIFO`.
+    """
+
+    def __init__(
+        self,
+        buffer: Iterable[T] | None = None,
+        one_shot: bool = False,
+        mode: BufferMode = BufferMode.FIFO,
+    ) -> None:
+        super().__init__()
+        if not isinstance(mode, BufferMode):
+            raise TypeError(f"mode must be a BufferMode, got {mode!r}")
+        if buffer is not None and not isinstance(buffer, Iterable):
+            raise TypeError(f"buffer must be an iterable, got {type(buffer).__name__}")
+        self.buffer: deque[T] = buffer if isinstance(buffer, deque) else deque(buffer or ())
+        self.one_shot = one_shot
+        self._mode = mode
+
+    @property
+    def restartable(self) -> bool:  # type: ignore[override]
+        return not self.one_shot
+
+    @property
+    def mode(self) -> BufferMode:
+        """The drain order (fixed at construction)."""
+        return self._mode
+
+    def __len__(self) -> int:
+        return len(self.buffer)
+
+    def peek(self) -> T | None:
+        """Return the item the next pull would yield, or ``None`` if the buffer is empty."""
+        buffer = self.buffer
+        if not buffer:
+            return None
+        return buffer[0] if self._mode is BufferMode.FIFO else buffer[-1]
+
+    async def pull_impl(self) -> AsyncGenerator[T, Any]:
+        buffer = self.buffer
+        take = buffer.popleft if self._mode is BufferMode.FIFO else buffer.pop
+        while buffer and not self._closing:
+            yield take()
+
+
+class SourceCacheObj(SourceObj[T]):
+    """Yield the current ``cache`` once per cycle; restartable, so every later pull
+    yields the cache as it is then. Assign ``cache`` to change the next value."""
+
+    restartable = True
+
+    def __init__(self, cache: T) -> None:
+        super().__init__()
+        self.cache = cache
+
+    def peek(self) -> T:
+        """Return the cache."""
+        return self.cache
+
+    async def pull_impl(self) -> AsyncGenerator[T, Any]:
+        if not self._closing:
+            yield self.cache
+
+
+_NOTHING: Any = object()
+
+
+class SourceFromIterable(SourceObj[T]):
+    """Pull one item at a time from any iterable or async iterable.
+
+    The iterable is advanced one step per pull, so a lazy generator does its work
+    only as the consumer pulls (the pattern behind FireFoundry's
+    ``SourceFromIterable(entity.parallel_calls(...))``).
+
+    Peeking: :meth:`peek` looks ahead synchronously for a sync iterable; for an async
+    iterable it shows the item fetched by :meth:`apeek` (``None`` until then).
+    Closing the source closes the wrapped iterator if it has ``aclose``/``close``.
+    """
+
+    def __init__(self, iterable: Iterable[T] | AsyncIterable[T]) -> None:
+        super().__init__()
+        self._sync: Iterator[T] | None
+        self._async: AsyncIterator[T] | None
+        if hasattr(type(iterable), "__aiter__"):
+            self._sync, self._async = None, iterable.__aiter__()  # type: ignore[union-attr]
+        elif isinstance(iterable, Iterable):
+            self._sync, self._async = iter(iterable), None
+        else:
+            raise TypeError(
+                f"iterable must be an iterable or async iterable, got {type(iterable).__name__}"
+            )
+        self._ahead: Any = _NOTHING
+        self._exhausted = False
+
+    def peek(self) -> T | None:
+        """Return the next item without consuming it (see the class docs for async)."""
+        if self._ahead is _NOTHING and self._sync is not None and not self._exhausted:
+            try:
+                self._ahead = next(self._sync)
+            except StopIteration:
+                self._exhausted = True
+        return None if self._ahead is _NOTHING else self._ahead
+
+    async def apeek(self) -> T | None:
+        """Return the next item without consuming it, fetching it if needed."""
+        if self._ahead is _NOTHING and self._async is not None and not self._exhausted:
+            try:
+                self._ahead = await self._async.__anext__()
+            except StopAsyncIteration:
+                self._exhausted = True
+        return self.peek()
+
+    async def pull_impl(self) -> AsyncGenerator[T, Any]:
+        sync, async_ = self._sync, self._async
+        while not self._closing:
+            if self._ahead is not _NOTHING:
+                item, self._ahead = self._ahead, _NOTHING
+                yield item
+                continue
+            if self._exhausted:
+                return
+            if sync is not None:
+                for item in sync:
+                    yield item
+                    if self._closing or self._ahead is not _NOTHING:
+                        break
+                else:
+                    self._exhausted = True
+            else:
+                assert async_ is not None
+                try:
+                    item = await async_.__anext__()
+                except StopAsyncIteration:
+                    self._exhausted = True
+                    return
+                yield item
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self._async is not None:
+            await aclose_quietly(self._async)
+        elif self._sync is not None:
+            close = getattr(self._sync, "close", None)
+            if close is not None:
+                close()
+
+
+class PullTimerObj(SourceObj[Any]):
+    """Yield every ``interval`` seconds until closed: ``None``, or the current UTC
+    :class:`datetime.datetime` when ``generate_timestamp`` is true.
+
+    The timer is paced by its consumer: a tick is due ``interval`` seconds after the
+    previous one was taken, so a slow consumer never finds ticks piled up. Both
+    fields are mutable; a new ``interval`` applies to the next tick.
+    """
+
+    def __init__(self, interval: float, generate_timestamp: bool = False) -> None:
+        super().__init__()
+        self.interval = check_seconds("interval", interval, positive=True)
+        self.generate_timestamp = generate_timestamp
+        self._lot = ParkingLot()
+
+    def _interrupt(self) -> None:
+        self._lot.unpark_all()
+
+    async def pull_impl(self) -> AsyncGenerator[Any, Any]:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while not self._closing:
+            delay = last + self.interval - loop.time()
+            if delay > 0:
+                await self._lot.park(delay)
+                if self._closing:
+                    return
+                if loop.time() < last + self.interval:
+                    continue  # woken early (interval changed or spurious): re-check
+            last = loop.time()
+            yield datetime.datetime.now(datetime.timezone.utc) if self.generate_timestamp else None

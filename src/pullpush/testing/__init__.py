@@ -1,0 +1,52 @@
+"""Test helpers for code built on pullpush: assert a stream's items or error, and
+that every object and task was closed.
+
+Example::
+
+    from pullpush.testing import assert_items, TrackedSource
+
+    async def test_double():
+        source = TrackedSource([1, 2, 3])
+        await assert_items(PullMapObj(source, lambda n: 2 * n), [2, 4, 6])
+        assert source.closed
+"""
+
+from ._leaks import (
+    LeakReport as LeakReport,
+)
+from ._leaks import (
+    assert_no_leaks as assert_no_leaks,
+)
+from ._leaks import (
+    assert_no_pending_tasks as assert_no_pending_tasks,
+)
+from ._leaks import (
+    settle as settle,
+)
+from ._streams import (
+    TrackedSource as TrackedSource,
+)
+from ._streams import (
+    assert_closed as assert_closed,
+)
+from ._streams import (
+    assert_items as assert_items,
+)
+from ._streams import (
+    assert_raises as assert_raises,
+)
+from ._streams import (
+    collect as collect,
+)
+
+__all__ = (
+    "LeakReport",
+    "TrackedSource",
+    "assert_closed",
+    "assert_items",
+    "assert_no_leaks",
+    "assert_no_pending_tasks",
+    "assert_raises",
+    "collect",
+    "settle",
+)
