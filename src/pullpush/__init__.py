@@ -24,12 +24,39 @@ from ._obj import PushObj1To1 as PushObj1To1
 from ._obj import SinkObj as SinkObj
 from ._obj import SourceObj as SourceObj
 from ._sync import WaitObject as WaitObject
+from .pull import AttributedResult as AttributedResult
 from .pull import BufferMode as BufferMode
+from .pull import LabeledValue as LabeledValue
 from .pull import PullAwaitReset as PullAwaitReset
+from .pull import PullBufferObj as PullBufferObj
+from .pull import PullBufferReduceObj as PullBufferReduceObj
+from .pull import PullCallbackObj as PullCallbackObj
+from .pull import PullConcatObj as PullConcatObj
+from .pull import PullDedupeObj as PullDedupeObj
+from .pull import PullEagerObj as PullEagerObj
+from .pull import PullFilterObj as PullFilterObj
+from .pull import PullFlatMapObj as PullFlatMapObj
+from .pull import PullFlattenObj as PullFlattenObj
+from .pull import PullInOrderObj as PullInOrderObj
+from .pull import PullLabeledRaceObj as PullLabeledRaceObj
+from .pull import PullLabeledRaceRobinObj as PullLabeledRaceRobinObj
+from .pull import PullLabeledRoundRobinObj as PullLabeledRoundRobinObj
+from .pull import PullLabeledZipObj as PullLabeledZipObj
+from .pull import PullMapObj as PullMapObj
+from .pull import PullRaceCutoffObj as PullRaceCutoffObj
+from .pull import PullRaceObj as PullRaceObj
+from .pull import PullRaceRobinObj as PullRaceRobinObj
+from .pull import PullReduceObj as PullReduceObj
+from .pull import PullRoundRobinObj as PullRoundRobinObj
+from .pull import PullTimeoutObj as PullTimeoutObj
 from .pull import PullTimerObj as PullTimerObj
+from .pull import PullWindowObj as PullWindowObj
+from .pull import PullWindowTimeoutObj as PullWindowTimeoutObj
+from .pull import PullZipObj as PullZipObj
 from .pull import SourceBufferObj as SourceBufferObj
 from .pull import SourceCacheObj as SourceCacheObj
 from .pull import SourceFromIterable as SourceFromIterable
+from .pull import TimeoutFrom as TimeoutFrom
 from .push import PushPostSignalObj as PushPostSignalObj
 from .push import PushPreSignalObj as PushPreSignalObj
 from .push import SinkCallbacksObj as SinkCallbacksObj
@@ -54,6 +81,34 @@ __all__ = (
     "SourceBufferObj",
     "SourceCacheObj",
     "SourceFromIterable",
+    # pull operators
+    "AttributedResult",
+    "LabeledValue",
+    "PullBufferObj",
+    "PullBufferReduceObj",
+    "PullCallbackObj",
+    "PullConcatObj",
+    "PullDedupeObj",
+    "PullEagerObj",
+    "PullFilterObj",
+    "PullFlatMapObj",
+    "PullFlattenObj",
+    "PullInOrderObj",
+    "PullLabeledRaceObj",
+    "PullLabeledRaceRobinObj",
+    "PullLabeledRoundRobinObj",
+    "PullLabeledZipObj",
+    "PullMapObj",
+    "PullRaceCutoffObj",
+    "PullRaceObj",
+    "PullRaceRobinObj",
+    "PullReduceObj",
+    "PullRoundRobinObj",
+    "PullTimeoutObj",
+    "PullWindowObj",
+    "PullWindowTimeoutObj",
+    "PullZipObj",
+    "TimeoutFrom",
     # signals and bridges
     "BufferStatistics",
     "OverflowPolicy",

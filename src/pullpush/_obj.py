@@ -99,7 +99,8 @@ class PullObj(AsyncGenerator[T, Any]):
     async def pull_impl(self) -> AsyncGenerator[T, Any]:
         """Yield this object's items for one cycle; returning ends the cycle.
 
-        Must be an async generator function (``async def`` with ``yield``).
+        Must be an async generator function (``async def`` with ``yield``), or a
+        plain method returning an async generator object.
         """
         return
         yield  # pragma: no cover - makes this an async generator

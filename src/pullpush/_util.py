@@ -9,17 +9,32 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+PLAIN_TYPES: set[type] = {int, float, complex, str, bytes, bool, type(None), tuple, list, dict}
+"""Types known not to be awaitable. Hot loops test ``type(v) in PLAIN_TYPES`` (one set
+lookup) before calling :func:`is_awaitable`, which learns new plain types as it goes."""
+
+_PLAIN_TYPES_MAX = 4096
+
+
 def is_awaitable(value: object) -> bool:
     """Return whether ``value`` must be awaited (a coroutine, future or other awaitable).
 
-    Cheaper than :func:`inspect.isawaitable` on the hot path: one type-dict lookup.
+    Much cheaper than :func:`inspect.isawaitable` on the hot path: the answer for a
+    type that is not awaitable is remembered in :data:`PLAIN_TYPES`.
     """
-    return hasattr(type(value), "__await__")
+    kind = type(value)
+    if kind in PLAIN_TYPES:
+        return False
+    if hasattr(kind, "__await__"):
+        return True
+    if len(PLAIN_TYPES) < _PLAIN_TYPES_MAX:
+        PLAIN_TYPES.add(kind)
+    return False
 
 
 async def resolve(value: Any) -> Any:
     """Await ``value`` if it is awaitable, else return it unchanged."""
-    if hasattr(type(value), "__await__"):
+    if type(value) not in PLAIN_TYPES and is_awaitable(value):
         return await value
     return value
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, MutableSequence
 from typing import Any, TypeVar
 
 from .._obj import SinkObj
-from .._util import check_callable, is_awaitable
+from .._util import PLAIN_TYPES, check_callable, is_awaitable
 
 __all__ = ["SinkCallbacksObj", "SinkCollectObj"]
 
@@ -49,5 +49,5 @@ class SinkCallbacksObj(SinkObj[T]):
     async def next_impl(self, value: T) -> None:
         for callback in self.callbacks:
             result = callback(value)
-            if is_awaitable(result):
+            if type(result) not in PLAIN_TYPES and is_awaitable(result):
                 await result

@@ -23,6 +23,8 @@ from ._leaks import (
 from ._leaks import (
     settle as settle,
 )
+from ._loops import LOOP_KINDS as LOOP_KINDS
+from ._loops import run as run
 from ._streams import (
     TrackedSource as TrackedSource,
 )
@@ -40,6 +42,7 @@ from ._streams import (
 )
 
 __all__ = (
+    "LOOP_KINDS",
     "LeakReport",
     "TrackedSource",
     "assert_closed",
@@ -48,5 +51,6 @@ __all__ = (
     "assert_no_pending_tasks",
     "assert_raises",
     "collect",
+    "run",
     "settle",
 )

@@ -1,0 +1,165 @@
+"""Many-to-one combiners: concat, zip, round robin, race, race-robin, race-cutoff,
+and their labeled variants."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+
+from pullpush import (
+    AttributedResult,
+    LabeledValue,
+    PullConcatObj,
+    PullLabeledRaceObj,
+    PullLabeledRaceRobinObj,
+    PullLabeledRoundRobinObj,
+    PullLabeledZipObj,
+    PullRaceCutoffObj,
+    PullRaceObj,
+    PullRaceRobinObj,
+    PullRoundRobinObj,
+    PullTimerObj,
+    PullZipObj,
+    RaceCutoffError,
+    SourceBufferObj,
+)
+from pullpush.testing import TrackedSource, assert_items, assert_raises, collect, settle
+
+
+def items(*values: Any) -> SourceBufferObj[Any]:
+    return SourceBufferObj(values, one_shot=True)
+
+
+async def test_concat_drains_sources_one_after_another() -> None:
+    second = TrackedSource([3, 4])
+    chain = PullConcatObj([items(1, 2), second])
+    assert await chain.__anext__() == 1
+    assert await chain.__anext__() == 2
+    assert second.pulls == 0
+    await assert_items(chain, [3, 4])
+
+
+async def test_eager_concat_prefetches_every_source() -> None:
+    second = TrackedSource([3, 4])
+    chain = PullConcatObj([items(1, 2), second], eager=True)
+    assert await chain.__anext__() == 1
+    await settle()
+    assert second.pulls == 1
+    await assert_items(chain, [2, 3, 4])
+    assert chain.eager
+
+
+async def test_zip_continues_while_any_source_is_alive() -> None:
+    await assert_items(PullZipObj([items(1, 2, 3), items("a")]), [(1, "a"), (2,), (3,)])
+
+
+async def test_round_robin_rotates_and_drops_exhausted_sources() -> None:
+    await assert_items(
+        PullRoundRobinObj([items(1, 2, 3), items("a"), items("x", "y")]),
+        [1, "a", "x", 2, "y", 3],
+    )
+
+
+class Returns:
+    """An async iterator with a final value, as JavaScript generators have."""
+
+    def __init__(self, values: list[Any], final: Any) -> None:
+        self.values, self.final = list(values), final
+
+    def __aiter__(self) -> Returns:
+        return self
+
+    async def __anext__(self) -> Any:
+        if not self.values:
+            raise StopAsyncIteration(self.final)
+        return self.values.pop(0)
+
+
+async def test_round_robin_yield_return_emits_final_values() -> None:
+    await assert_items(
+        PullRoundRobinObj([Returns([1], "done-a"), Returns([2, 3], "done-b")], yield_return=True),
+        [1, 2, "done-a", 3, "done-b"],
+    )
+
+
+async def test_race_attributes_each_value_to_its_source() -> None:
+    fast = TrackedSource([1, 2], delay=0.001)
+    slow = TrackedSource(["s"], delay=0.05)
+    results = await collect(PullRaceObj([slow, fast]))
+    assert results == [
+        AttributedResult(fast, 1),
+        AttributedResult(fast, 2),
+        AttributedResult(slow, "s"),
+    ]
+
+
+async def test_race_error_propagates_and_closes_the_other_sources() -> None:
+    healthy = TrackedSource(range(100), delay=0.01)
+    failing = TrackedSource([1], fail_at=0, error=OSError("disk"), yield_to_loop=True)
+    await assert_raises(PullRaceObj([healthy, failing]), OSError, match="disk")
+    assert healthy.closed
+
+
+async def test_race_robin_gives_every_source_one_value_per_round() -> None:
+    fast = TrackedSource(["f1", "f2", "f3"], yield_to_loop=True)
+    slow = TrackedSource(["s1", "s2"], delay=0.01)
+    got = await collect(PullRaceRobinObj([slow, fast]))
+    assert got == ["f1", "s1", "f2", "s2", "f3"]
+
+
+async def test_race_cutoff_ends_rounds_without_losing_values() -> None:
+    slow = TrackedSource(["late"], delay=0.05)
+    fast = TrackedSource(["a", "b"], yield_to_loop=True)
+    timer = PullTimerObj(0.01)
+    got = await collect(PullRaceCutoffObj([fast, slow], timer))
+    assert got == ["a", "b", "late"]
+    assert timer.closed
+
+
+async def test_race_cutoff_can_throw() -> None:
+    slow = TrackedSource(["late"], delay=1)
+    await assert_raises(
+        PullRaceCutoffObj([slow], PullTimerObj(0.001), throw_on_cutoff=True), RaceCutoffError
+    )
+    assert slow.closed
+
+
+async def test_labeled_combiners() -> None:
+    await assert_items(
+        PullLabeledZipObj({"n": items(1, 2), "s": items("a")}), [{"n": 1, "s": "a"}, {"n": 2}]
+    )
+    await assert_items(
+        PullLabeledRoundRobinObj({"n": items(1, 2), "s": items("a")}),
+        [LabeledValue("n", 1), LabeledValue("s", "a"), LabeledValue("n", 2)],
+    )
+    raced = await collect(PullLabeledRaceObj({"n": items(1, 2), "s": items("a")}))
+    assert sorted(raced) == [LabeledValue("n", 1), LabeledValue("n", 2), LabeledValue("s", "a")]
+    robin = await collect(PullLabeledRaceRobinObj({"n": items(1, 2), "s": items("a")}))
+    assert sorted(robin[:2]) == [LabeledValue("n", 1), LabeledValue("s", "a")]
+    assert robin[2] == LabeledValue("n", 2)
+
+
+async def test_labeled_sources_property_and_close_propagation() -> None:
+    a, b = TrackedSource([1]), TrackedSource([2])
+    chain = PullLabeledRoundRobinObj({"a": a, "b": b})
+    assert chain.sources == [a, b]
+    await chain.aclose()
+    assert a.closed and b.closed
+
+
+async def gen(*values: Any) -> AsyncGenerator[Any, None]:
+    for value in values:
+        yield value
+
+
+def test_combiner_arguments_are_validated() -> None:
+    with pytest.raises(TypeError, match=r"sources\[1\] must be an async iterable"):
+        PullZipObj([items(), [1, 2]])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="sources must be an iterable"):
+        PullConcatObj(items())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="labeled_sources must be a mapping"):
+        PullLabeledZipObj([items()])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cutoff_source"):
+        PullRaceCutoffObj([items()], 5)  # type: ignore[arg-type]

@@ -1,0 +1,145 @@
+"""Sources: buffer, cache, from-iterable and timer."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncGenerator
+
+import pytest
+
+from pullpush import BufferMode, PullTimerObj, SourceBufferObj, SourceCacheObj, SourceFromIterable
+from pullpush.testing import assert_items, collect
+
+
+async def test_buffer_fifo_and_lifo() -> None:
+    await assert_items(SourceBufferObj([1, 2, 3], True, BufferMode.FIFO), [1, 2, 3])
+    await assert_items(SourceBufferObj([1, 2, 3], True, BufferMode.LIFO), [3, 2, 1])
+
+
+async def test_buffer_appends_while_iterating_are_seen() -> None:
+    source = SourceBufferObj([1], one_shot=True)
+    got = []
+    async for item in source:
+        got.append(item)
+        if item < 4:
+            source.buffer.append(item + 1)
+    assert got == [1, 2, 3, 4]
+
+
+async def test_buffer_peek_shows_the_next_item_without_consuming() -> None:
+    fifo = SourceBufferObj([1, 2])
+    lifo = SourceBufferObj([1, 2], mode=BufferMode.LIFO)
+    assert (fifo.peek(), lifo.peek()) == (1, 2)
+    assert await fifo.__anext__() == 1
+    assert fifo.peek() == 2 and len(fifo) == 1
+    assert SourceBufferObj().peek() is None
+
+
+def test_buffer_rejects_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="mode must be a BufferMode"):
+        SourceBufferObj([1], False, "fifo")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="buffer must be an iterable"):
+        SourceBufferObj(5)  # type: ignore[arg-type]
+
+
+async def test_cache_yields_the_current_cache_on_every_pull() -> None:
+    source = SourceCacheObj("a")
+    assert await collect(source) == ["a"]
+    source.cache = "b"
+    assert source.peek() == "b"
+    assert await source.__anext__() == "b"
+
+
+async def test_from_iterable_wraps_sync_and_async_iterables_lazily() -> None:
+    produced: list[int] = []
+
+    def numbers() -> object:
+        for i in range(3):
+            produced.append(i)
+            yield i
+
+    source = SourceFromIterable(numbers())
+    assert await source.__anext__() == 0
+    assert produced == [0]
+    await assert_items(source, [1, 2])
+
+    async def agen() -> AsyncGenerator[str, None]:
+        for c in "xy":
+            yield c
+
+    await assert_items(SourceFromIterable(agen()), ["x", "y"])
+
+
+async def test_from_iterable_peeks() -> None:
+    source = SourceFromIterable([10, 20])
+    assert source.peek() == 10
+    assert source.peek() == 10
+    assert await source.__anext__() == 10
+    assert source.peek() == 20
+
+    async def agen() -> AsyncGenerator[int, None]:
+        yield 1
+        yield 2
+
+    asource = SourceFromIterable(agen())
+    assert asource.peek() is None
+    assert await asource.apeek() == 1
+    assert asource.peek() == 1
+    await assert_items(asource, [1, 2])
+    assert await asource.apeek() is None
+
+
+def test_from_iterable_rejects_non_iterables() -> None:
+    with pytest.raises(TypeError, match="iterable must be an iterable"):
+        SourceFromIterable(42)  # type: ignore[arg-type]
+
+
+async def test_from_iterable_close_closes_the_wrapped_generator() -> None:
+    closed = []
+
+    async def agen() -> AsyncGenerator[int, None]:
+        try:
+            for i in range(10):
+                yield i
+        finally:
+            closed.append(True)
+
+    source = SourceFromIterable(agen())
+    async for item in source:
+        if item == 1:
+            break
+    await source.aclose()
+    assert closed == [True]
+
+
+async def test_timer_ticks_until_closed() -> None:
+    timer = PullTimerObj(0.001)
+    ticks = []
+    async for tick in timer:
+        ticks.append(tick)
+        if len(ticks) == 3:
+            timer.close()
+    assert ticks == [None, None, None]
+    assert timer.done
+
+
+async def test_timer_generates_timestamps() -> None:
+    timer = PullTimerObj(0.001, generate_timestamp=True)
+    stamp = await timer.__anext__()
+    assert isinstance(stamp, datetime.datetime) and stamp.tzinfo is not None
+    await timer.aclose()
+
+
+async def test_closing_a_waiting_timer_ends_its_pull() -> None:
+    timer = PullTimerObj(60)
+    pull = asyncio.ensure_future(timer.__anext__())
+    await asyncio.sleep(0.01)
+    await timer.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(pull, 1)
+
+
+def test_timer_rejects_a_zero_interval() -> None:
+    with pytest.raises(ValueError, match="interval must be > 0"):
+        PullTimerObj(0)
