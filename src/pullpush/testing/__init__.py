@@ -11,6 +11,7 @@ Example::
         assert source.closed
 """
 
+from ._clock import ManualClock as ManualClock
 from ._leaks import (
     LeakReport as LeakReport,
 )
@@ -41,6 +42,7 @@ from ._streams import (
 
 __all__ = (
     "LeakReport",
+    "ManualClock",
     "TrackedSource",
     "assert_closed",
     "assert_items",
