@@ -24,6 +24,35 @@ from ._obj import PushObj1To1 as PushObj1To1
 from ._obj import SinkObj as SinkObj
 from ._obj import SourceObj as SourceObj
 from ._sync import WaitObject as WaitObject
+
+# capacity
+from .capacity import AcquirePath as AcquirePath
+from .capacity import AcquireTimeoutError as AcquireTimeoutError
+from .capacity import BalancerAction as BalancerAction
+from .capacity import BalancerChildConfig as BalancerChildConfig
+from .capacity import CapacityAcquireAcceptedEvent as CapacityAcquireAcceptedEvent
+from .capacity import CapacityAcquireRejectedEvent as CapacityAcquireRejectedEvent
+from .capacity import CapacityIncrementEvent as CapacityIncrementEvent
+from .capacity import CapacityMetricsCollector as CapacityMetricsCollector
+from .capacity import CapacityReleaseEvent as CapacityReleaseEvent
+from .capacity import CapacityResetEvent as CapacityResetEvent
+from .capacity import CapacitySetLimitsEvent as CapacitySetLimitsEvent
+from .capacity import CapacitySource as CapacitySource
+from .capacity import CapacityStatistics as CapacityStatistics
+from .capacity import Clock as Clock
+from .capacity import HierarchicalBalancer as HierarchicalBalancer
+from .capacity import HierarchicalBalancerOptions as HierarchicalBalancerOptions
+from .capacity import InsufficientCapacityError as InsufficientCapacityError
+from .capacity import OverReleaseError as OverReleaseError
+from .capacity import QuotaCapacitySource as QuotaCapacitySource
+from .capacity import ResourceCapacitySource as ResourceCapacitySource
+from .capacity import ResourceCapacityStatistics as ResourceCapacityStatistics
+from .capacity import ResourceCost as ResourceCost
+from .capacity import SinkCapacityObj as SinkCapacityObj
+from .capacity import SourceCapacityObj as SourceCapacityObj
+from .capacity import TryAcquireRejectReason as TryAcquireRejectReason
+from .capacity import TryAcquireResult as TryAcquireResult
+from .capacity import UntrackedResourceWarning as UntrackedResourceWarning
 from .pull import AttributedResult as AttributedResult
 from .pull import BufferMode as BufferMode
 from .pull import LabeledValue as LabeledValue
@@ -132,4 +161,32 @@ __all__ = (
     "PullTimeoutError",
     "RaceCutoffError",
     "SignalStoppedError",
+    # capacity
+    "AcquirePath",
+    "AcquireTimeoutError",
+    "BalancerAction",
+    "BalancerChildConfig",
+    "CapacityAcquireAcceptedEvent",
+    "CapacityAcquireRejectedEvent",
+    "CapacityIncrementEvent",
+    "CapacityMetricsCollector",
+    "CapacityReleaseEvent",
+    "CapacityResetEvent",
+    "CapacitySetLimitsEvent",
+    "CapacitySource",
+    "CapacityStatistics",
+    "Clock",
+    "HierarchicalBalancer",
+    "HierarchicalBalancerOptions",
+    "InsufficientCapacityError",
+    "OverReleaseError",
+    "QuotaCapacitySource",
+    "ResourceCapacitySource",
+    "ResourceCapacityStatistics",
+    "ResourceCost",
+    "SinkCapacityObj",
+    "SourceCapacityObj",
+    "TryAcquireRejectReason",
+    "TryAcquireResult",
+    "UntrackedResourceWarning",
 )

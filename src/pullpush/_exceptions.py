@@ -15,6 +15,18 @@ __all__ = [
     "PullTimeoutError",
     "RaceCutoffError",
     "SignalStoppedError",
+    # capacity
+    "AcquireTimeoutError",
+    "InsufficientCapacityError",
+    "OverReleaseError",
+    "UntrackedResourceWarning",
+    # scheduling
+    "DependencyCycleError",
+    "DuplicateNodeError",
+    "MissingTaskError",
+    "NodeStateError",
+    "SourceClosedError",
+    "UnknownNodeError",
 ]
 
 
@@ -40,3 +52,84 @@ class BufferFullError(PullPushError):
 
 class SignalStoppedError(PullPushError):
     """``WaitObject.wait()`` was called on, or woken by, a stopped signal."""
+
+
+# -- capacity ------------------------------------------------------------------------
+
+
+class AcquireTimeoutError(PullPushError, TimeoutError):
+    """An awaited capacity ``acquire(..., timeout=...)`` timed out; nothing was taken."""
+
+
+class InsufficientCapacityError(PullPushError, RuntimeError):
+    """``acquire_immediate`` was called for a cost that cannot be taken right now.
+
+    Call it only after ``can_acquire`` said yes (with no ``await`` in between), or
+    use ``try_acquire``.
+    """
+
+
+class OverReleaseError(PullPushError, ValueError):
+    """A release returned more than was acquired (an accounting bug in the caller).
+
+    Raised before anything changes, at any level of the hierarchy, so the books stay
+    as they were. The original library absorbed such releases silently.
+    """
+
+
+class UntrackedResourceWarning(UserWarning):
+    """A cost names a resource that no level of a capacity hierarchy tracks.
+
+    Such a resource is never limited, which is rarely what was meant (a task cost of
+    ``{"capacity": 1}`` against a source tracking only ``{"slots": 4}`` runs
+    unbounded). Warned once per resource name per capacity source.
+    """
+
+
+# -- scheduling ----------------------------------------------------------------------
+
+
+class _KeyErrorMessage(KeyError):
+    # KeyError's str() is the repr of its argument; these errors carry sentences.
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class DependencyCycleError(PullPushError, ValueError):
+    """Adding nodes to a ``DependencyGraph`` would create a cycle.
+
+    Attributes:
+        cycle: the keys along one cycle, the first repeated at the end
+            (``("a", "b", "a")``).
+    """
+
+    def __init__(self, cycle: tuple[object, ...]) -> None:
+        self.cycle = cycle
+        path = " -> ".join(repr(k) for k in cycle)
+        super().__init__(f"dependency cycle: {path}")
+
+
+class DuplicateNodeError(PullPushError, ValueError):
+    """A node was added to a ``DependencyGraph`` under a key it already has."""
+
+
+class UnknownNodeError(PullPushError, _KeyErrorMessage):
+    """A ``DependencyGraph`` was asked about, or given as a dependency, a key it lacks."""
+
+
+class NodeStateError(PullPushError, RuntimeError):
+    """A ``DependencyGraph`` transition was asked of a node in the wrong state
+    (``start`` of a node that is not ready, ``complete``/``fail`` of one that is not
+    running)."""
+
+
+class MissingTaskError(PullPushError, _KeyErrorMessage):
+    """A dependency source found a ready node whose key is not in its ``task_map``.
+
+    Raised when the task is looked up: at ``peek()`` or when the source is pulled
+    (decision C7), so the map may be filled after the source is built.
+    """
+
+
+class SourceClosedError(PullPushError, RuntimeError):
+    """An item was enqueued into a priority source that was closed."""

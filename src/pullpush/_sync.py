@@ -62,7 +62,7 @@ class ParkingLot:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._waiters[fut] = None
-        timer = None if timeout is None else loop.call_later(timeout, _expire, fut)
+        timer = None if timeout is None else loop.call_later(timeout, self._expire, fut)
         try:
             return await fut
         except asyncio.CancelledError:
@@ -79,12 +79,20 @@ class ParkingLot:
                 timer.cancel()
 
     def unpark(self, count: int = 1, value: Any = None) -> int:
-        """Wake the ``count`` longest-parked tasks with ``value``; return how many woke."""
+        """Wake the ``count`` longest-parked tasks with ``value``; return how many woke.
+
+        Waiters whose ``park()`` already ended (cancelled an instant ago, their task not
+        yet resumed) are skipped and not counted.
+        """
         woken = 0
         waiters = self._waiters
         while waiters and woken < count:
             fut = next(iter(waiters))
             del waiters[fut]
+            # Interleaving: the waiting task was cancelled (its future is cancelled) but
+            # has not run its cleanup yet. It is no longer waiting: skip it.
+            if fut.done():
+                continue
             fut.set_result(value)
             woken += 1
         return woken
@@ -93,14 +101,19 @@ class ParkingLot:
         """Wake every parked task with ``value``; return how many woke."""
         waiters = self._waiters
         self._waiters = {}
+        woken = 0
         for fut in waiters:
-            fut.set_result(value)
-        return len(waiters)
+            if not fut.done():  # skip waiters cancelled an instant ago (see unpark)
+                fut.set_result(value)
+                woken += 1
+        return woken
 
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_result(TIMED_OUT)
+    def _expire(self, fut: asyncio.Future[Any]) -> None:
+        # The timeout fired: the waiter leaves the lot now, so a later unpark() in the
+        # same loop iteration neither picks it nor counts it.
+        if not fut.done():
+            self._waiters.pop(fut, None)
+            fut.set_result(TIMED_OUT)
 
 
 _UNSET: Any = object()

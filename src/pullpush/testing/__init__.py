@@ -11,6 +11,7 @@ Example::
         assert source.closed
 """
 
+from ._clock import ManualClock as ManualClock
 from ._leaks import (
     LeakReport as LeakReport,
 )
@@ -44,6 +45,7 @@ from ._streams import (
 __all__ = (
     "LOOP_KINDS",
     "LeakReport",
+    "ManualClock",
     "TrackedSource",
     "assert_closed",
     "assert_items",
