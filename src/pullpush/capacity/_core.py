@@ -165,7 +165,7 @@ class CapacityLevel(Generic[C]):
         for level in self._chain:
             problem = level._release_problem(cost)
             if problem is not None:
-                where = "" if level is self else f" at ancestor {level!r}"
+                where = f" at {level!r}" if level is self else f" at ancestor {level!r}"
                 raise OverReleaseError(f"{problem}{where}; nothing was released")
         for level in self._chain:
             level._release(cost)

@@ -203,7 +203,7 @@ class ResourceCapacitySource(CapacityLevel[ResourceCost]):
         in_use = self._in_use
         for key, amount in cost.items():
             if key in in_use and _exceeds(amount, in_use[key]):
-                return f"release of {key!r}={amount} but only {in_use[key]} in use at {self!r}"
+                return f"release of {key!r}={amount} but only {in_use[key]} in use"
         return None
 
     def _release(self, cost: ResourceCost) -> None:
