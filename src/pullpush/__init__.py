@@ -91,6 +91,19 @@ from .push import PushPreSignalObj as PushPreSignalObj
 from .push import SinkCallbacksObj as SinkCallbacksObj
 from .push import SinkCollectObj as SinkCollectObj
 
+# scheduling
+from .scheduling import DependencyCycleError as DependencyCycleError
+from .scheduling import DependencyGraph as DependencyGraph
+from .scheduling import DependencySourceObj as DependencySourceObj
+from .scheduling import DuplicateNodeError as DuplicateNodeError
+from .scheduling import MissingTaskError as MissingTaskError
+from .scheduling import NodeState as NodeState
+from .scheduling import NodeStateError as NodeStateError
+from .scheduling import PriorityDependencySourceObj as PriorityDependencySourceObj
+from .scheduling import PrioritySourceObj as PrioritySourceObj
+from .scheduling import SourceClosedError as SourceClosedError
+from .scheduling import UnknownNodeError as UnknownNodeError
+
 __version__ = "0.1.0.dev0"
 
 __all__ = (
@@ -189,4 +202,16 @@ __all__ = (
     "TryAcquireRejectReason",
     "TryAcquireResult",
     "UntrackedResourceWarning",
+    # scheduling
+    "DependencyCycleError",
+    "DependencyGraph",
+    "DependencySourceObj",
+    "DuplicateNodeError",
+    "MissingTaskError",
+    "NodeState",
+    "NodeStateError",
+    "PriorityDependencySourceObj",
+    "PrioritySourceObj",
+    "SourceClosedError",
+    "UnknownNodeError",
 )

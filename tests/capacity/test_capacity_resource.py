@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -289,3 +291,14 @@ def test_statistics_and_repr() -> None:
     assert repr(cap) == (
         "<ResourceCapacitySource limits={'cpu': 4} available={'cpu': 3} waiting=0>"
     )
+
+
+def test_dropped_children_are_not_kept_alive_by_their_parent() -> None:
+    parent = _pool(cpu=1)
+    child = ResourceCapacitySource({"cpu": 1}, parent)
+    assert child.wait_obj is child.wait_obj
+    ref = weakref.ref(child)
+    del child
+    gc.collect()
+    assert ref() is None
+    parent.set_limits({"cpu": 2})  # signals nobody, safely

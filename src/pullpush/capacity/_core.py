@@ -26,6 +26,11 @@ its grant but before it resumed gives the cost back (a *refund*), which is more 
 and dispatches again; a waiter cancelled or timed out while still queued just
 leaves the queue.
 
+Each waiter parks on its own :class:`ParkingLot` slot, so a grant wakes exactly the
+waiter it was booked for (waiters of one level differ in cost; the level's FIFO
+order lives in ``_waiters``), while timeouts and the cancellation interleavings of
+parking stay written once, in the lot.
+
 Fairness:
 
 * Within one level, strictly FIFO: a head whose cost does not fit blocks the
@@ -36,6 +41,9 @@ Fairness:
   therefore pass a large one waiting at a sibling or ancestor level.
 * Synchronous acquires (``try_acquire``, ``can_acquire``/``acquire_immediate``) on a
   level with queued waiters fail: the queue is served first.
+
+Not thread-safe: a hierarchy belongs to one event loop (everything here is
+synchronous except the park itself).
 
 Registration: a level with queued waiters registers in every level of its chain
 (``_queued``, held strongly while it has waiters, which keep it alive anyway); a
@@ -157,7 +165,7 @@ class CapacityLevel(Generic[C]):
         for level in self._chain:
             problem = level._release_problem(cost)
             if problem is not None:
-                where = "" if level is self else f" at ancestor {level!r}"
+                where = f" at {level!r}" if level is self else f" at ancestor {level!r}"
                 raise OverReleaseError(f"{problem}{where}; nothing was released")
         for level in self._chain:
             level._release(cost)

@@ -41,7 +41,8 @@ _TOL = 1e-9
 
 
 def _exceeds(amount: float, bound: float) -> bool:
-    return amount > bound + _TOL * max(1.0, abs(amount))
+    """Whether ``amount > bound`` by more than float noise."""
+    return amount > bound and amount > bound + _TOL * max(1.0, abs(amount))
 
 
 def _amounts(name: str, value: object) -> dict[str, float]:
@@ -202,7 +203,7 @@ class ResourceCapacitySource(CapacityLevel[ResourceCost]):
         in_use = self._in_use
         for key, amount in cost.items():
             if key in in_use and _exceeds(amount, in_use[key]):
-                return f"release of {key!r}={amount} but only {in_use[key]} in use at {self!r}"
+                return f"release of {key!r}={amount} but only {in_use[key]} in use"
         return None
 
     def _release(self, cost: ResourceCost) -> None:
@@ -232,8 +233,11 @@ class ResourceCapacitySource(CapacityLevel[ResourceCost]):
         return after
 
     def _warn_untracked(self, cost: ResourceCost, stacklevel: int = 3) -> None:
+        limits, warned = self._limits, self._warned
         for key in cost:
-            if key in self._warned or any(key in level._limits for level in self._levels()):
+            if key in limits or key in warned:  # the common cases, cheaply
+                continue
+            if any(key in level._limits for level in self._levels()):
                 continue
             self._warned.add(key)
             warnings.warn(
