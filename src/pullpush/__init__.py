@@ -8,12 +8,19 @@ from ._bridge import PushPullBufferObj as PushPullBufferObj
 from ._bridge import PushPullObj as PushPullObj
 from ._combiner import AnyFailedError as AnyFailedError
 from ._combiner import AsyncIteratorCombiner as AsyncIteratorCombiner
+
+# runners and executors
+from ._envelope import EnvelopeType as EnvelopeType
+from ._envelope import Final as Final
+from ._envelope import TaskProgressEnvelope as TaskProgressEnvelope
 from ._exceptions import BufferFullError as BufferFullError
 from ._exceptions import ChainConsumedError as ChainConsumedError
+from ._exceptions import ImpossibleCostError as ImpossibleCostError
 from ._exceptions import PullPushError as PullPushError
 from ._exceptions import PullTimeoutError as PullTimeoutError
 from ._exceptions import RaceCutoffError as RaceCutoffError
 from ._exceptions import SignalStoppedError as SignalStoppedError
+from ._exceptions import TaskTimeoutError as TaskTimeoutError
 from ._obj import Peekable as Peekable
 from ._obj import PullObj as PullObj
 from ._obj import PullObj1To1Link as PullObj1To1Link
@@ -23,7 +30,12 @@ from ._obj import PushObj as PushObj
 from ._obj import PushObj1To1 as PushObj1To1
 from ._obj import SinkObj as SinkObj
 from ._obj import SourceObj as SourceObj
+from ._runner import HierarchicalTaskPoolRunner as HierarchicalTaskPoolRunner
+from ._runner import RunnerStatistics as RunnerStatistics
+from ._runner import ScheduledTaskPoolRunner as ScheduledTaskPoolRunner
 from ._sync import WaitObject as WaitObject
+from ._task import RetryPolicy as RetryPolicy
+from ._task import ScheduledTask as ScheduledTask
 
 # capacity
 from .capacity import AcquirePath as AcquirePath
@@ -53,6 +65,9 @@ from .capacity import SourceCapacityObj as SourceCapacityObj
 from .capacity import TryAcquireRejectReason as TryAcquireRejectReason
 from .capacity import TryAcquireResult as TryAcquireResult
 from .capacity import UntrackedResourceWarning as UntrackedResourceWarning
+from .executors import Executor as Executor
+from .executors import ExecutorClosedError as ExecutorClosedError
+from .executors import InlineExecutor as InlineExecutor
 from .pull import AttributedResult as AttributedResult
 from .pull import BufferMode as BufferMode
 from .pull import LabeledValue as LabeledValue
@@ -107,6 +122,20 @@ from .scheduling import UnknownNodeError as UnknownNodeError
 __version__ = "0.1.0.dev0"
 
 __all__ = (
+    # runners and executors
+    "EnvelopeType",
+    "Executor",
+    "ExecutorClosedError",
+    "Final",
+    "HierarchicalTaskPoolRunner",
+    "ImpossibleCostError",
+    "InlineExecutor",
+    "RetryPolicy",
+    "RunnerStatistics",
+    "ScheduledTask",
+    "ScheduledTaskPoolRunner",
+    "TaskProgressEnvelope",
+    "TaskTimeoutError",
     # bases and protocols
     "Peekable",
     "PullObj",

@@ -27,6 +27,8 @@ __all__ = [
     "NodeStateError",
     "SourceClosedError",
     "UnknownNodeError",
+    "TaskTimeoutError",
+    "ImpossibleCostError",
 ]
 
 
@@ -133,3 +135,11 @@ class MissingTaskError(PullPushError, _KeyErrorMessage):
 
 class SourceClosedError(PullPushError, RuntimeError):
     """An item was enqueued into a priority source that was closed."""
+
+
+class TaskTimeoutError(PullPushError, TimeoutError):
+    """A task ran longer than its ``timeout``; it was cancelled."""
+
+
+class ImpossibleCostError(PullPushError, ValueError):
+    """A task's cost exceeds what its capacity chain could ever grant."""

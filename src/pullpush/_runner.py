@@ -1,0 +1,716 @@
+"""The capacity-limited task pool runners.
+
+A runner pulls task runners from a source, holds capacity for each task while it
+runs, hands it to an executor (inline, thread, process, ray) and streams what the
+tasks produce as :class:`TaskProgressEnvelope` objects, in completion order.
+
+Everything a runner does happens on the caller's event loop; it never sees a pipe.
+Two pieces cooperate:
+
+* the **dispatcher**, one asyncio task, which loops: wait for room in the results
+  buffer, take the next task from the source, acquire an executor slot and then the
+  task's capacity, submit it. It runs ahead of the consumer (eager execution) until
+  ``max_unread`` envelopes wait unread;
+* the **consumer side**, :meth:`run_tasks`, which yields the envelopes the executor
+  reported, grants the tasks flow-control credits as their INTERMEDIATE envelopes are
+  read, and on exit (``break``, ``aclose()``, cancellation, ``stop_on_error``) cancels
+  the dispatcher and every task in flight and waits until all capacity is back.
+
+Every task started ends in exactly one FINAL or ERROR envelope, unless the consumer
+stops early. Task ids increase in start order, from 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+from ._envelope import EnvelopeType, TaskProgressEnvelope
+from ._exceptions import ImpossibleCostError, TaskTimeoutError
+from ._obj import pull_iter
+from ._sync import ParkingLot
+from ._task import DEFAULT_COST, RetryPolicy, ScheduledTask
+from ._util import check_int, check_seconds
+from .capacity import CapacitySource, ResourceCapacitySource
+from .executors import Executor, ExecutorSpec, TaskHandle, make_executor
+
+__all__ = ["HierarchicalTaskPoolRunner", "RunnerStatistics", "ScheduledTaskPoolRunner"]
+
+K = TypeVar("K")
+
+_INTERMEDIATE = EnvelopeType.INTERMEDIATE
+_FINAL = EnvelopeType.FINAL
+_ERROR = EnvelopeType.ERROR
+
+_END: Any = object()
+
+
+class _Running:
+    """A task in flight, from submit to its terminal event."""
+
+    __slots__ = ("handle", "key", "release", "scheduled", "task_id", "timer")
+
+    def __init__(
+        self,
+        task_id: int,
+        key: Any,
+        release: Callable[[], None],
+        scheduled: ScheduledTask[Any] | None,
+    ) -> None:
+        self.task_id = task_id
+        self.key = key
+        self.release = release
+        self.scheduled = scheduled
+        self.handle: TaskHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _Start:
+    """What the dispatcher decided to start next, with its capacity already held."""
+
+    __slots__ = ("key", "release", "runner", "scheduled", "timeout")
+
+    def __init__(
+        self,
+        runner: Any,
+        release: Callable[[], None],
+        key: Any = None,
+        timeout: float | None = None,
+        scheduled: ScheduledTask[Any] | None = None,
+    ) -> None:
+        self.runner = runner
+        self.release = release
+        self.key = key
+        self.timeout = timeout
+        self.scheduled = scheduled
+
+
+class RunnerStatistics:
+    """Live counters of a runner (see :meth:`_PoolRunner.statistics`)."""
+
+    __slots__ = ("completed", "envelopes", "failed", "running", "started")
+
+    def __init__(self, started: int, running: int, completed: int, failed: int, envelopes: int):
+        self.started = started
+        self.running = running
+        self.completed = completed
+        self.failed = failed
+        self.envelopes = envelopes
+
+    def __repr__(self) -> str:
+        return (
+            f"RunnerStatistics(started={self.started}, running={self.running}, "
+            f"completed={self.completed}, failed={self.failed}, envelopes={self.envelopes})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunnerStatistics):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+
+class _TaskFeed:
+    """Reads a task source of any kind: a sync iterable (no awaiting), or an async
+    iterable / pull object (read through its raw cycle)."""
+
+    __slots__ = ("_async", "_sync")
+
+    def __init__(self, source: object) -> None:
+        self._sync: Any = None
+        self._async: AsyncIterator[Any] | None = None
+        if hasattr(type(source), "__aiter__"):
+            self._async = pull_iter(source)  # type: ignore[arg-type]
+        elif isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
+            self._sync = iter(source)
+        else:
+            raise TypeError(
+                f"source must be an iterable, async iterable or pull object of task runners, "
+                f"got {type(source).__name__}"
+            )
+
+    @property
+    def never_waits(self) -> bool:
+        """Whether taking the next task never waits (a sync iterable)."""
+        return self._sync is not None
+
+    async def next(self) -> Any:
+        """The next task, or ``_END``."""
+        if self._sync is not None:
+            return next(self._sync, _END)
+        assert self._async is not None
+        try:
+            return await self._async.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+
+class _PoolRunner(Generic[K]):
+    """What both runners share: the dispatcher, the executor seam and the envelope
+    stream. Subclasses decide what to start next (:meth:`_next_start`)."""
+
+    def __init__(
+        self,
+        name: str,
+        source: Any,
+        *,
+        executor: ExecutorSpec,
+        timeout: float | None,
+        max_unread: int,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.timeout = check_seconds("timeout", timeout, allow_none=True, positive=True)
+        self.max_unread = check_int("max_unread", max_unread, minimum=1)
+        self._executor_spec = executor
+        make_executor(executor)  # validate early, without keeping what it built
+        self._feed = _TaskFeed(source)
+        # Invariant: _running maps the id of every task submitted and not yet ended.
+        self._running: dict[int, _Running] = {}
+        self._buffer: deque[TaskProgressEnvelope] = deque()
+        self._room = ParkingLot()  # the dispatcher parks here while the buffer is full
+        self._consumer: asyncio.Future[None] | None = None
+        self._next_id = 0
+        self._active = False
+        self._closing = False
+        self._executor: Executor | None = None
+        self._completed = 0
+        self._failed = 0
+        self._envelopes = 0
+        # Ids of ERROR envelopes of attempts that will be retried (not final failures).
+        self._retried: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.statistics()!r}>"
+
+    def statistics(self) -> RunnerStatistics:
+        """Tasks started, running, completed and failed; envelopes delivered."""
+        return RunnerStatistics(
+            self._next_id, len(self._running), self._completed, self._failed, self._envelopes
+        )
+
+    @property
+    def running(self) -> int:
+        """How many tasks are in flight."""
+        return len(self._running)
+
+    @property
+    def executor(self) -> Executor | None:
+        """The executor of the run in progress (``None`` between runs)."""
+        return self._executor
+
+    # -- what subclasses decide ---------------------------------------------------------------
+
+    async def _next_start(self) -> _Start | TaskProgressEnvelope | None:
+        """The next task to start with its capacity held, an envelope to emit at once
+        (a task rejected before it ran), or ``None`` when the source is exhausted."""
+        raise NotImplementedError
+
+    def _on_final(self, record: _Running, value: Any) -> BaseException | None:
+        """Bookkeeping for a FINAL; an exception turns it into an ERROR."""
+        return None
+
+    def _on_error(self, record: _Running, error: BaseException) -> bool:
+        """Bookkeeping for an ERROR; return whether it is the task's last attempt."""
+        return True
+
+    def _on_shutdown(self) -> None:
+        """Drop what the subclass keeps between tasks (timers...)."""
+
+    async def _acquire_slot(self) -> Callable[[], None]:
+        """Take one executor slot; return what gives it back."""
+        slots = self._executor.capacity if self._executor is not None else None
+        if slots is None:
+            return _nothing
+        await slots.acquire()
+        return slots.release
+
+    # -- TaskEvents (called by the executor on the loop) ------------------------------------
+
+    def task_intermediate(self, task_id: int, value: Any) -> None:
+        record = self._running.get(task_id)
+        if record is None or self._closing:
+            return
+        self._emit(TaskProgressEnvelope(_INTERMEDIATE, task_id, record.key, value))
+
+    def task_final(self, task_id: int, value: Any) -> None:
+        record = self._end(task_id)
+        if record is None:
+            return
+        problem = self._on_final(record, value)
+        if problem is not None:
+            self._failed += 1
+            self._emit(TaskProgressEnvelope(_ERROR, task_id, record.key, None, problem))
+            return
+        self._completed += 1
+        self._emit(TaskProgressEnvelope(_FINAL, task_id, record.key, value))
+
+    def task_error(self, task_id: int, error: BaseException) -> None:
+        record = self._end(task_id)
+        if record is None:
+            return
+        self._failed += 1
+        if not self._on_error(record, error):
+            self._retried.add(task_id)
+        self._emit(TaskProgressEnvelope(_ERROR, task_id, record.key, None, error))
+
+    def _end(self, task_id: int) -> _Running | None:
+        """Forget a task that ended and give its capacity back."""
+        record = self._running.pop(task_id, None)
+        if record is None:
+            return None
+        if record.timer is not None:
+            record.timer.cancel()
+        record.release()
+        self._wake_consumer()
+        return None if self._closing else record
+
+    def _emit(self, envelope: TaskProgressEnvelope) -> None:
+        self._buffer.append(envelope)
+        self._wake_consumer()
+
+    def _wake_consumer(self) -> None:
+        waiter = self._consumer
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the dispatcher ----------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        buffer, room = self._buffer, self._room
+        while True:
+            while len(buffer) >= self.max_unread:
+                await room.park()
+            start = await self._next_start()
+            if start is None:
+                return
+            if isinstance(start, TaskProgressEnvelope):
+                self._failed += 1
+                self._emit(start)
+                continue
+            self._launch(start)
+
+    def _new_id(self) -> int:
+        task_id = self._next_id
+        self._next_id += 1
+        return task_id
+
+    def _launch(self, start: _Start) -> None:
+        executor = self._executor
+        assert executor is not None
+        task_id = self._new_id()
+        record = _Running(task_id, start.key, start.release, start.scheduled)
+        # The record exists before submit: an executor may report at once.
+        self._running[task_id] = record
+        try:
+            handle = executor.submit(task_id, start.runner, self)
+        except BaseException as error:
+            self.task_error(task_id, error)
+            return
+        if task_id in self._running:
+            record.handle = handle
+            if start.timeout is not None:
+                record.timer = asyncio.get_running_loop().call_later(
+                    start.timeout, self._time_out, task_id, start.timeout
+                )
+
+    def _time_out(self, task_id: int, timeout: float) -> None:
+        record = self._running.get(task_id)
+        if record is not None and record.handle is not None:
+            record.handle.cancel(TaskTimeoutError(f"task {task_id} timed out after {timeout}s"))
+
+    # -- the consumer side ----------------------------------------------------------------------
+
+    async def run_tasks(
+        self, stop_on_error: bool = False
+    ) -> AsyncGenerator[TaskProgressEnvelope, None]:
+        """Run every task of the source; yield their envelopes in completion order.
+
+        Args:
+            stop_on_error: ``False`` (default) yields ERROR envelopes and goes on;
+                ``True`` cancels the tasks in flight and raises the first task error.
+
+        An error raised by the source itself ends the run after the tasks already
+        started have delivered their envelopes.
+
+        Leaving early cancels every task in flight and returns all capacity before the
+        generator finishes closing: ``await stream.aclose()``, cancellation, and
+        ``async with contextlib.aclosing(runner.run_tasks()) as stream`` wait for that.
+        A bare ``break`` leaves the cleanup to Python's async-generator finalizer,
+        which runs it on the event loop right after the loop drops the generator.
+        """
+        if self._active:
+            raise RuntimeError(f"runner {self.name!r} is already running")
+        self._active = True
+        self._closing = False
+        executor, owned = make_executor(self._executor_spec)
+        self._executor = executor
+        dispatcher: asyncio.Task[None] | None = None
+        try:
+            await executor.start()
+            dispatcher = asyncio.ensure_future(self._dispatch())
+            dispatcher.add_done_callback(lambda _: self._wake_consumer())
+            buffer, room, running = self._buffer, self._room, self._running
+            max_unread = self.max_unread
+            while True:
+                if buffer:
+                    envelope = buffer.popleft()
+                    if room and len(buffer) < max_unread:
+                        room.unpark()
+                    kind = envelope.type
+                    if kind is _INTERMEDIATE:
+                        record = running.get(envelope.task_id)
+                        if record is not None and record.handle is not None:
+                            record.handle.ack(1)
+                    elif kind is _ERROR:
+                        retried = envelope.task_id in self._retried
+                        self._retried.discard(envelope.task_id)
+                        if stop_on_error and not retried:
+                            assert envelope.error is not None
+                            raise envelope.error
+                    self._envelopes += 1
+                    yield envelope
+                elif dispatcher.done() and not running:
+                    dispatcher.result()  # the source's own error, if any
+                    return
+                else:
+                    self._consumer = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._consumer
+                    finally:
+                        self._consumer = None
+        finally:
+            await self._shutdown(dispatcher, executor, owned)
+
+    async def _shutdown(
+        self, dispatcher: asyncio.Task[None] | None, executor: Executor, owned: bool
+    ) -> None:
+        try:
+            if dispatcher is not None and not dispatcher.done():
+                dispatcher.cancel()
+                await asyncio.gather(dispatcher, return_exceptions=True)
+            self._closing = True
+            self._on_shutdown()
+            for record in list(self._running.values()):
+                if record.handle is not None:
+                    record.handle.cancel()
+            while self._running:
+                self._consumer = asyncio.get_running_loop().create_future()
+                try:
+                    await self._consumer
+                finally:
+                    self._consumer = None
+        finally:
+            self._buffer.clear()
+            self._retried.clear()
+            self._room.unpark_all()
+            self._executor = None
+            self._active = False
+            if owned:
+                await executor.aclose()
+
+
+def _nothing() -> None:
+    pass
+
+
+class HierarchicalTaskPoolRunner(_PoolRunner[None]):
+    """Run task runners with one unit of a :class:`CapacitySource` each.
+
+    Args:
+        name: used in ``repr`` and errors.
+        source: the task runners: any iterable, async iterable or pull object
+            (``SourceBufferObj``, ``PushPullBufferObj.source``, an async generator...).
+            It is read one task ahead of capacity: the next task is taken from the
+            source, then capacity is acquired, then it starts, so no capacity is held
+            while the source waits for work.
+        capacity: one unit per running task; its parents are acquired too.
+        executor: ``"inline"`` (default), ``"thread"``, ``"process"``, ``"ray"`` or an
+            :class:`Executor`. A name builds an executor owned (and closed) by each
+            run; an object is started if needed and left open.
+        timeout: seconds each task may run; then it is cancelled and gets an ERROR
+            envelope with :class:`TaskTimeoutError`.
+        max_unread: how many envelopes may wait unread before the runner stops
+            starting tasks (eager execution with a bounded results buffer).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        source: Any,
+        capacity: CapacitySource,
+        *,
+        executor: ExecutorSpec = "inline",
+        timeout: float | None = None,
+        max_unread: int = 1024,
+    ) -> None:
+        if not isinstance(capacity, CapacitySource):
+            raise TypeError(f"capacity must be a CapacitySource, got {type(capacity).__name__}")
+        super().__init__(name, source, executor=executor, timeout=timeout, max_unread=max_unread)
+        self.capacity = capacity
+
+    async def _next_start(self) -> _Start | TaskProgressEnvelope | None:
+        runner = await self._feed.next()
+        if runner is _END:
+            return None
+        if not callable(runner):
+            error = TypeError(f"a task runner must be callable, got {type(runner).__name__}")
+            return TaskProgressEnvelope(_ERROR, self._new_id(), None, None, error)
+        release_slot = await self._acquire_slot()
+        capacity = self.capacity
+        try:
+            await capacity.acquire()
+        except BaseException:
+            release_slot()
+            raise
+
+        def release() -> None:
+            capacity.release()
+            release_slot()
+
+        return _Start(runner, release, None, self.timeout)
+
+
+class ScheduledTaskPoolRunner(_PoolRunner[K]):
+    """Run :class:`ScheduledTask` objects with multi-resource costs.
+
+    Protocol per task: peek at the head task, check that its cost is possible at all
+    (an impossible cost gets an ERROR envelope with :class:`ImpossibleCostError` at
+    once), acquire it, start it, release it when the task ends, call ``on_complete``
+    or ``on_error``, then emit the envelope.
+
+    Args:
+        name: used in ``repr`` and errors.
+        source: ScheduledTasks: any iterable, async iterable or pull object; a
+            ``peek()`` method is used when present.
+        capacity: the :class:`ResourceCapacitySource` costs are acquired from.
+        executor, timeout, max_unread: as for :class:`HierarchicalTaskPoolRunner`.
+        backfill: when the head task cannot be afforded now, start the first of the
+            next ``backfill`` tasks that can (0, the default, keeps strict order).
+        retry: for a dependency source (one with ``complete``/``fail``/``abort``, e.g.
+            :class:`DependencySourceObj`), how failed tasks are retried before their
+            node is aborted with its dependents.
+        auto_wire: call ``complete``/``fail``/``abort`` on such a source (default
+            true); FINAL completes the node, ERROR retries or aborts it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        source: Any,
+        capacity: ResourceCapacitySource,
+        *,
+        executor: ExecutorSpec = "inline",
+        timeout: float | None = None,
+        max_unread: int = 1024,
+        backfill: int = 0,
+        retry: RetryPolicy | None = None,
+        auto_wire: bool = True,
+    ) -> None:
+        if not isinstance(capacity, ResourceCapacitySource):
+            raise TypeError(
+                f"capacity must be a ResourceCapacitySource, got {type(capacity).__name__}"
+            )
+        super().__init__(name, source, executor=executor, timeout=timeout, max_unread=max_unread)
+        self.capacity = capacity
+        self.backfill = check_int("backfill", backfill, minimum=0)
+        self.retry = retry if retry is not None else RetryPolicy()
+        if not isinstance(self.retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        wired = all(callable(getattr(source, m, None)) for m in ("complete", "fail", "abort"))
+        self._graph: Any = source if (auto_wire and wired) else None
+        self._peek: Callable[[], Any] | None = getattr(source, "peek", None)
+        # Tasks taken from the source but not started yet, head first.
+        self._lookahead: deque[Any] = deque()
+        self._attempts: dict[Any, int] = {}
+        self._retry_timers: set[asyncio.TimerHandle] = set()
+
+    # -- choosing the next task ---------------------------------------------------------------
+
+    async def _head(self) -> Any:
+        """The next task without consuming it (``_END`` when the source is done)."""
+        if self._lookahead:
+            return self._lookahead[0]
+        if self._peek is not None:
+            head = self._peek()
+            if head is not None:
+                return head
+        task = await self._feed.next()
+        if task is not _END:
+            self._lookahead.append(task)
+        return task
+
+    async def _take(self) -> Any:
+        """Consume the head task (the one ``_head`` returned, unless the source changed)."""
+        if self._lookahead:
+            return self._lookahead.popleft()
+        task = await self._feed.next()
+        return task if task is not _END else None
+
+    def _check(self, task: Any) -> TaskProgressEnvelope | None:
+        """An immediate ERROR envelope for a task that cannot run, else ``None``."""
+        if not isinstance(task, ScheduledTask):
+            error: BaseException = TypeError(
+                f"the source must yield ScheduledTask objects, got {type(task).__name__}"
+            )
+            return TaskProgressEnvelope(_ERROR, self._new_id(), None, None, error)
+        if not callable(task.runner):
+            error = TypeError(f"task {task.key!r}: runner must be callable")
+        else:
+            cost = task.cost if task.cost is not None else DEFAULT_COST
+            try:
+                possible = self.capacity.validate_cost(cost)
+            except (TypeError, ValueError) as invalid:
+                error = invalid
+            else:
+                if possible:
+                    return None
+                error = ImpossibleCostError(
+                    f"task {task.key!r}: cost {dict(cost)!r} exceeds the limits of "
+                    f"capacity {self.capacity!r}"
+                )
+        return TaskProgressEnvelope(_ERROR, self._new_id(), task.key, None, error)
+
+    def _start(self, task: ScheduledTask[K], release_slot: Callable[[], None]) -> _Start:
+        capacity = self.capacity
+        cost = task.cost if task.cost is not None else DEFAULT_COST
+        capacity.acquire_immediate(cost)
+
+        def release() -> None:
+            capacity.release(cost)
+            release_slot()
+
+        timeout = task.timeout if task.timeout is not None else self.timeout
+        return _Start(task.runner, release, task.key, timeout, task)
+
+    async def _next_start(self) -> _Start | TaskProgressEnvelope | None:
+        release_slot = await self._acquire_slot()
+        try:
+            while True:
+                head = await self._head()
+                if head is _END:
+                    release_slot()
+                    return None
+                rejected = self._check(head)
+                if rejected is not None:
+                    await self._take()
+                    release_slot()
+                    return rejected
+                cost = head.cost if head.cost is not None else DEFAULT_COST
+                if self.capacity.can_acquire(cost):
+                    task = await self._take()
+                    if task is head or task is None:
+                        return self._start(head, release_slot)
+                    # A dynamic source handed over another task than it showed: it
+                    # becomes the head and is checked afresh.
+                    self._lookahead.appendleft(task)
+                    continue
+                backfilled = await self._backfill()
+                if backfilled is not None:
+                    return self._start(backfilled, release_slot)
+                await self._wait_for_capacity(cost)
+        except BaseException:
+            release_slot()
+            raise
+
+    async def _backfill(self) -> ScheduledTask[K] | None:
+        """Take the first affordable task among the ``backfill`` behind the head."""
+        if not self.backfill:
+            return None
+        lookahead = self._lookahead
+        if not lookahead:  # the head was only peeked: hold it so the source shows the next
+            head = await self._feed.next()
+            if head is _END:
+                return None
+            lookahead.append(head)
+        while len(lookahead) <= self.backfill and self._ready_now():
+            task = await self._feed.next()
+            if task is _END:
+                break
+            lookahead.append(task)
+        for position in range(1, min(len(lookahead), self.backfill + 1)):
+            task = lookahead[position]
+            if self._check(task) is not None:
+                continue  # rejected when it reaches the head
+            cost = task.cost if task.cost is not None else DEFAULT_COST
+            if self.capacity.can_acquire(cost):
+                del lookahead[position]
+                return task  # type: ignore[no-any-return]
+        return None
+
+    def _ready_now(self) -> bool:
+        """Whether the source can hand over a task without waiting."""
+        if self._feed.never_waits:
+            return True
+        return self._peek is not None and self._peek() is not None
+
+    async def _wait_for_capacity(self, cost: Any) -> None:
+        """Wait until the capacity may afford ``cost`` (or a backfill candidate)."""
+        if self.backfill:
+            await self.capacity.wait_obj.wait()
+            return
+        # Queue FIFO with everyone else for the head's cost, then hand it back: the
+        # loop re-reads the head (a dynamic source may have changed it) and takes it.
+        await self.capacity.acquire(cost)
+        self.capacity.release(cost)
+
+    # -- wiring results back to the source -----------------------------------------------------
+
+    def _on_final(self, record: _Running, value: Any) -> BaseException | None:
+        task = record.scheduled
+        assert task is not None
+        self._attempts.pop(task.key, None)
+        try:
+            if self._graph is not None:
+                self._graph.complete(task.key)
+            if task.on_complete is not None:
+                task.on_complete(task.key, value)
+        except Exception as error:
+            return error
+        return None
+
+    def _on_error(self, record: _Running, error: BaseException) -> bool:
+        task = record.scheduled
+        assert task is not None
+        last = True
+        if self._graph is not None:
+            attempt = self._attempts.get(task.key, 0) + 1
+            if self.retry.should_retry(attempt, error) and not self._closing:
+                self._attempts[task.key] = attempt
+                last = False
+                self._schedule_retry(task.key, self.retry.delay(attempt))
+            else:
+                self._attempts.pop(task.key, None)
+                self._graph.abort(task.key)
+        if task.on_error is not None:
+            try:
+                task.on_error(task.key, error)
+            except Exception as callback_error:
+                # The task's ERROR envelope still goes out; the callback's own failure
+                # is reported the way asyncio reports errors nobody awaits.
+                asyncio.get_running_loop().call_exception_handler(
+                    {
+                        "message": f"on_error callback of task {task.key!r} raised",
+                        "exception": callback_error,
+                    }
+                )
+        return last
+
+    def _schedule_retry(self, key: Any, delay: float) -> None:
+        graph = self._graph
+        if delay <= 0:
+            graph.fail(key)
+            return
+
+        def retry() -> None:
+            self._retry_timers.discard(timer)
+            graph.fail(key)
+
+        timer = asyncio.get_running_loop().call_later(delay, retry)
+        self._retry_timers.add(timer)
+
+    def _on_shutdown(self) -> None:
+        for timer in self._retry_timers:
+            timer.cancel()
+        self._retry_timers.clear()

@@ -1,0 +1,75 @@
+"""What a :class:`ScheduledTaskPoolRunner` schedules: :class:`ScheduledTask`, and the
+:class:`RetryPolicy` it applies to failed tasks of a dependency source."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+from ._util import check_int, check_seconds
+
+__all__ = ["DEFAULT_COST", "RetryPolicy", "ScheduledTask"]
+
+K = TypeVar("K")
+
+DEFAULT_COST: Mapping[str, float] = {"capacity": 1}
+"""The cost of a :class:`ScheduledTask` that names none."""
+
+
+@dataclasses.dataclass
+class ScheduledTask(Generic[K]):
+    """A task for :class:`ScheduledTaskPoolRunner`.
+
+    Attributes:
+        key: the task's name; envelopes carry it as ``key``.
+        runner: the task runner (a zero-argument callable, SPEC 2).
+        cost: resources the task holds while it runs (default ``{"capacity": 1}``).
+        on_complete: called as ``on_complete(key, result)`` before its FINAL envelope.
+        on_error: called as ``on_error(key, error)`` before its ERROR envelope.
+        timeout: seconds the task may run (overrides the runner's ``timeout``).
+    """
+
+    key: K
+    runner: Callable[[], Any]
+    cost: Mapping[str, float] | None = None
+    on_complete: Callable[[K, Any], Any] | None = None
+    on_error: Callable[[K, BaseException], Any] | None = None
+    timeout: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How a runner retries the failed tasks of a dependency source.
+
+    Attempt ``n`` (from 1) that fails is retried after
+    ``min(backoff * multiplier ** (n - 1), max_backoff)`` seconds, stretched by a random
+    factor in ``[1 - jitter, 1 + jitter]``, while ``n < max_attempts`` and the error is
+    an instance of ``retry_on``. Then the task's node is aborted, with its dependents.
+    """
+
+    max_attempts: int = 1
+    backoff: float = 0.1
+    jitter: float = 0.0
+    multiplier: float = 2.0
+    max_backoff: float = 60.0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        check_int("max_attempts", self.max_attempts, minimum=1)
+        check_seconds("backoff", self.backoff)
+        check_seconds("max_backoff", self.max_backoff)
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"jitter must be between 0 and 1, got {self.jitter}")
+        if self.multiplier < 1:
+            raise ValueError(f"multiplier must be >= 1, got {self.multiplier}")
+
+    def should_retry(self, attempt: int, error: BaseException) -> bool:
+        """Whether failed attempt number ``attempt`` (from 1) is retried."""
+        return attempt < self.max_attempts and isinstance(error, self.retry_on)
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before retrying after failed attempt ``attempt``."""
+        base = min(self.backoff * self.multiplier ** (attempt - 1), self.max_backoff)
+        return max(0.0, base * (1 + self.jitter * (2 * rng() - 1)))

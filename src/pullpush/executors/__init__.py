@@ -1,0 +1,21 @@
+"""Executors: where a task runner runs (inline, thread, process, ray)."""
+
+from ._base import Executor as Executor
+from ._base import ExecutorClosedError as ExecutorClosedError
+from ._base import TaskEvents as TaskEvents
+from ._base import TaskHandle as TaskHandle
+from ._base import TaskRunner as TaskRunner
+from ._inline import InlineExecutor as InlineExecutor
+from ._registry import ExecutorSpec as ExecutorSpec
+from ._registry import make_executor as make_executor
+
+__all__ = (
+    "Executor",
+    "ExecutorClosedError",
+    "ExecutorSpec",
+    "InlineExecutor",
+    "TaskEvents",
+    "TaskHandle",
+    "TaskRunner",
+    "make_executor",
+)

@@ -1,0 +1,222 @@
+"""The executor seam: where a task runner runs.
+
+A pool runner keeps capacity, task pulling and envelope delivery on the caller's event
+loop and hands each task runner to an :class:`Executor`. The executor reports what the
+task produces through the runner's :class:`TaskEvents` -- plain method calls on the
+caller's loop, so a remote executor can deliver a whole batch of envelopes from one
+pipe read without creating an asyncio task per task -- and returns a
+:class:`TaskHandle` through which the runner cancels the task and grants it
+flow-control credits.
+
+Contract of an executor:
+
+* ``submit`` never blocks. It may queue the task; ``capacity`` (if not ``None``) is a
+  :class:`CapacitySource` whose units are the executor's slots, and a runner holds one
+  unit per task it has submitted and not yet seen end.
+* For every ``submit``, exactly one of ``events.task_final`` / ``events.task_error``
+  is called, last, after the task's ``events.task_intermediate`` calls, all on the
+  loop ``start()`` ran on.
+* Flow control: a task may have at most ``credit_window`` INTERMEDIATE envelopes
+  outstanding (reported but not acknowledged through ``TaskHandle.ack``); then it is
+  paused until the consumer catches up. Nothing is ever dropped.
+* ``TaskHandle.cancel(error)`` stops the task as soon as it can and ends it with
+  ``task_error(error)`` (default: :class:`asyncio.CancelledError`), unless it had
+  already ended.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._envelope import EnvelopeType, TaskProgressEnvelope
+from .._exceptions import PullPushError
+
+if TYPE_CHECKING:
+    from ..capacity import CapacitySource
+
+__all__ = [
+    "Executor",
+    "ExecutorClosedError",
+    "TaskEvents",
+    "TaskHandle",
+    "TaskRunner",
+]
+
+TaskRunner = Callable[[], Any]
+"""A zero-argument callable; what it returns decides the envelopes (SPEC 2)."""
+
+
+class ExecutorClosedError(PullPushError, RuntimeError):
+    """A task was submitted to an executor that is closed (or closing)."""
+
+
+class TaskEvents(Protocol):
+    """What an executor reports to; implemented by the pool runners."""
+
+    def task_intermediate(self, task_id: int, value: Any) -> None:
+        """The task yielded ``value``."""
+
+    def task_final(self, task_id: int, value: Any) -> None:
+        """The task finished with ``value``."""
+
+    def task_error(self, task_id: int, error: BaseException) -> None:
+        """The task failed with ``error``."""
+
+
+class TaskHandle(Protocol):
+    """The runner's side of one submitted task."""
+
+    def cancel(self, error: BaseException | None = None) -> None:
+        """Stop the task; it ends with ``task_error(error or CancelledError())``."""
+
+    def ack(self, count: int = 1) -> None:
+        """``count`` INTERMEDIATE envelopes of the task were consumed."""
+
+
+class Executor(abc.ABC):
+    """Base of the executors: ``"inline"``, ``"thread"``, ``"process"``, ``"ray"``.
+
+    Usable on its own: ``async with ProcessExecutor() as ex: await ex.run(f, x)``.
+    """
+
+    name: str = "executor"
+    credit_window: int = 256
+    """INTERMEDIATE envelopes a task may have outstanding before it is paused."""
+
+    def __init__(self) -> None:
+        self._started = False
+        self._closed = False
+
+    @property
+    def capacity(self) -> CapacitySource | None:
+        """The executor's slots as a capacity level (``None``: unlimited)."""
+        return None
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` ran."""
+        return self._started
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` ran."""
+        return self._closed
+
+    async def start(self) -> None:
+        """Make the executor ready (start workers...). Idempotent."""
+        if self._closed:
+            raise ExecutorClosedError(f"{type(self).__name__} is closed")
+        if not self._started:
+            await self._start()
+            self._started = True
+
+    async def _start(self) -> None:  # noqa: B027 - optional hook
+        """What starting means to this executor."""
+
+    @abc.abstractmethod
+    def submit(self, task_id: int, runner: TaskRunner, events: TaskEvents) -> TaskHandle:
+        """Start (or queue) ``runner`` as task ``task_id``, reporting to ``events``."""
+
+    async def aclose(self) -> None:
+        """Stop the executor: cancel what runs, release workers. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._aclose()
+
+    async def _aclose(self) -> None:  # noqa: B027 - optional hook
+        """What closing means to this executor."""
+
+    async def __aenter__(self) -> Executor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- standalone use -------------------------------------------------------------------
+
+    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` as one task; return its FINAL value or raise.
+
+        INTERMEDIATE values are discarded. Cancelling the caller cancels the task.
+        """
+        result: Any = None
+        async for envelope in self.stream(fn, *args, **kwargs):
+            if envelope.type is EnvelopeType.FINAL:
+                result = envelope.value
+        return result
+
+    async def stream(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> AsyncGenerator[TaskProgressEnvelope, None]:
+        """Run ``fn(*args, **kwargs)`` as one task and yield its envelopes: every
+        INTERMEDIATE, then the FINAL. An ERROR is raised, not yielded. Leaving the
+        loop early cancels the task."""
+        await self.start()
+        runner = _bind(fn, args, kwargs)
+        collector = _Collector()
+        handle = self.submit(0, runner, collector)
+        try:
+            while True:
+                while not collector.envelopes:
+                    await collector.wait()
+                envelope = collector.envelopes.pop(0)
+                if envelope.type is EnvelopeType.ERROR:
+                    assert envelope.error is not None
+                    raise envelope.error
+                if envelope.type is EnvelopeType.INTERMEDIATE:
+                    handle.ack(1)
+                yield envelope
+                if envelope.type is EnvelopeType.FINAL:
+                    return
+        finally:
+            if not collector.ended:
+                handle.cancel()
+                while not collector.ended:
+                    await collector.wait()
+
+
+def _bind(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskRunner:
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if not args and not kwargs:
+        return fn
+    import functools
+
+    return functools.partial(fn, *args, **kwargs)
+
+
+class _Collector:
+    """A :class:`TaskEvents` for one standalone task."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[TaskProgressEnvelope] = []
+        self.ended = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _add(self, envelope: TaskProgressEnvelope) -> None:
+        self.envelopes.append(envelope)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def task_intermediate(self, task_id: int, value: Any) -> None:
+        self._add(TaskProgressEnvelope(EnvelopeType.INTERMEDIATE, task_id, None, value))
+
+    def task_final(self, task_id: int, value: Any) -> None:
+        self.ended = True
+        self._add(TaskProgressEnvelope(EnvelopeType.FINAL, task_id, None, value))
+
+    def task_error(self, task_id: int, error: BaseException) -> None:
+        self.ended = True
+        self._add(TaskProgressEnvelope(EnvelopeType.ERROR, task_id, None, None, error))

@@ -1,0 +1,122 @@
+"""Run one task runner and report what it produces: the semantics of SPEC 2's table,
+written once and used by every executor (inline, thread, and inside each worker
+process).
+
+| the runner is / returns                    | INTERMEDIATE   | FINAL value            |
+|--------------------------------------------|----------------|------------------------|
+| plain function (value)                     | none           | the return value       |
+| coroutine function / awaitable             | none           | the awaited result     |
+| sync generator                             | one per yield  | its ``return`` value   |
+| async generator or other async iterable    | one per item   | a yielded ``Final(x)`` |
+| awaitable resolving to an async iterable   | one per item   | as above               |
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterable, Callable
+from typing import Any
+
+from .._envelope import Final
+from .._sync import ParkingLot
+
+__all__ = ["Credits", "FinalNotLastError", "drive", "run_sync_step"]
+
+
+class FinalNotLastError(ValueError):
+    """An async-generator task runner yielded something after ``Final(x)``."""
+
+
+class Credits:
+    """A per-task window of INTERMEDIATE envelopes sent but not yet consumed.
+
+    ``await take()`` before sending one; it waits while ``window`` are outstanding.
+    ``ack(n)`` returns ``n`` (the consumer read them). This is what pauses a streaming
+    task whose consumer stopped reading.
+    """
+
+    __slots__ = ("_lot", "outstanding", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        # Invariant: outstanding = sent - acknowledged, never negative.
+        self.outstanding = 0
+        self._lot: ParkingLot | None = None
+
+    async def take(self) -> None:
+        while self.outstanding >= self.window:
+            if self._lot is None:
+                self._lot = ParkingLot()
+            await self._lot.park()
+        self.outstanding += 1
+
+    def ack(self, count: int = 1) -> None:
+        self.outstanding = max(0, self.outstanding - count)
+        if self._lot is not None and self.outstanding < self.window:
+            self._lot.unpark_all()
+
+
+def run_sync_step(runner: Callable[[], Any]) -> tuple[bool, Any]:
+    """Call ``runner``; return ``(True, value)`` if that already is the FINAL value,
+    ``(False, result)`` if the result still has to be driven by :func:`drive`."""
+    result = runner()
+    if (
+        inspect.isgenerator(result)
+        or hasattr(type(result), "__await__")
+        or hasattr(type(result), "__aiter__")
+    ):
+        return False, result
+    return True, result
+
+
+async def drive(
+    result: Any,
+    emit: Callable[[Any], None],
+    credits: Credits | None = None,
+) -> Any:
+    """Drive what a task runner returned to its FINAL value, calling ``emit(value)``
+    for each INTERMEDIATE value (after taking a credit, when ``credits`` is given).
+    """
+    if hasattr(type(result), "__await__"):
+        result = await result
+        if not (inspect.isgenerator(result) or hasattr(type(result), "__aiter__")):
+            return result
+    if inspect.isgenerator(result):
+        try:
+            while True:
+                item = next(result)
+                if credits is not None:
+                    await credits.take()
+                emit(item)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            result.close()
+    if hasattr(type(result), "__aiter__"):
+        return await _drive_async(result, emit, credits)
+    return result
+
+
+async def _drive_async(
+    stream: AsyncIterable[Any], emit: Callable[[Any], None], credits: Credits | None
+) -> Any:
+    iterator = stream.__aiter__()
+    final: Any = None
+    finished = False
+    try:
+        async for item in iterator:
+            if finished:
+                raise FinalNotLastError(
+                    f"a task runner yielded {item!r} after Final(...); Final must be last"
+                )
+            if isinstance(item, Final):
+                final, finished = item.value, True
+                continue
+            if credits is not None:
+                await credits.take()
+            emit(item)
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return final

@@ -1,0 +1,226 @@
+"""ScheduledTaskPoolRunner: costs, callbacks, impossible costs, backfill, dependency
+sources with auto-wiring and retries."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pullpush import (
+    DependencyGraph,
+    DependencySourceObj,
+    EnvelopeType,
+    ImpossibleCostError,
+    PriorityDependencySourceObj,
+    PrioritySourceObj,
+    ResourceCapacitySource,
+    RetryPolicy,
+    ScheduledTask,
+    ScheduledTaskPoolRunner,
+    TaskProgressEnvelope,
+)
+from pullpush.testing import collect
+
+
+def value(v: Any, delay: float = 0.0) -> Any:
+    async def run() -> Any:
+        await asyncio.sleep(delay)
+        return v
+
+    return run
+
+
+def keyed(envelopes: list[TaskProgressEnvelope]) -> dict[Any, str]:
+    return {e.key: e.type.value for e in envelopes}
+
+
+async def test_costs_limit_concurrency_per_resource() -> None:
+    capacity = ResourceCapacitySource({"cpu": 4, "memory_mb": 1000})
+    running = {"cpu": 0.0, "memory_mb": 0.0}
+    peak = {"cpu": 0.0, "memory_mb": 0.0}
+
+    def task(key: str, cost: dict[str, float]) -> ScheduledTask[str]:
+        async def run() -> str:
+            for name, amount in cost.items():
+                running[name] += amount
+                peak[name] = max(peak[name], running[name])
+            await asyncio.sleep(0.002)
+            for name, amount in cost.items():
+                running[name] -= amount
+            return key
+
+        return ScheduledTask(key, run, cost)
+
+    tasks = [task(f"t{i}", {"cpu": 1, "memory_mb": 400}) for i in range(8)]
+    runner = ScheduledTaskPoolRunner("costs", tasks, capacity)
+    envelopes = await collect(runner.run_tasks())
+    assert sorted(e.value for e in envelopes) == sorted(f"t{i}" for i in range(8))
+    assert peak["memory_mb"] <= 1000 and peak["cpu"] <= 4
+    assert capacity.available == {"cpu": 4, "memory_mb": 1000}
+
+
+async def test_callbacks_run_before_the_envelope_with_the_key() -> None:
+    calls: list[tuple[str, Any]] = []
+
+    def boom() -> None:
+        raise OSError("disk")
+
+    tasks = [
+        ScheduledTask("ok", value(1), on_complete=lambda k, r: calls.append((k, r))),
+        ScheduledTask("bad", boom, on_error=lambda k, e: calls.append((k, type(e).__name__))),
+    ]
+    runner = ScheduledTaskPoolRunner("callbacks", tasks, ResourceCapacitySource({"capacity": 1}))
+    envelopes = await collect(runner.run_tasks())
+    assert keyed(envelopes) == {"ok": "FINAL", "bad": "ERROR"}
+    assert calls == [("ok", 1), ("bad", "OSError")]
+
+
+async def test_an_impossible_cost_gets_an_error_at_once_and_the_runner_goes_on() -> None:
+    tasks = [
+        ScheduledTask("huge", value("never"), {"gpu": 5}),
+        ScheduledTask("fine", value("ok"), {"gpu": 1}),
+    ]
+    runner = ScheduledTaskPoolRunner("impossible", tasks, ResourceCapacitySource({"gpu": 2}))
+    envelopes = await collect(runner.run_tasks())
+    assert keyed(envelopes) == {"huge": "ERROR", "fine": "FINAL"}
+    error = next(e.error for e in envelopes if e.key == "huge")
+    assert isinstance(error, ImpossibleCostError) and "gpu" in str(error)
+
+
+async def test_head_of_line_order_without_backfill_and_skipping_with_it() -> None:
+    async def order(backfill: int) -> list[str]:
+        capacity = ResourceCapacitySource({"slots": 4})
+        started: list[str] = []
+
+        def task(key: str, slots: int, delay: float) -> ScheduledTask[str]:
+            async def run() -> None:
+                started.append(key)
+                await asyncio.sleep(delay)
+
+            return ScheduledTask(key, run, {"slots": slots})
+
+        tasks = [task("long", 3, 0.05), task("big", 4, 0.0), task("small", 1, 0.0)]
+        runner = ScheduledTaskPoolRunner("hol", tasks, capacity, backfill=backfill)
+        await collect(runner.run_tasks())
+        return started
+
+    assert await order(0) == ["long", "big", "small"]
+    assert await order(2) == ["long", "small", "big"]
+
+
+async def test_priority_source_runs_the_most_important_first() -> None:
+    source: PrioritySourceObj[ScheduledTask[str]] = PrioritySourceObj()
+    for key, priority in [("low", 1), ("high", 10), ("mid", 5)]:
+        source.enqueue(ScheduledTask(key, value(key)), priority)
+    source.close_source()
+    runner = ScheduledTaskPoolRunner("priority", source, ResourceCapacitySource({"capacity": 1}))
+    assert [e.key for e in await collect(runner.run_tasks())] == ["high", "mid", "low"]
+
+
+async def test_dependency_source_is_auto_wired() -> None:
+    graph: DependencyGraph[str] = DependencyGraph()
+    graph.add_all({"fetch": [], "parse": ["fetch"], "index": ["parse"], "stats": ["fetch"]})
+    order: list[str] = []
+
+    def task(key: str) -> ScheduledTask[str]:
+        def run() -> str:
+            order.append(key)
+            return key
+
+        return ScheduledTask(key, run)
+
+    source = DependencySourceObj(graph, {k: task(k) for k in ["fetch", "parse", "index", "stats"]})
+    runner = ScheduledTaskPoolRunner("deps", source, ResourceCapacitySource({"capacity": 2}))
+    envelopes = await collect(runner.run_tasks())
+    assert set(keyed(envelopes).values()) == {"FINAL"} and len(envelopes) == 4
+    assert order.index("fetch") < order.index("parse") < order.index("index")
+    assert order.index("fetch") < order.index("stats")
+    assert graph.is_done
+
+
+async def test_failures_are_retried_then_the_cascade_is_aborted() -> None:
+    graph: DependencyGraph[str] = DependencyGraph()
+    graph.add_all({"flaky": [], "broken": [], "after_flaky": ["flaky"], "after_broken": ["broken"]})
+    attempts = {"flaky": 0, "broken": 0}
+
+    def fails(key: str, times: int) -> ScheduledTask[str]:
+        def run() -> str:
+            attempts[key] += 1
+            if attempts[key] <= times:
+                raise ConnectionError(f"{key} attempt {attempts[key]}")
+            return key
+
+        return ScheduledTask(key, run)
+
+    tasks = {
+        "flaky": fails("flaky", 2),
+        "broken": fails("broken", 99),
+        "after_flaky": ScheduledTask("after_flaky", value("after")),
+        "after_broken": ScheduledTask("after_broken", value("never")),
+    }
+    source = PriorityDependencySourceObj(graph, tasks)
+    runner = ScheduledTaskPoolRunner(
+        "retry",
+        source,
+        ResourceCapacitySource({"capacity": 2}),
+        retry=RetryPolicy(max_attempts=3, backoff=0.001),
+    )
+    envelopes = await collect(runner.run_tasks())
+    finals = sorted(e.key for e in envelopes if e.type is EnvelopeType.FINAL)
+    assert finals == ["after_flaky", "flaky"]
+    assert attempts == {"flaky": 3, "broken": 3}
+    assert [e.key for e in envelopes if e.type is EnvelopeType.ERROR].count("broken") == 3
+    assert graph.get_state("after_broken") == "aborted"
+    ids = [e.task_id for e in envelopes]
+    assert sorted(ids) == list(range(len(ids)))
+
+
+async def test_stop_on_error_ignores_failures_that_will_be_retried() -> None:
+    graph: DependencyGraph[str] = DependencyGraph()
+    graph.add_node("once")
+    tries = []
+
+    def run() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ValueError("first try fails")
+        return "ok"
+
+    source = DependencySourceObj(graph, {"once": ScheduledTask("once", run)})
+    runner = ScheduledTaskPoolRunner(
+        "stop", source, ResourceCapacitySource({"capacity": 1}), retry=RetryPolicy(2, 0.0)
+    )
+    envelopes = await collect(runner.run_tasks(stop_on_error=True))
+    assert [e.type.value for e in envelopes] == ["ERROR", "FINAL"]
+
+
+async def test_not_a_scheduled_task_is_an_error_envelope() -> None:
+    runner = ScheduledTaskPoolRunner(
+        "bad", [lambda: 1, ScheduledTask("ok", value(1))], ResourceCapacitySource({"capacity": 1})
+    )
+    envelopes = await collect(runner.run_tasks())
+    assert [e.type.value for e in envelopes] == ["ERROR", "FINAL"]
+    assert "ScheduledTask" in str(envelopes[0].error)
+
+
+def test_retry_policy_validates_and_computes_backoff() -> None:
+    policy = RetryPolicy(max_attempts=4, backoff=0.1, multiplier=2, max_backoff=0.3)
+    assert [policy.delay(n, rng=lambda: 0.5) for n in (1, 2, 3)] == [0.1, 0.2, 0.3]
+    assert policy.should_retry(3, ValueError()) and not policy.should_retry(4, ValueError())
+    jittered = RetryPolicy(backoff=1.0, jitter=0.5)
+    assert jittered.delay(1, rng=lambda: 0.0) == 0.5 and jittered.delay(1, rng=lambda: 1.0) == 1.5
+    with pytest.raises(ValueError, match="max_attempts must be >= 1"):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="jitter"):
+        RetryPolicy(jitter=2)
+
+
+def test_scheduled_runner_rejects_a_plain_capacity_source() -> None:
+    from pullpush import CapacitySource
+
+    with pytest.raises(TypeError, match="ResourceCapacitySource"):
+        ScheduledTaskPoolRunner("x", [], CapacitySource(1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backfill must be >= 0"):
+        ScheduledTaskPoolRunner("x", [], ResourceCapacitySource({"a": 1}), backfill=-1)
