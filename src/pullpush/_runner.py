@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-from ._envelope import EnvelopeType, TaskProgressEnvelope
+from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope
 from ._exceptions import ImpossibleCostError, TaskTimeoutError
 from ._obj import pull_iter
 from ._sync import ParkingLot
@@ -45,6 +45,10 @@ _FINAL = EnvelopeType.FINAL
 _ERROR = EnvelopeType.ERROR
 
 _END: Any = object()
+_NONE: Any = object()
+
+# What one synchronous dispatch step did.
+_STARTED, _ENDED, _MUST_WAIT = 0, 1, 2
 
 
 class _Running:
@@ -134,6 +138,10 @@ class _TaskFeed:
     def never_waits(self) -> bool:
         """Whether taking the next task never waits (a sync iterable)."""
         return self._sync is not None
+
+    def next_now(self) -> Any:
+        """The next task of a sync source, or ``_END`` (only when ``never_waits``)."""
+        return next(self._sync, _END)
 
     async def next(self) -> Any:
         """The next task, or ``_END``."""
@@ -232,7 +240,7 @@ class _PoolRunner(Generic[K]):
         record = self._running.get(task_id)
         if record is None or self._closing:
             return
-        self._emit(TaskProgressEnvelope(_INTERMEDIATE, task_id, record.key, value))
+        self._emit(make_envelope(_INTERMEDIATE, task_id, record.key, value))
 
     def task_final(self, task_id: int, value: Any) -> None:
         record = self._end(task_id)
@@ -241,10 +249,10 @@ class _PoolRunner(Generic[K]):
         problem = self._on_final(record, value)
         if problem is not None:
             self._failed += 1
-            self._emit(TaskProgressEnvelope(_ERROR, task_id, record.key, None, problem))
+            self._emit(make_envelope(_ERROR, task_id, record.key, None, problem))
             return
         self._completed += 1
-        self._emit(TaskProgressEnvelope(_FINAL, task_id, record.key, value))
+        self._emit(make_envelope(_FINAL, task_id, record.key, value))
 
     def task_error(self, task_id: int, error: BaseException) -> None:
         record = self._end(task_id)
@@ -253,7 +261,7 @@ class _PoolRunner(Generic[K]):
         self._failed += 1
         if not self._on_error(record, error):
             self._retried.add(task_id)
-        self._emit(TaskProgressEnvelope(_ERROR, task_id, record.key, None, error))
+        self._emit(make_envelope(_ERROR, task_id, record.key, None, error))
 
     def _end(self, task_id: int) -> _Running | None:
         """Forget a task that ended and give its capacity back."""
@@ -277,11 +285,22 @@ class _PoolRunner(Generic[K]):
 
     # -- the dispatcher ----------------------------------------------------------------------
 
+    def _dispatch_now(self) -> int:
+        """Take one dispatch step without waiting, if that is possible: ``_STARTED``
+        (a task started or was rejected), ``_ENDED`` (the source is exhausted) or
+        ``_MUST_WAIT`` (then :meth:`_next_start` finishes the step)."""
+        return _MUST_WAIT
+
     async def _dispatch(self) -> None:
         buffer, room = self._buffer, self._room
         while True:
             while len(buffer) >= self.max_unread:
                 await room.park()
+            step = self._dispatch_now()
+            if step == _STARTED:
+                continue
+            if step == _ENDED:
+                return
             start = await self._next_start()
             if start is None:
                 return
@@ -289,30 +308,38 @@ class _PoolRunner(Generic[K]):
                 self._failed += 1
                 self._emit(start)
                 continue
-            self._launch(start)
+            self._launch(start.runner, start.release, start.key, start.timeout, start.scheduled)
 
     def _new_id(self) -> int:
         task_id = self._next_id
         self._next_id += 1
         return task_id
 
-    def _launch(self, start: _Start) -> None:
+    def _launch(
+        self,
+        runner: Any,
+        release: Callable[[], None],
+        key: Any,
+        timeout: float | None,
+        scheduled: ScheduledTask[Any] | None,
+    ) -> None:
         executor = self._executor
         assert executor is not None
-        task_id = self._new_id()
-        record = _Running(task_id, start.key, start.release, start.scheduled)
+        task_id = self._next_id
+        self._next_id += 1
+        record = _Running(task_id, key, release, scheduled)
         # The record exists before submit: an executor may report at once.
         self._running[task_id] = record
         try:
-            handle = executor.submit(task_id, start.runner, self)
+            handle = executor.submit(task_id, runner, self)
         except BaseException as error:
             self.task_error(task_id, error)
             return
         if task_id in self._running:
             record.handle = handle
-            if start.timeout is not None:
+            if timeout is not None:
                 record.timer = asyncio.get_running_loop().call_later(
-                    start.timeout, self._time_out, task_id, start.timeout
+                    timeout, self._time_out, task_id, timeout
                 )
 
     def _time_out(self, task_id: int, timeout: float) -> None:
@@ -449,20 +476,71 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
             raise TypeError(f"capacity must be a CapacitySource, got {type(capacity).__name__}")
         super().__init__(name, source, executor=executor, timeout=timeout, max_unread=max_unread)
         self.capacity = capacity
+        # A task taken from the source whose capacity is not acquired yet.
+        self._held: Any = _NONE
+
+    def _rejected(self, runner: Any) -> TaskProgressEnvelope:
+        error = TypeError(f"a task runner must be callable, got {type(runner).__name__}")
+        return make_envelope(_ERROR, self._new_id(), None, None, error)
+
+    def _dispatch_now(self) -> int:
+        # The common case, with no await at all: a source that never waits, and an
+        # executor slot and a unit of capacity free right now.
+        runner = self._held
+        if runner is _NONE:
+            if not self._feed.never_waits:
+                return _MUST_WAIT
+            runner = self._feed.next_now()
+            if runner is _END:
+                return _ENDED
+            if not callable(runner):
+                self._failed += 1
+                self._emit(self._rejected(runner))
+                return _STARTED
+        executor = self._executor
+        assert executor is not None
+        slots = executor.capacity
+        capacity = self.capacity
+        if slots is not None and not slots.acquire_nowait():
+            self._held = runner
+            return _MUST_WAIT
+        if not capacity.acquire_nowait():
+            if slots is not None:
+                slots.release()
+            self._held = runner
+            return _MUST_WAIT
+        self._held = _NONE
+        if slots is None:
+            release = capacity.release
+        else:
+
+            def release() -> None:
+                capacity.release()
+                slots.release()
+
+        self._launch(runner, release, None, self.timeout, None)
+        return _STARTED
 
     async def _next_start(self) -> _Start | TaskProgressEnvelope | None:
-        runner = await self._feed.next()
-        if runner is _END:
-            return None
-        if not callable(runner):
-            error = TypeError(f"a task runner must be callable, got {type(runner).__name__}")
-            return TaskProgressEnvelope(_ERROR, self._new_id(), None, None, error)
-        release_slot = await self._acquire_slot()
+        runner = self._held
+        self._held = _NONE
+        if runner is _NONE:
+            runner = await self._feed.next()
+            if runner is _END:
+                return None
+            if not callable(runner):
+                return self._rejected(runner)
+        try:
+            release_slot = await self._acquire_slot()
+        except BaseException:
+            self._held = runner  # cancelled while waiting: keep the task for later
+            raise
         capacity = self.capacity
         try:
             await capacity.acquire()
         except BaseException:
             release_slot()
+            self._held = runner
             raise
 
         def release() -> None:
@@ -554,7 +632,7 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
             error: BaseException = TypeError(
                 f"the source must yield ScheduledTask objects, got {type(task).__name__}"
             )
-            return TaskProgressEnvelope(_ERROR, self._new_id(), None, None, error)
+            return make_envelope(_ERROR, self._new_id(), None, None, error)
         if not callable(task.runner):
             error = TypeError(f"task {task.key!r}: runner must be callable")
         else:
@@ -570,7 +648,7 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
                     f"task {task.key!r}: cost {dict(cost)!r} exceeds the limits of "
                     f"capacity {self.capacity!r}"
                 )
-        return TaskProgressEnvelope(_ERROR, self._new_id(), task.key, None, error)
+        return make_envelope(_ERROR, self._new_id(), task.key, None, error)
 
     def _start(self, task: ScheduledTask[K], release_slot: Callable[[], None]) -> _Start:
         capacity = self.capacity

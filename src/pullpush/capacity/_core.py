@@ -184,11 +184,14 @@ class CapacityLevel(Generic[C]):
         Every waiter and ``wait_obj`` whose chain includes a level that grew is in
         ``top``'s subtree, so nothing that could now proceed is missed.
         """
-        top._dispatch()
-        for level in list(top._watchers):
-            wait_obj = level._wait_obj
-            if wait_obj is not None:
-                wait_obj.resolve(True)
+        if top._queued:
+            top._dispatch()
+        watchers = top._watchers
+        if watchers:  # cheap when empty; iterating a WeakSet is not
+            for level in list(watchers):
+                wait_obj = level._wait_obj
+                if wait_obj is not None:
+                    wait_obj.resolve(True)
 
     def _dispatch(self) -> None:
         """Grant every head waiter of this subtree that fits, oldest ticket first."""

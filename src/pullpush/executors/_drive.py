@@ -13,14 +13,14 @@ process).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterable, Callable
+from types import CoroutineType, GeneratorType
 from typing import Any
 
 from .._envelope import Final
 from .._sync import ParkingLot
 
-__all__ = ["Credits", "FinalNotLastError", "drive", "run_sync_step"]
+__all__ = ["Credits", "FinalNotLastError", "drive", "needs_driving", "run_sync_step"]
 
 
 class FinalNotLastError(ValueError):
@@ -56,17 +56,33 @@ class Credits:
             self._lot.unpark_all()
 
 
+_FINAL_TYPES: set[type] = {int, float, complex, str, bytes, bool, type(None), tuple, list, dict}
+"""Types whose values are FINAL values as they are; learned as they are seen."""
+
+
+def needs_driving(value: object) -> bool:
+    """Whether a runner's result must go through :func:`drive` (an awaitable, a sync
+    generator or an async iterable) rather than being the FINAL value itself."""
+    kind = type(value)
+    if kind in _FINAL_TYPES:
+        return False
+    if (
+        kind is CoroutineType
+        or kind is GeneratorType
+        or hasattr(kind, "__await__")
+        or hasattr(kind, "__aiter__")
+    ):
+        return True
+    if len(_FINAL_TYPES) < 4096:
+        _FINAL_TYPES.add(kind)
+    return False
+
+
 def run_sync_step(runner: Callable[[], Any]) -> tuple[bool, Any]:
     """Call ``runner``; return ``(True, value)`` if that already is the FINAL value,
     ``(False, result)`` if the result still has to be driven by :func:`drive`."""
     result = runner()
-    if (
-        inspect.isgenerator(result)
-        or hasattr(type(result), "__await__")
-        or hasattr(type(result), "__aiter__")
-    ):
-        return False, result
-    return True, result
+    return not needs_driving(result), result
 
 
 async def drive(
@@ -79,9 +95,9 @@ async def drive(
     """
     if hasattr(type(result), "__await__"):
         result = await result
-        if not (inspect.isgenerator(result) or hasattr(type(result), "__aiter__")):
+        if not needs_driving(result):
             return result
-    if inspect.isgenerator(result):
+    if type(result) is GeneratorType:
         try:
             while True:
                 item = next(result)

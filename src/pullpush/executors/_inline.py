@@ -81,7 +81,7 @@ class _InlineTask:
         self._result = result
         self._credits = Credits(executor.credit_window)
         executor._tasks.add(self)
-        self.task = asyncio.ensure_future(self._run())
+        self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         self._started = True
