@@ -13,14 +13,19 @@ from ._combiner import AsyncIteratorCombiner as AsyncIteratorCombiner
 from ._envelope import EnvelopeType as EnvelopeType
 from ._envelope import Final as Final
 from ._envelope import TaskProgressEnvelope as TaskProgressEnvelope
+from ._exceptions import BrokenExecutorError as BrokenExecutorError
 from ._exceptions import BufferFullError as BufferFullError
 from ._exceptions import ChainConsumedError as ChainConsumedError
 from ._exceptions import ImpossibleCostError as ImpossibleCostError
 from ._exceptions import PullPushError as PullPushError
 from ._exceptions import PullTimeoutError as PullTimeoutError
 from ._exceptions import RaceCutoffError as RaceCutoffError
+from ._exceptions import RemoteTaskError as RemoteTaskError
+from ._exceptions import RemoteTraceback as RemoteTraceback
 from ._exceptions import SignalStoppedError as SignalStoppedError
+from ._exceptions import TaskPicklingError as TaskPicklingError
 from ._exceptions import TaskTimeoutError as TaskTimeoutError
+from ._exceptions import WorkerCrashedError as WorkerCrashedError
 from ._obj import Peekable as Peekable
 from ._obj import PullObj as PullObj
 from ._obj import PullObj1To1Link as PullObj1To1Link
@@ -68,6 +73,7 @@ from .capacity import UntrackedResourceWarning as UntrackedResourceWarning
 from .executors import Executor as Executor
 from .executors import ExecutorClosedError as ExecutorClosedError
 from .executors import InlineExecutor as InlineExecutor
+from .executors import ProcessExecutor as ProcessExecutor
 from .pull import AttributedResult as AttributedResult
 from .pull import BufferMode as BufferMode
 from .pull import LabeledValue as LabeledValue
@@ -130,6 +136,12 @@ __all__ = (
     "HierarchicalTaskPoolRunner",
     "ImpossibleCostError",
     "InlineExecutor",
+    "ProcessExecutor",
+    "BrokenExecutorError",
+    "RemoteTaskError",
+    "RemoteTraceback",
+    "TaskPicklingError",
+    "WorkerCrashedError",
     "RetryPolicy",
     "RunnerStatistics",
     "ScheduledTask",

@@ -8,6 +8,8 @@ so ``except TimeoutError`` keeps working.
 
 from __future__ import annotations
 
+import pickle
+
 __all__ = [
     "BufferFullError",
     "ChainConsumedError",
@@ -29,6 +31,13 @@ __all__ = [
     "UnknownNodeError",
     "TaskTimeoutError",
     "ImpossibleCostError",
+    # executors
+    "BrokenExecutorError",
+    "ExecutorClosedError",
+    "RemoteTaskError",
+    "RemoteTraceback",
+    "TaskPicklingError",
+    "WorkerCrashedError",
 ]
 
 
@@ -143,3 +152,74 @@ class TaskTimeoutError(PullPushError, TimeoutError):
 
 class ImpossibleCostError(PullPushError, ValueError):
     """A task's cost exceeds what its capacity chain could ever grant."""
+
+
+class ExecutorClosedError(PullPushError, RuntimeError):
+    """A task was submitted to an executor that is closed (or closing), or was still
+    running when the executor closed."""
+
+
+class BrokenExecutorError(PullPushError, RuntimeError):
+    """The executor cannot run tasks any more (its workers cannot start)."""
+
+
+class TaskPicklingError(PullPushError, pickle.PicklingError):
+    """A task runner, its arguments, a value it produced or an exception it raised
+    could not cross a process boundary; the message names what and its type."""
+
+
+class WorkerCrashedError(PullPushError):
+    """The worker process running a task died.
+
+    Attributes:
+        task_id: the task that was running.
+        pid: the worker's process id.
+        exitcode: its exit code, or ``None`` if it was killed by a signal.
+        signal: the signal that killed it, or ``None``.
+    """
+
+    def __init__(
+        self, task_id: int, pid: int | None, exitcode: int | None, signal: int | None
+    ) -> None:
+        self.task_id = task_id
+        self.pid = pid
+        self.exitcode = exitcode
+        self.signal = signal
+        if signal is not None:
+            import signal as signals
+
+            try:
+                name = signals.Signals(signal).name
+            except ValueError:
+                name = str(signal)
+            how = f"was killed by signal {name} ({signal})"
+        else:
+            how = f"exited with code {exitcode}"
+        super().__init__(f"the worker process (pid {pid}) running task {task_id} {how}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.task_id, self.pid, self.exitcode, self.signal))
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, chained as its ``__cause__``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+class RemoteTaskError(PullPushError):
+    """Stands for an exception raised in a worker that could not be rebuilt in the
+    parent (it could not be pickled or unpickled); keeps its type name and message."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.remote_message = message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.type_name, self.remote_message))

@@ -8,12 +8,14 @@ from ._base import TaskRunner as TaskRunner
 from ._inline import InlineExecutor as InlineExecutor
 from ._registry import ExecutorSpec as ExecutorSpec
 from ._registry import make_executor as make_executor
+from .process import ProcessExecutor as ProcessExecutor
 
 __all__ = (
     "Executor",
     "ExecutorClosedError",
     "ExecutorSpec",
     "InlineExecutor",
+    "ProcessExecutor",
     "TaskEvents",
     "TaskHandle",
     "TaskRunner",

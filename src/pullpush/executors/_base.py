@@ -32,7 +32,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._envelope import EnvelopeType, TaskProgressEnvelope
-from .._exceptions import PullPushError
+from .._exceptions import ExecutorClosedError
 
 if TYPE_CHECKING:
     from ..capacity import CapacitySource
@@ -47,10 +47,6 @@ __all__ = [
 
 TaskRunner = Callable[[], Any]
 """A zero-argument callable; what it returns decides the envelopes (SPEC 2)."""
-
-
-class ExecutorClosedError(PullPushError, RuntimeError):
-    """A task was submitted to an executor that is closed (or closing)."""
 
 
 class TaskEvents(Protocol):

@@ -13,6 +13,8 @@ process).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterable, Callable
 from types import CoroutineType, GeneratorType
 from typing import Any
@@ -89,21 +91,31 @@ async def drive(
     result: Any,
     emit: Callable[[Any], None],
     credits: Credits | None = None,
+    yield_every: float | None = None,
 ) -> Any:
     """Drive what a task runner returned to its FINAL value, calling ``emit(value)``
     for each INTERMEDIATE value (after taking a credit, when ``credits`` is given).
+
+    A sync generator runs on the loop between its yields; with ``yield_every`` the
+    loop gets a turn whenever that many seconds passed since the last one (so a
+    worker still reads cancellations while a CPU-bound generator runs).
     """
     if hasattr(type(result), "__await__"):
         result = await result
         if not needs_driving(result):
             return result
     if type(result) is GeneratorType:
+        clock = time.perf_counter
+        last_turn = clock()
         try:
             while True:
                 item = next(result)
                 if credits is not None:
                     await credits.take()
                 emit(item)
+                if yield_every is not None and clock() - last_turn > yield_every:
+                    await asyncio.sleep(0)
+                    last_turn = clock()
         except StopIteration as stop:
             return stop.value
         finally:

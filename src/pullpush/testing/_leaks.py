@@ -55,8 +55,40 @@ def _children() -> set[int]:
     return pids
 
 
+def _shared_fds() -> set[int]:
+    """The fds of multiprocessing's own shared helpers, which outlive any pool (as
+    for the standard library): the forkserver and resource-tracker pipes."""
+    import sys
+
+    fds = set()
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    if forkserver is not None:
+        fds.add(getattr(forkserver._forkserver, "_forkserver_alive_fd", None))
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    if tracker is not None:
+        fds.add(getattr(tracker._resource_tracker, "_fd", None))
+    return {fd for fd in fds if isinstance(fd, int)}
+
+
 def _fd_count() -> int:
-    return len(os.listdir(f"/proc/{os.getpid()}/fd")) if os.path.isdir("/proc/self/fd") else 0
+    """Open fds, minus multiprocessing's shared helpers and its shared-memory heap
+    (``/dev/shm/pym-*`` arenas, kept for reuse by every later allocation)."""
+    if not os.path.isdir("/proc/self/fd"):
+        return 0
+    shared = _shared_fds()
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in shared:
+            continue
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("/dev/shm/pym-"):
+            continue
+        count += 1
+    return count
 
 
 @asynccontextmanager

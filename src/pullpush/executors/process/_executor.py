@@ -1,0 +1,909 @@
+"""The process executor: task runners in worker processes, each with its own uvloop.
+
+Data flow::
+
+    caller's event loop (parent)                             worker process i
+    ----------------------------                             ----------------
+    runner.submit(task) --> ProcessExecutor.submit
+        pickle the call (function cached per worker)
+        pending queue --> _dispatch: least-loaded worker
+        with room (tasks_per_worker + prefetch)
+        worker.writer: queue CALL                           call pipe
+        flush once per loop turn  ==== frames =========>   on_readable: decode
+                                                            run (sync) or create
+                                                            a task (async/streams)
+                                                            queue INTERMEDIATE/FINAL
+    on_readable (add_reader)   <=== frames ============   flush: end of read, task
+        decode, unpickle blobs                           result pipe  done, or 2 ms
+        events.task_intermediate / final / error
+    ack(n) -> CREDIT (batched) ===================>    credits: a stream pauses
+                                                            when its window is spent
+    sentinel readable -> _on_exit: drain the result pipe,
+        fail the task(s) that were running (shared array),
+        re-queue the tasks sent but not started, respawn
+
+Steps of a task:
+
+1. ``submit`` pickles the call. A ``functools.partial`` (or plain function) travels
+   as a function id plus its arguments; the function itself is cloudpickled once
+   and sent to a worker once (``DEFINE``), the first time that worker needs it.
+   Scalar arguments travel raw. Anything else is cloudpickled whole.
+2. The task waits in the parent's pending queue until a live worker has room, then
+   its CALL is queued on that worker's call pipe; all calls queued during one turn
+   of the event loop go out as one frame.
+3. The worker runs it and streams envelopes back (see ``_worker.py``).
+4. The parent turns each message into a ``TaskEvents`` call, on the loop: no thread
+   and no asyncio task per task.
+
+Failures: a worker that dies fails only the task(s) it was running, with
+:class:`WorkerCrashedError`; tasks it held but had not started go to another worker.
+A task cancelled in its worker ends within one read of the call pipe if it is
+asynchronous; one stuck in CPU-bound code gets SIGTERM after ``cancel_grace`` and
+SIGKILL after ``kill_grace`` more, and its worker is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import dataclasses
+import functools
+import multiprocessing
+import os
+import pickle
+import types
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from ..._exceptions import (
+    BrokenExecutorError,
+    ExecutorClosedError,
+    RemoteTaskError,
+    RemoteTraceback,
+    TaskPicklingError,
+    WorkerCrashedError,
+)
+from ..._util import check_int, check_seconds
+from ...capacity import CapacitySource
+from .._base import Executor, TaskEvents, TaskHandle, TaskRunner
+from . import _protocol as wire
+from . import _worker
+
+__all__ = ["ProcessExecutor", "ProcessExecutorStatistics"]
+
+_FUNCTIONS_PER_WORKER = 512
+_PREFETCH_MAX = 256
+_PREFETCH_TARGET = 0.004  # seconds of queued work per worker the adaptive prefetch aims at
+_INIT_FAILURES_ALLOWED = 3
+
+# Worker states.
+_STARTING, _READY, _RETIRING, _STOPPING, _DEAD = range(5)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class _Call:
+    """A task's call, ready to be sent: the function to define first, if any."""
+
+    __slots__ = ("fn_blob", "fn_id", "message")
+
+    def __init__(self, message: tuple[Any, ...], fn_id: int | None, fn_blob: bytes | None):
+        self.message = message
+        self.fn_id = fn_id
+        self.fn_blob = fn_blob
+
+
+class _ProcTask:
+    """The parent's side of one task: a :class:`TaskHandle`."""
+
+    __slots__ = (
+        "acked",
+        "call",
+        "cancel_error",
+        "credited",
+        "done",
+        "escalation",
+        "events",
+        "executor",
+        "task_id",
+        "wire_id",
+        "worker",
+    )
+
+    def __init__(
+        self, executor: ProcessExecutor, task_id: int, wire_id: int, events: TaskEvents
+    ) -> None:
+        self.executor = executor
+        # task_id is the submitter's (runners number their own tasks, so two runners
+        # sharing an executor reuse ids); wire_id is unique in this executor and is
+        # what messages, worker tables and the shared running array use.
+        self.task_id = task_id
+        self.wire_id = wire_id
+        self.events = events
+        self.call: _Call | None = None
+        self.worker: _Worker | None = None
+        # Invariant: done once the terminal event was reported; nothing after that.
+        self.done = False
+        self.cancel_error: BaseException | None = None
+        self.escalation: asyncio.TimerHandle | None = None
+        self.acked = 0
+        self.credited = 0
+
+    def cancel(self, error: BaseException | None = None) -> None:
+        self.executor._cancel(self, error)
+
+    def ack(self, count: int = 1) -> None:
+        self.acked += count
+        worker = self.worker
+        if worker is not None and self.acked - self.credited >= worker.credit_batch:
+            worker.writer.send((wire.CREDIT, self.wire_id, self.acked - self.credited))
+            self.credited = self.acked
+            self.executor._schedule_flush(worker)
+
+
+class _Worker:
+    """The parent's side of one worker process."""
+
+    def __init__(self, index: int, credit_window: int) -> None:
+        self.index = index
+        self.credit_batch = max(1, credit_window // 4)
+        self.state = _STARTING
+        self.state_before_exit = _STARTING
+        self.process: Any = None
+        self.pid: int | None = None
+        self.writer: wire.FrameWriter
+        self.reader: wire.FrameReader
+        self.connections: list[Any] = []
+        self.running: Any = None
+        # Invariant: the tasks sent to this worker and not ended, by wire id, in send order.
+        self.tasks: dict[int, _ProcTask] = {}
+        # Invariant: the function ids this worker has cached (least recent first).
+        self.defined: OrderedDict[int, None] = OrderedDict()
+        self.sent = 0
+        self.flush_scheduled = False
+        self.writer_waiting = False
+        self.reading = False
+        self.sentinel: int | None = None
+        # Ids of tasks whose cancellation led to terminating this worker.
+        self.terminating_for: set[int] = set()
+        self.kill_timer: asyncio.TimerHandle | None = None
+        self.exited: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        state = ["starting", "ready", "retiring", "stopping", "dead"][self.state]
+        return f"<worker {self.index} pid={self.pid} {state} tasks={len(self.tasks)}>"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessExecutorStatistics:
+    """A snapshot of a :class:`ProcessExecutor`."""
+
+    workers: int
+    """Worker processes alive (or starting)."""
+    pending: int
+    """Tasks waiting in the parent for a worker with room."""
+    in_flight: int
+    """Tasks sent to a worker and not ended."""
+    prefetch: int
+    """Tasks each worker may hold beyond those it runs."""
+    functions_cached: int
+    """Distinct functions pickled once and sent by id."""
+    workers_started: int
+    """Worker processes started so far, replacements included."""
+    workers_lost: int
+    """Workers that died or were replaced so far."""
+
+
+class ProcessExecutor(Executor):
+    """Run task runners in a pool of worker processes, each running its own uvloop.
+
+    Runners travel by cloudpickle (lambdas and closures work; use
+    ``functools.partial(f, data)`` to send ``f`` once per worker rather than once per
+    task), values and exceptions by pickle protocol 5. Exceptions keep their type and
+    carry the worker's traceback as ``__cause__`` (:class:`RemoteTraceback`).
+
+    Args:
+        max_workers: worker processes (default: the CPUs this process may use).
+        start_method: ``"forkserver"`` (default), ``"spawn"`` or ``"fork"``.
+        tasks_per_worker: tasks a worker runs at once (async runners share its loop;
+            sync ones run one after another).
+        max_tasks_per_worker: replace a worker (gracefully) after this many tasks.
+        max_worker_memory: replace a worker whose resident memory exceeds this many
+            bytes (checked after its tasks, at most every 0.1 s).
+        initializer: called with ``initargs`` in each worker before its first task.
+        initargs: arguments for ``initializer``.
+        prefetch: tasks queued in each worker beyond the ones it runs, so its pipe
+            never idles; ``"auto"`` (default) adapts it to the tasks' durations (about
+            4 ms of queued work per worker, 1 to 256 tasks). A queued task holds its
+            capacity; ``prefetch=0`` makes capacity follow running tasks exactly.
+        credit_window: INTERMEDIATE envelopes a task may send before the consumer
+            reads them; then it pauses (flow control; nothing is dropped).
+        cancel_grace: seconds a cancelled task gets to end in its worker before the
+            worker is sent SIGTERM.
+        kill_grace: seconds between SIGTERM and SIGKILL.
+
+    The worker slots (``max_workers * (tasks_per_worker + prefetch)``) are the
+    executor's :attr:`capacity`: a runner holds one while a task is with a worker.
+    """
+
+    name = "process"
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        start_method: str = "forkserver",
+        tasks_per_worker: int = 1,
+        max_tasks_per_worker: int | None = None,
+        max_worker_memory: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        prefetch: int | str = "auto",
+        credit_window: int = 256,
+        cancel_grace: float = 0.5,
+        kill_grace: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.max_workers = (
+            _usable_cpus()
+            if max_workers is None
+            else check_int("max_workers", max_workers, minimum=1)
+        )
+        methods = multiprocessing.get_all_start_methods()
+        if start_method not in methods:
+            raise ValueError(f"start_method must be one of {methods}, got {start_method!r}")
+        self.start_method = start_method
+        self.tasks_per_worker = check_int("tasks_per_worker", tasks_per_worker, minimum=1)
+        if max_tasks_per_worker is not None:
+            check_int("max_tasks_per_worker", max_tasks_per_worker, minimum=1)
+        self.max_tasks_per_worker = max_tasks_per_worker
+        if max_worker_memory is not None:
+            check_int("max_worker_memory", max_worker_memory, minimum=1)
+        self.max_worker_memory = max_worker_memory
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {type(initializer).__name__}")
+        if not isinstance(initargs, tuple):
+            raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
+        self._initializer = (
+            None if initializer is None else cloudpickle.dumps((initializer, initargs))
+        )
+        if prefetch == "auto":
+            self._adaptive = True
+            self._prefetch = 2
+        elif isinstance(prefetch, int) and not isinstance(prefetch, bool):
+            self._adaptive = False
+            self._prefetch = check_int("prefetch", prefetch, minimum=0)
+        else:
+            raise ValueError(f"prefetch must be 'auto' or an int >= 0, got {prefetch!r}")
+        self.credit_window = check_int("credit_window", credit_window, minimum=1)
+        self.cancel_grace = check_seconds("cancel_grace", cancel_grace)
+        self.kill_grace = check_seconds("kill_grace", kill_grace)
+        self._capacity = CapacitySource(self._slots())
+        self._workers: list[_Worker] = []
+        self._pending: deque[_ProcTask] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._context: Any = None
+        # Function cache: id(function) -> (fn_id, blob, the function or a weakref to it).
+        self._functions: dict[int, tuple[int, bytes, Any]] = {}
+        self._next_fn_id = 0
+        self._next_wire_id = 0
+        self._seconds_per_task: float | None = None
+        self._init_failures = 0
+        # Consecutive worker deaths before READY: a worker that cannot even start.
+        self._early_deaths = 0
+        self._broken: BaseException | None = None
+        self._spawning: set[asyncio.Task[None]] = set()
+        self._workers_started = 0
+        self._workers_lost = 0
+
+    def __repr__(self) -> str:
+        live = sum(w.state != _DEAD for w in self._workers)
+        return (
+            f"<ProcessExecutor workers={live}/{self.max_workers} pending={len(self._pending)} "
+            f"prefetch={self._prefetch} {'closed' if self._closed else 'open'}>"
+        )
+
+    @property
+    def capacity(self) -> CapacitySource:
+        return self._capacity
+
+    def statistics(self) -> ProcessExecutorStatistics:
+        """Return the executor's live numbers."""
+        return ProcessExecutorStatistics(
+            workers=sum(w.state != _DEAD for w in self._workers),
+            pending=len(self._pending),
+            in_flight=sum(len(w.tasks) for w in self._workers),
+            prefetch=self._prefetch,
+            functions_cached=len(self._functions),
+            workers_started=self._workers_started,
+            workers_lost=self._workers_lost,
+        )
+
+    @property
+    def prefetch(self) -> int:
+        """Tasks queued in each worker beyond the running ones (adapts when ``"auto"``)."""
+        return self._prefetch
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the live workers."""
+        return [w.pid for w in self._workers if w.pid is not None and w.state != _DEAD]
+
+    def _slots(self) -> int:
+        return self.max_workers * (self.tasks_per_worker + self._prefetch)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._context = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            # Workers fork from a server that already imported what they need.
+            self._context.set_forkserver_preload([_worker.__name__])
+        _live_executors.add(self)
+        self._workers = [_Worker(i, self.credit_window) for i in range(self.max_workers)]
+        for worker in self._workers:
+            self._prepare(worker)
+        await asyncio.gather(*(self._spawn(worker) for worker in self._workers))
+
+    def _prepare(self, worker: _Worker) -> None:
+        """Create ``worker``'s pipes and process object; tasks may be queued on it from
+        now on (the call pipe buffers them until the process reads)."""
+        context = self._context
+        call_reader, call_writer = context.Pipe(duplex=False)
+        result_reader, result_writer = context.Pipe(duplex=False)
+        worker.running = context.RawArray("q", [-1] * self.tasks_per_worker)
+        options = {
+            "credit_window": self.credit_window,
+            "max_memory": self.max_worker_memory,
+            "initializer": self._initializer,
+        }
+        worker.process = context.Process(
+            target=_worker.main,
+            args=(call_reader, result_writer, worker.running, options),
+            name=f"pullpush-worker-{worker.index}",
+        )
+        call_fd, result_fd = call_writer.fileno(), result_reader.fileno()
+        os.set_blocking(call_fd, False)
+        os.set_blocking(result_fd, False)
+        wire.set_pipe_size(call_fd)
+        # The parent's ends, then the child's ends (closed once the child has them).
+        worker.connections = [call_writer, result_reader, call_reader, result_writer]
+        worker.writer = wire.FrameWriter(call_fd)
+        worker.reader = wire.FrameReader(result_fd)
+        assert self._loop is not None
+        worker.exited = self._loop.create_future()
+
+    async def _spawn(self, worker: _Worker) -> None:
+        """Start ``worker``'s process (prepared by :meth:`_prepare`)."""
+        loop = self._loop
+        assert loop is not None
+        try:
+            await loop.run_in_executor(None, worker.process.start)
+        except BaseException:
+            self._release(worker)
+            if worker.exited is not None and not worker.exited.done():
+                worker.exited.set_result(None)
+            raise
+        finally:
+            # The child has its own copies of its ends now.
+            for connection in worker.connections[2:]:
+                connection.close()
+            del worker.connections[2:]
+        self._workers_started += 1
+        worker.pid = worker.process.pid
+        worker.sentinel = worker.process.sentinel
+        if worker.state == _DEAD:  # closed while starting
+            return
+        loop.add_reader(worker.reader.fd, self._on_readable, worker)
+        worker.reading = True
+        loop.add_reader(worker.sentinel, self._on_exit, worker)
+        self._schedule_flush(worker)
+        self._dispatch()
+
+    def _respawn(self, index: int) -> None:
+        if self._closed or self._broken is not None:
+            return
+        worker = _Worker(index, self.credit_window)
+        self._workers[index] = worker
+        self._prepare(worker)
+        task = asyncio.ensure_future(self._spawn(worker))
+        self._spawning.add(task)
+        task.add_done_callback(self._spawned)
+
+    def _spawned(self, task: asyncio.Task[None]) -> None:
+        self._spawning.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._break(task.exception())  # type: ignore[arg-type]
+
+    async def _aclose(self) -> None:
+        _live_executors.discard(self)
+        closed = ExecutorClosedError("the ProcessExecutor closed while the task was pending")
+        while self._pending:
+            self._fail(self._pending.popleft(), closed)
+        for spawning in list(self._spawning):
+            await asyncio.gather(spawning, return_exceptions=True)
+        for worker in self._workers:
+            if worker.state == _DEAD:
+                continue
+            for task in worker.tasks.values():
+                if task.cancel_error is None:
+                    task.cancel_error = ExecutorClosedError(
+                        "the ProcessExecutor closed while the task ran"
+                    )
+                worker.writer.send((wire.CANCEL, task.wire_id))
+            worker.writer.send((wire.STOP,))
+            worker.state = _STOPPING
+            self._flush(worker)
+        waiting = [w.exited for w in self._workers if w.exited is not None]
+        if waiting:
+            _, late = await asyncio.wait(waiting, timeout=self.cancel_grace + 1.0)
+            if late:
+                for worker in self._workers:
+                    if worker.state != _DEAD and worker.process is not None:
+                        worker.process.terminate()
+                _, late = await asyncio.wait(late, timeout=self.kill_grace)
+                for worker in self._workers:
+                    if worker.state != _DEAD and worker.process is not None:
+                        worker.process.kill()
+                if late:
+                    await asyncio.wait(late, timeout=5.0)
+        for worker in self._workers:
+            self._release(worker)
+
+    def _release(self, worker: _Worker) -> None:
+        """Forget a worker's fds and reap its process."""
+        loop = self._loop
+        if loop is not None:
+            if worker.reading:
+                loop.remove_reader(worker.reader.fd)
+                worker.reading = False
+            if worker.writer_waiting:
+                loop.remove_writer(worker.writer.fd)
+                worker.writer_waiting = False
+            if worker.sentinel is not None:
+                loop.remove_reader(worker.sentinel)
+        if worker.kill_timer is not None:
+            worker.kill_timer.cancel()
+        for connection in worker.connections:
+            connection.close()
+        worker.connections = []
+        process, worker.process = worker.process, None
+        if process is not None:
+            with contextlib.suppress(ValueError):
+                if process.exitcode is not None:
+                    process.join(0)
+                    process.close()
+        worker.state = _DEAD
+
+    def _break(self, error: BaseException) -> None:
+        """Mark the executor unusable; fail everything waiting."""
+        if self._broken is not None:
+            return
+        self._broken = error
+        broken = BrokenExecutorError(f"the ProcessExecutor cannot start workers: {error}")
+        broken.__cause__ = error
+        while self._pending:
+            self._fail(self._pending.popleft(), broken)
+
+    # -- submitting ------------------------------------------------------------------------------
+
+    def submit(self, task_id: int, runner: TaskRunner, events: TaskEvents) -> TaskHandle:
+        if self._closed:
+            raise ExecutorClosedError("the ProcessExecutor is closed")
+        task = _ProcTask(self, task_id, self._next_wire_id, events)
+        self._next_wire_id += 1
+        if self._broken is not None:
+            error = BrokenExecutorError(f"the ProcessExecutor is broken: {self._broken}")
+            self._fail(task, error)
+            return task
+        try:
+            task.call = self._encode(task.wire_id, runner)
+        except TaskPicklingError as error:
+            self._fail(task, error)
+            return task
+        except SystemExit as exit:
+            # Pickling ran code that called sys.exit: that fails this task, not the
+            # caller's process.
+            failure = TaskPicklingError(f"pickling the task runner called sys.exit({exit.code!r})")
+            failure.__cause__ = exit
+            self._fail(task, failure)
+            return task
+        self._pending.append(task)
+        self._dispatch()
+        return task
+
+    def _encode(self, wire_id: int, runner: TaskRunner) -> _Call:
+        function: Any = runner
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] | None = None
+        if type(runner) is functools.partial:
+            function, args, kwargs = runner.func, runner.args, runner.keywords or None
+        cached = self._function_id(function)
+        if cached is None:
+            try:
+                blob = cloudpickle.dumps(runner, wire.PROTOCOL)
+            except Exception as error:
+                raise TaskPicklingError(
+                    f"the task runner ({type(runner).__qualname__}) could not be pickled: {error}"
+                ) from error
+            return _Call((wire.CALL_BLOB, wire_id, blob), None, None)
+        fn_id, fn_blob = cached
+        if kwargs is None and all(type(a) in wire.RAW_TYPES for a in args):
+            return _Call((wire.CALL, wire_id, fn_id, args), fn_id, fn_blob)
+        try:
+            args_blob = wire.dumps((args, kwargs or {}))
+        except pickle.PicklingError as error:
+            name = getattr(function, "__qualname__", repr(function))
+            raise TaskPicklingError(
+                f"the arguments of {name} could not be pickled: {error}"
+            ) from error
+        return _Call((wire.CALL_ARGS, wire_id, fn_id, args_blob), fn_id, fn_blob)
+
+    def _function_id(self, function: Any) -> tuple[int, bytes] | None:
+        """The cache id and blob of ``function``, or ``None`` if it is not cacheable."""
+        entry = self._functions.get(id(function))
+        if entry is not None:
+            fn_id, blob, held = entry
+            if (held() if isinstance(held, weakref.ref) else held) is function:
+                return fn_id, blob
+        try:
+            held = weakref.ref(function, self._forget_function)
+        except TypeError:
+            # Not weak-referenceable: only module-level builtins (immortal in practice)
+            # are safe to cache by id; a fresh builtin method could reuse the id.
+            if not (
+                isinstance(function, types.BuiltinFunctionType)
+                and isinstance(function.__self__, types.ModuleType)
+            ):
+                return None
+            held = function
+        try:
+            blob = cloudpickle.dumps(function, wire.PROTOCOL)
+        except Exception:
+            return None
+        fn_id = self._next_fn_id
+        self._next_fn_id += 1
+        self._functions[id(function)] = (fn_id, blob, held)
+        return fn_id, blob
+
+    def _forget_function(self, reference: weakref.ref[Any]) -> None:
+        for key, (_, _, held) in list(self._functions.items()):
+            if held is reference:
+                del self._functions[key]
+
+    def _dispatch(self) -> None:
+        """Send pending tasks to the least loaded live workers that have room."""
+        pending = self._pending
+        if not pending:
+            return
+        room = self.tasks_per_worker + self._prefetch
+        workers = [w for w in self._workers if w.state in (_STARTING, _READY)]
+        while pending and workers:
+            worker = min(workers, key=lambda w: len(w.tasks))
+            if len(worker.tasks) >= room:
+                return
+            self._send(worker, pending.popleft())
+            if worker.state == _RETIRING:
+                workers.remove(worker)
+
+    def _send(self, worker: _Worker, task: _ProcTask) -> None:
+        call = task.call
+        assert call is not None
+        if call.fn_id is not None:
+            defined = worker.defined
+            if call.fn_id in defined:
+                defined.move_to_end(call.fn_id)
+            else:
+                assert call.fn_blob is not None
+                worker.writer.send((wire.DEFINE, call.fn_id, call.fn_blob))
+                defined[call.fn_id] = None
+                if len(defined) > _FUNCTIONS_PER_WORKER:
+                    old, _ = defined.popitem(last=False)
+                    worker.writer.send((wire.FORGET, old))
+        worker.writer.send(call.message)
+        task.worker = worker
+        worker.tasks[task.wire_id] = task
+        worker.sent += 1
+        if self.max_tasks_per_worker is not None and worker.sent >= self.max_tasks_per_worker:
+            worker.state = _RETIRING
+        self._schedule_flush(worker)
+
+    def _schedule_flush(self, worker: _Worker) -> None:
+        if not worker.flush_scheduled and self._loop is not None:
+            worker.flush_scheduled = True
+            self._loop.call_soon(self._flush, worker)
+
+    def _flush(self, worker: _Worker) -> None:
+        worker.flush_scheduled = False
+        if worker.state == _DEAD or not worker.connections:
+            return
+        try:
+            done = worker.writer.flush()
+        except OSError:
+            return  # the worker died; _on_exit deals with its tasks
+        if not done and not worker.writer_waiting and self._loop is not None:
+            worker.writer_waiting = True
+            self._loop.add_writer(worker.writer.fd, self._on_writable, worker)
+
+    def _on_writable(self, worker: _Worker) -> None:
+        try:
+            done = worker.writer.write_pending()
+        except OSError:
+            done = True
+        if done and self._loop is not None:
+            worker.writer_waiting = False
+            self._loop.remove_writer(worker.writer.fd)
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def _on_readable(self, worker: _Worker) -> None:
+        frames, eof = worker.reader.read()
+        for frame in frames:
+            for message in frame:
+                self._on_message(worker, message)
+        if eof and worker.reading and self._loop is not None:
+            self._loop.remove_reader(worker.reader.fd)
+            worker.reading = False
+        self._dispatch()
+
+    def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == wire.INTERMEDIATE:
+            task = worker.tasks.get(message[1])
+            if task is not None and not task.done:
+                task.events.task_intermediate(task.task_id, message[2])
+        elif kind == wire.FINAL:
+            task = worker.tasks.pop(message[1], None)
+            if task is not None:
+                self._learn(message[3])
+                self._end(task)
+                task.events.task_final(task.task_id, message[2])
+                self._retire_if_idle(worker)
+        elif kind == wire.INTERMEDIATE_BLOB:
+            task = worker.tasks.get(message[1])
+            if task is not None and not task.done:
+                try:
+                    value = pickle.loads(message[2])
+                except (Exception, SystemExit) as error:
+                    self._unpickling_failed(task, f"a value ({message[3]})", error)
+                else:
+                    task.events.task_intermediate(task.task_id, value)
+        elif kind == wire.FINAL_BLOB:
+            task = worker.tasks.pop(message[1], None)
+            if task is not None:
+                self._learn(message[4])
+                self._end(task)
+                try:
+                    value = pickle.loads(message[2])
+                except (Exception, SystemExit) as error:
+                    task.events.task_error(
+                        task.task_id, _unpickling_error(task, f"the result ({message[3]})", error)
+                    )
+                else:
+                    task.events.task_final(task.task_id, value)
+                self._retire_if_idle(worker)
+        elif kind == wire.ERROR:
+            task = worker.tasks.pop(message[1], None)
+            if task is not None:
+                self._end(task)
+                task.events.task_error(task.task_id, self._remote_error(task, message))
+                self._retire_if_idle(worker)
+        elif kind == wire.READY:
+            if worker.state == _STARTING:
+                worker.state = _READY
+            self._init_failures = 0
+            self._early_deaths = 0
+        elif kind == wire.RETIRE:
+            if worker.state in (_STARTING, _READY):
+                worker.state = _RETIRING
+            self._retire_if_idle(worker)
+        elif kind == wire.INIT_FAILED:
+            self._init_failures += 1
+            failure = RemoteTaskError(message[1], message[2])
+            failure.__cause__ = RemoteTraceback(message[3])
+            if self._init_failures >= _INIT_FAILURES_ALLOWED:
+                self._break(failure)
+
+    def _remote_error(self, task: _ProcTask, message: tuple[Any, ...]) -> BaseException:
+        _, _, blob, type_name, text, traceback_text = message
+        error: BaseException
+        if blob is None:
+            error = TaskPicklingError(
+                f"task {task.task_id} raised {type_name}: {text} -- and that exception could "
+                "not be pickled"
+            )
+        else:
+            try:
+                error = pickle.loads(blob)
+            except (Exception, SystemExit) as unpickling:
+                error = RemoteTaskError(type_name, text)
+                error.__context__ = unpickling
+        if isinstance(error, asyncio.CancelledError) and task.cancel_error is not None:
+            error = task.cancel_error
+        else:
+            error.__cause__ = RemoteTraceback(traceback_text)
+        return error
+
+    def _unpickling_failed(self, task: _ProcTask, what: str, error: BaseException) -> None:
+        """A value of a running task could not be unpickled: fail the task."""
+        task.cancel_error = _unpickling_error(task, what, error)
+        self._cancel(task, task.cancel_error)
+
+    def _learn(self, seconds: float) -> None:
+        """Adapt the prefetch to how long tasks take."""
+        if not self._adaptive:
+            return
+        average = self._seconds_per_task
+        average = seconds if average is None else 0.9 * average + 0.1 * seconds
+        self._seconds_per_task = average
+        wanted = max(1, min(_PREFETCH_MAX, int(_PREFETCH_TARGET / max(average, 1e-9))))
+        if wanted > 2 * self._prefetch or wanted < self._prefetch // 2:
+            self._prefetch = wanted
+            self._capacity.set_limit(self._slots())
+
+    def _end(self, task: _ProcTask) -> None:
+        task.done = True
+        task.worker = None
+        if task.escalation is not None:
+            task.escalation.cancel()
+            task.escalation = None
+
+    def _fail(self, task: _ProcTask, error: BaseException) -> None:
+        if task.done:
+            return
+        if task.worker is not None:
+            task.worker.tasks.pop(task.wire_id, None)
+        self._end(task)
+        task.events.task_error(task.task_id, error)
+
+    def _retire_if_idle(self, worker: _Worker) -> None:
+        if worker.state == _RETIRING and not worker.tasks:
+            worker.state = _STOPPING
+            worker.writer.send((wire.STOP,))
+            self._flush(worker)
+
+    # -- cancellation ------------------------------------------------------------------------------
+
+    def _cancel(self, task: _ProcTask, error: BaseException | None) -> None:
+        if task.done:
+            return
+        if task.cancel_error is None:
+            task.cancel_error = error if error is not None else asyncio.CancelledError()
+        worker = task.worker
+        if worker is None:
+            with contextlib.suppress(ValueError):
+                self._pending.remove(task)
+            self._fail(task, task.cancel_error)
+            return
+        worker.writer.send((wire.CANCEL, task.wire_id))
+        self._flush(worker)
+        if task.escalation is None and self._loop is not None:
+            task.escalation = self._loop.call_later(self.cancel_grace, self._escalate, task)
+
+    def _escalate(self, task: _ProcTask) -> None:
+        """A cancelled task did not end in time: its worker is stuck. Terminate it."""
+        task.escalation = None
+        worker = task.worker
+        if task.done or worker is None or worker.state == _DEAD or worker.process is None:
+            return
+        worker.terminating_for.add(task.wire_id)
+        worker.process.terminate()
+        if worker.kill_timer is None and self._loop is not None:
+            worker.kill_timer = self._loop.call_later(self.kill_grace, self._kill, worker)
+
+    def _kill(self, worker: _Worker) -> None:
+        worker.kill_timer = None
+        if worker.state != _DEAD and worker.process is not None:
+            worker.process.kill()
+
+    # -- a worker exits ----------------------------------------------------------------------------
+
+    def _on_exit(self, worker: _Worker) -> None:
+        loop = self._loop
+        assert loop is not None
+        if worker.sentinel is not None:
+            loop.remove_reader(worker.sentinel)
+            worker.sentinel = None
+        worker.state_before_exit = worker.state
+        worker.state = _STOPPING  # no new task goes to it
+        self._workers_lost += 1
+        if worker.reading:
+            self._on_readable(worker)  # what it wrote before dying is still valid
+        self._reap(worker, 0)
+
+    def _reap(self, worker: _Worker, attempts: int) -> None:
+        """Collect the exit status; the sentinel can fire an instant before the kernel
+        lets the parent reap the process, so retry briefly rather than block."""
+        process = worker.process
+        process.join(0)
+        if process.exitcode is None and attempts < 500 and self._loop is not None:
+            self._loop.call_later(0.002, self._reap, worker, attempts + 1)
+            return
+        self._after_exit(worker)
+
+    def _after_exit(self, worker: _Worker) -> None:
+        process = worker.process
+        code = process.exitcode
+        running = {worker.running[i] for i in range(len(worker.running))} - {-1}
+        orphans = []
+        for task in list(worker.tasks.values()):
+            if task.wire_id in running:
+                cancelled = task.wire_id in worker.terminating_for or self._closed
+                if cancelled and task.cancel_error is not None:
+                    error: BaseException = task.cancel_error
+                else:
+                    signal = -code if code is not None and code < 0 else None
+                    exitcode = None if signal is not None else code
+                    error = WorkerCrashedError(task.task_id, worker.pid, exitcode, signal)
+                self._fail(task, error)
+            else:
+                orphans.append(task)
+        worker.tasks.clear()
+        self._release(worker)
+        if worker.exited is not None and not worker.exited.done():
+            worker.exited.set_result(None)
+        if worker.state_before_exit == _STARTING and not self._closed:
+            self._early_deaths += 1
+            if self._early_deaths >= _INIT_FAILURES_ALLOWED:
+                how = f"exit code {code}" if code is None or code >= 0 else f"signal {-code}"
+                self._break(
+                    RuntimeError(
+                        f"{self._early_deaths} worker processes in a row died before they "
+                        f"were ready ({how}); see their output above"
+                    )
+                )
+        for task in reversed(orphans):
+            # Sent but not started: another worker runs it.
+            task.worker = None
+            if task.cancel_error is not None:
+                self._fail(task, task.cancel_error)
+            else:
+                self._pending.appendleft(task)
+        if not self._closed:
+            self._respawn(worker.index)
+        if self._broken is not None:
+            while self._pending:
+                self._fail(self._pending.popleft(), BrokenExecutorError(str(self._broken)))
+        self._dispatch()
+
+    # -- interpreter exit --------------------------------------------------------------------------
+
+    def _kill_all(self) -> None:
+        """At interpreter exit: make sure no worker outlives this process."""
+        for worker in self._workers:
+            for connection in worker.connections:
+                with contextlib.suppress(OSError):
+                    connection.close()
+            if worker.process is not None and worker.state != _DEAD:
+                with contextlib.suppress(Exception):
+                    worker.process.kill()
+                    worker.process.join(1.0)
+
+
+def _unpickling_error(task: _ProcTask, what: str, error: BaseException) -> TaskPicklingError:
+    failure = TaskPicklingError(
+        f"task {task.task_id}: {what} could not be unpickled in the parent: "
+        f"{type(error).__name__}: {error}"
+    )
+    failure.__cause__ = error
+    return failure
+
+
+_live_executors: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_live_workers() -> None:
+    for executor in list(_live_executors):
+        executor._kill_all()

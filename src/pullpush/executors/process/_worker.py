@@ -1,0 +1,478 @@
+"""One worker process: its own uvloop event loop, reading calls from the call pipe,
+running task runners, writing envelopes back on the result pipe.
+
+How one call runs:
+
+1. Its slot in the shared ``running`` array is set to its task id (so the parent can
+   tell, should this process die, which task was running).
+2. The runner is rebuilt from the message (cached function + arguments).
+3. A plain function runs right away on the loop; a coroutine, generator or async
+   iterable runs as an asyncio task, sending INTERMEDIATEs within its credit window.
+4. The FINAL or ERROR message is queued, then the slot is cleared.
+
+Output is flushed at the end of each read of the call pipe, when a task finishes,
+and whenever the oldest unflushed message is older than ``FLUSH_AFTER`` seconds (so
+progress from a long CPU-bound generator still streams out).
+
+The worker exits when the parent says STOP (after its work is done), when the call
+pipe reaches EOF (the parent died), or when its parent dies (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import cloudpickle
+
+from ..._exceptions import TaskPicklingError
+from .._drive import Credits, drive, run_sync_step
+from ._protocol import (
+    CALL,
+    CALL_ARGS,
+    CALL_BLOB,
+    CANCEL,
+    CREDIT,
+    DEFINE,
+    ERROR,
+    FINAL,
+    FINAL_BLOB,
+    FORGET,
+    INIT_FAILED,
+    INTERMEDIATE,
+    INTERMEDIATE_BLOB,
+    RAW_TYPES,
+    READY,
+    RETIRE,
+    STOP,
+    FrameReader,
+    FrameWriter,
+    dumps,
+    set_pipe_size,
+)
+
+__all__ = ["main"]
+
+FLUSH_AFTER = 0.002
+"""Seconds the oldest queued message may wait before a flush is forced."""
+YIELD_EVERY = 0.01
+"""Seconds a sync generator may run before the loop gets a turn (to read CANCEL)."""
+MEMORY_CHECK_EVERY = 0.1
+"""Seconds between two checks of this process's memory against its limit."""
+
+
+def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]) -> None:
+    """Entry point of a worker process (``multiprocessing.Process`` target)."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    call_fd, result_fd = call_conn.fileno(), result_conn.fileno()
+    os.set_blocking(call_fd, False)
+    set_pipe_size(result_fd)
+    initializer = options.get("initializer")
+    if initializer is not None:
+        try:
+            function, args = cloudpickle.loads(initializer)
+            function(*args)
+        except BaseException as error:
+            _write_blocking(
+                result_fd,
+                [(INIT_FAILED, _type_name(error), str(error), _format(error))],
+            )
+            sys.exit(3)
+    os.set_blocking(result_fd, False)
+    loop = _new_loop()
+    worker = _Worker(loop, call_fd, result_fd, running, options)
+    try:
+        loop.run_until_complete(worker.serve())
+    finally:
+        worker.flush_blocking()
+        loop.close()
+        # The connections own the fds; keep them alive until here.
+        del call_conn, result_conn
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _type_name(obj: object) -> str:
+    kind = type(obj)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def _format(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+def _write_blocking(fd: int, messages: list[Any]) -> None:
+    writer = FrameWriter(fd)
+    for message in messages:
+        writer.send(message)
+    os.set_blocking(fd, True)
+    with contextlib.suppress(OSError):
+        writer.flush()
+
+
+class _BadFunction:
+    """Stands in for a function that could not be unpickled: calling it raises."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+class _Task:
+    """An asynchronous task running in this worker."""
+
+    __slots__ = ("credits", "slot", "task")
+
+    def __init__(self, slot: int, credits: Credits) -> None:
+        self.slot = slot
+        self.credits = credits
+        self.task: asyncio.Task[None] | None = None
+
+
+class _Worker:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        call_fd: int,
+        result_fd: int,
+        running: Any,
+        options: dict[str, Any],
+    ) -> None:
+        self.loop = loop
+        self.reader = FrameReader(call_fd)
+        self.writer = FrameWriter(result_fd)
+        self.running = running
+        self.credit_window: int = options["credit_window"]
+        self.max_memory: int | None = options.get("max_memory")
+        self.functions: dict[int, Callable[..., Any]] = {}
+        # Invariant: calls received and not started, in arrival order.
+        self.queue: deque[tuple[Any, ...]] = deque()
+        # Invariant: the slots of ``running`` not used by a started task.
+        self.free_slots: list[int] = list(range(len(running)))[::-1]
+        self.tasks: dict[int, _Task] = {}
+        self.oldest_unflushed: float | None = None
+        self.flush_scheduled = False
+        self.writer_waiting = False
+        self.stopping = False
+        self.retiring = False
+        self.last_memory_check = 0.0
+        self.finished: asyncio.Future[None] = loop.create_future()
+
+    # -- the loop's callbacks ------------------------------------------------------------
+
+    async def serve(self) -> None:
+        self.writer.send((READY, os.getpid()))
+        self.flush()
+        self.loop.add_reader(self.reader.fd, self.on_readable)
+        try:
+            await self.finished
+        finally:
+            self.loop.remove_reader(self.reader.fd)
+            for task in list(self.tasks.values()):
+                if task.task is not None:
+                    task.task.cancel()
+            pending = [t.task for t in self.tasks.values() if t.task is not None]
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    def on_readable(self) -> None:
+        frames, eof = self.reader.read()
+        for frame in frames:
+            for message in frame:
+                self.handle(message)
+        if eof:
+            # The parent is gone (or closed the pipe): nothing more will be read.
+            self.queue.clear()
+            self.end()
+            return
+        self.start_queued()
+        self.flush()
+
+    def handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind in (CALL, CALL_ARGS, CALL_BLOB):
+            self.queue.append(message)
+        elif kind == DEFINE:
+            try:
+                self.functions[message[1]] = cloudpickle.loads(message[2])
+            except Exception as error:
+                self.functions[message[1]] = _BadFunction(_unpickling_error("function", error))
+        elif kind == FORGET:
+            self.functions.pop(message[1], None)
+        elif kind == CREDIT:
+            task = self.tasks.get(message[1])
+            if task is not None:
+                task.credits.ack(message[2])
+        elif kind == CANCEL:
+            self.cancel(message[1])
+        elif kind == STOP:
+            self.stopping = True
+            self.end_if_idle()
+
+    def cancel(self, task_id: int) -> None:
+        task = self.tasks.get(task_id)
+        if task is not None:
+            if task.task is not None:
+                task.task.cancel()
+            return
+        for message in self.queue:
+            if message[1] == task_id:
+                self.queue.remove(message)
+                self.send_error(task_id, asyncio.CancelledError())
+                return
+
+    # -- running tasks ---------------------------------------------------------------------
+
+    def start_queued(self) -> None:
+        queue, free = self.queue, self.free_slots
+        while queue and free:
+            self.start(queue.popleft(), free.pop())
+            oldest = self.oldest_unflushed
+            if oldest is not None and time.perf_counter() - oldest > FLUSH_AFTER:
+                self.flush()
+        self.end_if_idle()
+
+    def start(self, message: tuple[Any, ...], slot: int) -> None:
+        task_id = message[1]
+        self.running[slot] = task_id
+        try:
+            runner = self.build(message)
+        except SystemExit as exit:
+            self.exit(exit)
+        except BaseException as error:
+            self.send_error(task_id, error)
+            self.release(slot)
+            return
+        started = time.perf_counter()
+        try:
+            finished, result = run_sync_step(runner)
+        except SystemExit as exit:
+            self.exit(exit)
+        except BaseException as error:
+            self.send_error(task_id, error)
+            self.release(slot)
+            return
+        if finished:
+            self.send_final(task_id, result, time.perf_counter() - started)
+            self.release(slot)
+            return
+        task = _Task(slot, Credits(self.credit_window))
+        self.tasks[task_id] = task
+        task.task = self.loop.create_task(self.run_async(task_id, task, result, started))
+
+    def build(self, message: tuple[Any, ...]) -> Callable[[], Any]:
+        kind = message[0]
+        if kind == CALL_BLOB:
+            try:
+                runner: Callable[[], Any] = cloudpickle.loads(message[2])
+            except Exception as error:
+                raise _unpickling_error("task runner", error) from error
+            return runner
+        function = self.functions[message[2]]
+        if kind == CALL:
+            args = message[3]
+            return lambda: function(*args)
+        try:
+            args, kwargs = pickle.loads(message[3])
+        except Exception as error:
+            raise _unpickling_error("task arguments", error) from error
+        return lambda: function(*args, **kwargs)
+
+    async def run_async(self, task_id: int, task: _Task, result: Any, started: float) -> None:
+        emit = self.emitter(task_id)
+        try:
+            value = await drive(result, emit, task.credits, yield_every=YIELD_EVERY)
+        except SystemExit as exit:
+            self.exit(exit)
+        except asyncio.CancelledError as cancelled:
+            self.send_error(task_id, cancelled)
+        except BaseException as error:
+            self.send_error(task_id, error)
+        else:
+            self.send_final(task_id, value, time.perf_counter() - started)
+        finally:
+            del self.tasks[task_id]
+            self.release(task.slot)
+            self.start_queued()
+            self.schedule_flush()
+
+    def release(self, slot: int) -> None:
+        self.running[slot] = -1
+        self.free_slots.append(slot)
+        if self.max_memory is not None:
+            self.check_memory()
+
+    def check_memory(self) -> None:
+        now = time.monotonic()
+        if self.retiring or now - self.last_memory_check < MEMORY_CHECK_EVERY:
+            return
+        self.last_memory_check = now
+        rss = _rss_bytes()
+        if rss is not None and self.max_memory is not None and rss > self.max_memory:
+            self.retiring = True
+            self.writer.send((RETIRE, f"resident memory {rss} bytes > {self.max_memory}"))
+            self.note_output()
+
+    # -- output ------------------------------------------------------------------------------
+
+    def emitter(self, task_id: int) -> Callable[[Any], None]:
+        send = self.writer.send
+        note = self.note_output
+
+        def emit(value: Any) -> None:
+            if type(value) in RAW_TYPES:
+                send((INTERMEDIATE, task_id, value))
+            else:
+                try:
+                    blob = dumps(value)
+                except pickle.PicklingError as error:
+                    raise _pickling_error("a value the task yielded", error) from None
+                except SystemExit as exit:  # pickling ran code that called sys.exit
+                    self.exit(exit)
+                send((INTERMEDIATE_BLOB, task_id, blob, _type_name(value)))
+            note()
+
+        return emit
+
+    def send_final(self, task_id: int, value: Any, seconds: float) -> None:
+        if type(value) in RAW_TYPES:
+            self.writer.send((FINAL, task_id, value, seconds))
+        else:
+            try:
+                blob = dumps(value)
+            except pickle.PicklingError as error:
+                self.send_error(task_id, _pickling_error("the task's result", error))
+                return
+            except SystemExit as exit:  # pickling ran code that called sys.exit
+                self.exit(exit)
+            self.writer.send((FINAL_BLOB, task_id, blob, _type_name(value), seconds))
+        self.note_output()
+
+    def send_error(self, task_id: int, error: BaseException) -> None:
+        text = _format(error)
+        try:
+            blob: bytes | None = dumps(error)
+        except pickle.PicklingError:
+            blob = None
+        except SystemExit as exit:  # pickling ran code that called sys.exit
+            self.exit(exit)
+        self.writer.send((ERROR, task_id, blob, _type_name(error), str(error), text))
+        self.note_output()
+
+    def note_output(self) -> None:
+        now = time.perf_counter()
+        oldest = self.oldest_unflushed
+        if oldest is None:
+            self.oldest_unflushed = now
+            self.schedule_flush()
+        elif now - oldest > FLUSH_AFTER or len(self.writer.messages) >= 4096:
+            self.flush()
+
+    def schedule_flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        self.oldest_unflushed = None
+        try:
+            done = self.writer.flush()
+        except OSError:  # the parent is gone
+            self.queue.clear()
+            self.end()
+            return
+        if not done and not self.writer_waiting:
+            self.writer_waiting = True
+            self.loop.add_writer(self.writer.fd, self.on_writable)
+
+    def on_writable(self) -> None:
+        try:
+            done = self.writer.write_pending()
+        except OSError:
+            done = True
+            self.end()
+        if done:
+            self.writer_waiting = False
+            self.loop.remove_writer(self.writer.fd)
+
+    def flush_blocking(self) -> None:
+        """Write everything still queued, waiting for the pipe (used when exiting)."""
+        with contextlib.suppress(OSError):
+            os.set_blocking(self.writer.fd, True)
+            self.writer.flush()
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def end_if_idle(self) -> None:
+        if self.stopping and not self.queue and not self.tasks:
+            self.end()
+
+    def end(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def exit(self, exit: SystemExit) -> NoReturn:
+        """A task called ``sys.exit``: deliver what is queued, then exit with its code."""
+        self.flush_blocking()
+        code = exit.code
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        try:
+            import psutil
+
+            return int(psutil.Process().memory_info().rss)
+        except Exception:
+            return None
+
+
+def _pickling_error(what: str, error: BaseException) -> Exception:
+    return TaskPicklingError(f"{what} could not be pickled: {error}")
+
+
+def _unpickling_error(what: str, error: BaseException) -> Exception:
+    return TaskPicklingError(
+        f"the {what} could not be unpickled in the worker: {type(error).__name__}: {error}"
+    )

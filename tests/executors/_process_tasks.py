@@ -1,0 +1,153 @@
+"""Task runners for the process executor tests. Workers must be able to rebuild them:
+the test modules register this module to be pickled by value."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncGenerator, Generator
+from typing import Any
+
+from pullpush import Final
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+async def async_double(x: int) -> int:
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+def count(n: int) -> Generator[int, None, str]:
+    yield from range(n)
+    return f"counted {n}"
+
+
+async def acount(n: int) -> AsyncGenerator[Any, None]:
+    for i in range(n):
+        yield i
+    yield Final(f"counted {n}")
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+async def sleep_forever(marker: str | None = None) -> None:
+    await asyncio.sleep(3600)
+
+
+def spin(seconds: float) -> str:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "spun"
+
+
+def die(how: str) -> None:
+    """Fail the current process the way ``how`` says."""
+    if how == "exception":
+        raise ValueError(f"{how} in the worker")
+    if how == "sys.exit":
+        sys.exit(7)
+    if how == "os._exit":
+        os._exit(7)
+    if how == "SIGKILL":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == "segfault":
+        ctypes.string_at(0)
+    raise AssertionError(how)
+
+
+class DiesWhenUnpickled:
+    """Pickles fine; unpickling it runs ``die``."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (die, (self.how,))
+
+
+class DiesWhenPickled:
+    """Pickling it runs ``die``."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        die(self.how)
+        raise AssertionError("unreachable")
+
+
+class ErrorDiesWhenPickled(Exception):
+    """An exception whose pickling runs ``die``."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(how)
+        self.how = how
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        die(self.how)
+        raise AssertionError("unreachable")
+
+
+def returns(value: Any) -> Any:
+    return value
+
+
+def raise_error(error: BaseException) -> None:
+    raise error
+
+
+def memory_hog(megabytes: int) -> int:
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    return len(block)
+
+
+def set_marker(value: str) -> None:
+    os.environ["PULLPUSH_TEST_MARKER"] = value
+
+
+def read_marker() -> str | None:
+    return os.environ.get("PULLPUSH_TEST_MARKER")
+
+
+def failing_initializer() -> None:
+    raise RuntimeError("initializer refused")
+
+
+_leaked: list[bytearray] = []
+
+
+def leak(megabytes: int) -> int:
+    """Keep ``megabytes`` of touched memory alive in this process."""
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    _leaked.append(block)
+    return len(block)
+
+
+def make_dies_when_pickled(how: str) -> DiesWhenPickled:
+    return DiesWhenPickled(how)
+
+
+def raise_error_dies_when_pickled(how: str) -> None:
+    raise ErrorDiesWhenPickled(how)
+
+
+def make_dies_when_unpickled(how: str) -> DiesWhenUnpickled:
+    return DiesWhenUnpickled(how)

@@ -1,0 +1,308 @@
+"""The process executor: runner kinds, errors, the function cache, flow control,
+cancellation, worker replacement and lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import pickle
+import sys
+from typing import Any
+
+import _process_tasks as tasks
+import cloudpickle
+import pytest
+
+from pullpush import (
+    BrokenExecutorError,
+    CapacitySource,
+    EnvelopeType,
+    HierarchicalTaskPoolRunner,
+    ProcessExecutor,
+    RemoteTraceback,
+    TaskPicklingError,
+    TaskTimeoutError,
+)
+from pullpush.testing import assert_no_leaks, collect
+
+cloudpickle.register_pickle_by_value(tasks)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_every_runner_kind_in_a_worker() -> None:
+    async with assert_no_leaks(), ProcessExecutor(2) as executor:
+        assert await executor.run(tasks.identity, 41) == 41
+        assert await executor.run(tasks.async_double, 21) == 42
+        streamed = await collect(executor.stream(tasks.count, 3))
+        assert [e.value for e in streamed] == [0, 1, 2, "counted 3"]
+        streamed = await collect(executor.stream(tasks.acount, 2))
+        assert [(e.type.value, e.value) for e in streamed] == [
+            ("INTERMEDIATE", 0),
+            ("INTERMEDIATE", 1),
+            ("FINAL", "counted 2"),
+        ]
+        assert await executor.run(lambda: sum(range(10))) == 45
+        offset = 100
+        assert await executor.run(lambda: offset + 1) == 101
+        assert await executor.run(tasks.pid) != os.getpid()
+
+
+async def test_errors_keep_their_type_and_carry_the_remote_traceback() -> None:
+    async with assert_no_leaks(), ProcessExecutor(1) as executor:
+        with pytest.raises(ValueError, match="bad input") as raised:
+            await executor.run(tasks.fail, "bad input")
+        cause = raised.value.__cause__
+        assert isinstance(cause, RemoteTraceback)
+        assert "in fail" in cause.text and "bad input" in cause.text
+
+
+async def test_values_of_any_picklable_type_come_back() -> None:
+    value = {"nested": [(1, 2.5), {"set": {3}}], "bytes": b"x" * 10}
+    async with ProcessExecutor(1) as executor:
+        assert await executor.run(tasks.returns, value) == value
+        big = "y" * (5 * 1024 * 1024)
+        assert await executor.run(tasks.returns, big) == big
+
+
+async def test_a_partial_sends_its_function_once_per_worker() -> None:
+    async with ProcessExecutor(2) as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "cache",
+            [functools.partial(tasks.identity, i) for i in range(200)],
+            CapacitySource(50),
+            executor=executor,
+        )
+        values = [e.value async for e in runner.run_tasks()]
+        assert sorted(values) == list(range(200))
+        assert executor.statistics().functions_cached == 1
+
+
+async def test_the_runner_on_the_process_executor() -> None:
+    async with assert_no_leaks():
+        runner = HierarchicalTaskPoolRunner(
+            "process",
+            [functools.partial(tasks.count, 2), functools.partial(tasks.fail, "x"), tasks.pid],
+            CapacitySource(2),
+            executor="process",
+        )
+        envelopes = await collect(runner.run_tasks())
+    kinds = sorted((e.task_id, e.type.value) for e in envelopes)
+    assert kinds == [
+        (0, "FINAL"),
+        (0, "INTERMEDIATE"),
+        (0, "INTERMEDIATE"),
+        (1, "ERROR"),
+        (2, "FINAL"),
+    ]
+
+
+async def test_two_runners_share_one_executor() -> None:
+    async with ProcessExecutor(2) as executor:
+        runners = [
+            HierarchicalTaskPoolRunner(
+                name,
+                [functools.partial(tasks.identity, (name, i)) for i in range(30)],
+                CapacitySource(4),
+                executor=executor,
+            )
+            for name in ("a", "b")
+        ]
+        results = await asyncio.gather(*(collect(r.run_tasks()) for r in runners))
+    assert [sorted(e.value[1] for e in r) for r in results] == [list(range(30))] * 2
+    assert executor.capacity.available == executor.capacity.limit
+
+
+async def test_a_slow_consumer_pauses_a_streaming_task() -> None:
+    window = 64
+    async with ProcessExecutor(1, credit_window=window) as executor:
+        collector = _Collector()
+        handle = executor.submit(0, functools.partial(tasks.count, 1_000_000), collector)
+        await asyncio.sleep(0.5)  # the consumer reads nothing meanwhile
+        assert window <= len(collector.values) <= window
+        handle.ack(len(collector.values))
+        await asyncio.sleep(0.3)
+        assert len(collector.values) <= 2 * window
+        handle.cancel()
+        while not collector.ended:
+            await asyncio.sleep(0.01)
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.ended = False
+        self.error: BaseException | None = None
+
+    def task_intermediate(self, task_id: int, value: Any) -> None:
+        self.values.append(value)
+
+    def task_final(self, task_id: int, value: Any) -> None:
+        self.ended = True
+
+    def task_error(self, task_id: int, error: BaseException) -> None:
+        self.ended, self.error = True, error
+
+
+async def test_a_million_envelopes_arrive_in_order_with_bounded_memory() -> None:
+    async with ProcessExecutor(1, credit_window=256) as executor:
+        expected = 0
+        async for envelope in executor.stream(tasks.count, 200_000):
+            if envelope.type is EnvelopeType.INTERMEDIATE:
+                assert envelope.value == expected
+                expected += 1
+                if expected % 50_000 == 0:
+                    await asyncio.sleep(0.05)  # a consumer that stalls now and then
+        assert expected == 200_000
+
+
+async def test_cancelling_an_async_task_cancels_it_inside_its_worker() -> None:
+    async with assert_no_leaks(), ProcessExecutor(1, cancel_grace=30) as executor:
+        worker_pid = await executor.run(tasks.pid)
+        collector = _Collector()
+        handle = executor.submit(0, tasks.sleep_forever, collector)
+        await asyncio.sleep(0.2)
+        handle.cancel()
+        for _ in range(200):
+            if collector.ended:
+                break
+            await asyncio.sleep(0.01)
+        assert isinstance(collector.error, asyncio.CancelledError)
+        # Cancelled inside the worker, not by killing it (the grace is 30 s).
+        assert executor.pids == [worker_pid]
+
+
+async def test_a_worker_stuck_in_cpu_bound_code_is_terminated_and_replaced() -> None:
+    async with assert_no_leaks(), ProcessExecutor(1, cancel_grace=0.1, kill_grace=0.5) as executor:
+        first = await executor.run(tasks.pid)
+        runner = HierarchicalTaskPoolRunner(
+            "stuck",
+            [functools.partial(tasks.spin, 60), tasks.pid],
+            CapacitySource(1),
+            executor=executor,
+            timeout=0.3,
+        )
+        envelopes = await collect(runner.run_tasks())
+        assert isinstance(envelopes[0].error, TaskTimeoutError)
+        assert envelopes[1].type is EnvelopeType.FINAL and envelopes[1].value != first
+        assert executor.statistics().workers_lost == 1
+
+
+async def test_stop_on_error_cancels_the_tasks_in_workers() -> None:
+    async with assert_no_leaks(), ProcessExecutor(2) as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "stop",
+            [tasks.sleep_forever, functools.partial(tasks.fail, "stop here"), tasks.sleep_forever],
+            CapacitySource(3),
+            executor=executor,
+        )
+        with pytest.raises(ValueError, match="stop here"):
+            async for _ in runner.run_tasks(stop_on_error=True):
+                pass
+        assert executor.statistics().in_flight == 0
+
+
+async def test_an_unpicklable_runner_fails_its_task_only() -> None:
+    import threading
+
+    lock = threading.Lock()
+    async with ProcessExecutor(1) as executor:
+        with pytest.raises(TaskPicklingError, match="could not be pickled"):
+            await executor.run(functools.partial(tasks.identity, lock))
+        assert await executor.run(tasks.identity, 1) == 1
+
+
+async def test_max_tasks_per_worker_replaces_workers() -> None:
+    async with (
+        assert_no_leaks(),
+        ProcessExecutor(1, max_tasks_per_worker=3, prefetch=0) as executor,
+    ):
+        pids = [await executor.run(tasks.pid) for _ in range(7)]
+        assert len(set(pids)) == 3
+        assert executor.statistics().workers_started == 3
+
+
+async def test_max_worker_memory_replaces_a_bloated_worker() -> None:
+    limit = 200 * 1024 * 1024
+    async with ProcessExecutor(1, max_worker_memory=limit, prefetch=0) as executor:
+        before = await executor.run(tasks.pid)
+        await executor.run(tasks.leak, 300)
+        await asyncio.sleep(0.2)
+        after = await executor.run(tasks.pid)
+        assert after != before
+
+
+async def test_initializer_runs_in_every_worker() -> None:
+    async with ProcessExecutor(2, initializer=tasks.set_marker, initargs=("ready",)) as executor:
+        assert await executor.run(tasks.read_marker) == "ready"
+
+
+async def test_a_failing_initializer_breaks_the_executor_with_a_clear_error() -> None:
+    async with assert_no_leaks():
+        executor = ProcessExecutor(1, initializer=tasks.failing_initializer)
+        try:
+            await executor.start()
+            with pytest.raises(BrokenExecutorError, match="initializer refused"):
+                await asyncio.wait_for(executor.run(tasks.identity, 1), 30)
+        finally:
+            await executor.aclose()
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+async def test_other_start_methods(method: str) -> None:
+    async with assert_no_leaks(), ProcessExecutor(1, start_method=method) as executor:
+        assert await executor.run(tasks.async_double, 4) == 8
+
+
+async def test_closing_leaves_no_process_and_refuses_work() -> None:
+    async with assert_no_leaks():
+        executor = ProcessExecutor(2)
+        await executor.start()
+        pids = executor.pids
+        await executor.aclose()
+    import psutil
+
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    from pullpush import ExecutorClosedError
+
+    with pytest.raises(ExecutorClosedError):
+        await executor.run(tasks.identity, 1)
+
+
+async def test_closing_with_tasks_in_flight_ends_them() -> None:
+    executor = ProcessExecutor(1)
+    await executor.start()
+    collector = _Collector()
+    executor.submit(0, tasks.sleep_forever, collector)
+    await asyncio.sleep(0.1)
+    await executor.aclose()
+    assert collector.ended
+    from pullpush import ExecutorClosedError
+
+    assert isinstance(collector.error, ExecutorClosedError)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="max_workers must be >= 1"):
+        ProcessExecutor(0)
+    with pytest.raises(ValueError, match="start_method must be one of"):
+        ProcessExecutor(start_method="teleport")
+    with pytest.raises(ValueError, match="tasks_per_worker must be >= 1"):
+        ProcessExecutor(tasks_per_worker=0)
+    with pytest.raises(ValueError, match="prefetch must be"):
+        ProcessExecutor(prefetch="lots")
+    with pytest.raises(TypeError, match="initializer must be callable"):
+        ProcessExecutor(initializer=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="initargs must be a tuple"):
+        ProcessExecutor(initargs=[1])  # type: ignore[arg-type]
+
+
+def test_statistics_and_repr() -> None:
+    executor = ProcessExecutor(3, prefetch=1)
+    assert executor.capacity.limit == 6
+    assert "workers=0/3" in repr(executor)
+    with contextlib.suppress(Exception):
+        pickle.dumps(executor.statistics())
