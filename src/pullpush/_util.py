@@ -9,17 +9,33 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+PLAIN_TYPES: set[type] = {int, float, complex, str, bytes, bool, type(None), list, tuple, dict}
+"""Types seen not to be awaitable. Hot paths test ``type(x) not in PLAIN_TYPES and
+is_awaitable(x)``: one set lookup settles the common case (``hasattr`` on a type
+that lacks the attribute costs an exception internally on Python < 3.12)."""
+
+_PLAIN_TYPES_MAX = 4096
+
+
 def is_awaitable(value: object) -> bool:
     """Return whether ``value`` must be awaited (a coroutine, future or other awaitable).
 
-    Cheaper than :func:`inspect.isawaitable` on the hot path: one type-dict lookup.
+    Cheaper than :func:`inspect.isawaitable`: types found not to be awaitable are
+    remembered in :data:`PLAIN_TYPES` (up to a few thousand of them).
     """
-    return hasattr(type(value), "__await__")
+    cls = type(value)
+    if cls in PLAIN_TYPES:
+        return False
+    if hasattr(cls, "__await__"):
+        return True
+    if len(PLAIN_TYPES) < _PLAIN_TYPES_MAX:
+        PLAIN_TYPES.add(cls)
+    return False
 
 
 async def resolve(value: Any) -> Any:
     """Await ``value`` if it is awaitable, else return it unchanged."""
-    if hasattr(type(value), "__await__"):
+    if type(value) not in PLAIN_TYPES and is_awaitable(value):
         return await value
     return value
 
