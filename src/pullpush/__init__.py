@@ -35,6 +35,33 @@ from .push import PushPreSignalObj as PushPreSignalObj
 from .push import SinkCallbacksObj as SinkCallbacksObj
 from .push import SinkCollectObj as SinkCollectObj
 
+# isort: split
+# push operators
+from ._exceptions import SinkIndexError as SinkIndexError
+from ._exceptions import SinkLabelError as SinkLabelError
+from .push import UNSEEDED as UNSEEDED
+from .push import PushBufferObj as PushBufferObj
+from .push import PushBufferReduceObj as PushBufferReduceObj
+from .push import PushDistributeObj as PushDistributeObj
+from .push import PushFilterObj as PushFilterObj
+from .push import PushFlatMapObj as PushFlatMapObj
+from .push import PushFlattenObj as PushFlattenObj
+from .push import PushForkObj as PushForkObj
+from .push import PushLabeledDistributeObj as PushLabeledDistributeObj
+from .push import PushMapObj as PushMapObj
+from .push import PushObj1ToMany as PushObj1ToMany
+from .push import PushObj1ToManyBase as PushObj1ToManyBase
+from .push import PushObjLabeled1ToMany as PushObjLabeled1ToMany
+from .push import PushObjSerial1To1 as PushObjSerial1To1
+from .push import PushPostCallbacksObj as PushPostCallbacksObj
+from .push import PushPreCallbacksObj as PushPreCallbacksObj
+from .push import PushReduceObj as PushReduceObj
+from .push import PushRoundRobinObj as PushRoundRobinObj
+from .push import PushSerialObj as PushSerialObj
+from .push import PushWindowObj as PushWindowObj
+from .push import PushWindowTimeoutObj as PushWindowTimeoutObj
+from .push import TimeoutFrom as TimeoutFrom
+
 __version__ = "0.1.0.dev0"
 
 __all__ = (
@@ -77,4 +104,29 @@ __all__ = (
     "PullTimeoutError",
     "RaceCutoffError",
     "SignalStoppedError",
+    # push operators
+    "PushBufferObj",
+    "PushBufferReduceObj",
+    "PushDistributeObj",
+    "PushFilterObj",
+    "PushFlatMapObj",
+    "PushFlattenObj",
+    "PushForkObj",
+    "PushLabeledDistributeObj",
+    "PushMapObj",
+    "PushObj1ToMany",
+    "PushObj1ToManyBase",
+    "PushObjLabeled1ToMany",
+    "PushObjSerial1To1",
+    "PushPostCallbacksObj",
+    "PushPreCallbacksObj",
+    "PushReduceObj",
+    "PushRoundRobinObj",
+    "PushSerialObj",
+    "PushWindowObj",
+    "PushWindowTimeoutObj",
+    "SinkIndexError",
+    "SinkLabelError",
+    "TimeoutFrom",
+    "UNSEEDED",
 )

@@ -39,6 +39,10 @@ from ._streams import (
     collect as collect,
 )
 
+# isort: split
+# push operators
+from ._push import RecordingSink as RecordingSink
+
 __all__ = (
     "LeakReport",
     "TrackedSource",
@@ -49,4 +53,6 @@ __all__ = (
     "assert_raises",
     "collect",
     "settle",
+    # push operators
+    "RecordingSink",
 )
