@@ -39,6 +39,8 @@ from .push import SinkCollectObj as SinkCollectObj
 # push operators
 from ._exceptions import SinkIndexError as SinkIndexError
 from ._exceptions import SinkLabelError as SinkLabelError
+from .pull import PullPushBridgeObj as PullPushBridgeObj
+from .pull import PullPushDistributeObj as PullPushDistributeObj
 from .push import UNSEEDED as UNSEEDED
 from .push import PushBufferObj as PushBufferObj
 from .push import PushBufferReduceObj as PushBufferReduceObj
@@ -105,6 +107,8 @@ __all__ = (
     "RaceCutoffError",
     "SignalStoppedError",
     # push operators
+    "PullPushBridgeObj",
+    "PullPushDistributeObj",
     "PushBufferObj",
     "PushBufferReduceObj",
     "PushDistributeObj",

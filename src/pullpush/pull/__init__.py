@@ -7,6 +7,11 @@ from ._sources import SourceBufferObj as SourceBufferObj
 from ._sources import SourceCacheObj as SourceCacheObj
 from ._sources import SourceFromIterable as SourceFromIterable
 
+# isort: split
+# push operators (pull stages that tee into push sinks)
+from ._tee import PullPushBridgeObj as PullPushBridgeObj
+from ._tee import PullPushDistributeObj as PullPushDistributeObj
+
 __all__ = (
     "BufferMode",
     "PullAwaitReset",
@@ -14,4 +19,7 @@ __all__ = (
     "SourceBufferObj",
     "SourceCacheObj",
     "SourceFromIterable",
+    # push operators (pull stages that tee into push sinks)
+    "PullPushBridgeObj",
+    "PullPushDistributeObj",
 )
