@@ -64,6 +64,17 @@ from .push import PushWindowObj as PushWindowObj
 from .push import PushWindowTimeoutObj as PushWindowTimeoutObj
 from .push import TimeoutFrom as TimeoutFrom
 
+# isort: split
+# chains
+from .chain import BidiProcessor as BidiProcessor
+from .chain import BidiProcessorFactory as BidiProcessorFactory
+from .chain import BidirectionalChain as BidirectionalChain
+from .chain import CompiledPushChain as CompiledPushChain
+from .chain import PushChain as PushChain
+from .chain import PushChainBuilder as PushChainBuilder
+from .chain import PushOpDescriptor as PushOpDescriptor
+from .chain import ToArrayResult as ToArrayResult
+
 __version__ = "0.1.0.dev0"
 
 __all__ = (
@@ -133,4 +144,13 @@ __all__ = (
     "SinkLabelError",
     "TimeoutFrom",
     "UNSEEDED",
+    # chains
+    "BidiProcessor",
+    "BidiProcessorFactory",
+    "BidirectionalChain",
+    "CompiledPushChain",
+    "PushChain",
+    "PushChainBuilder",
+    "PushOpDescriptor",
+    "ToArrayResult",
 )
