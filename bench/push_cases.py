@@ -60,26 +60,24 @@ def _builder(counter: list[int]) -> PushChainBuilder[Any, Any]:
     )
 
 
-async def push_chain_uncompiled(n: int) -> object:
+async def _push_chain(n: int, compiled: bool) -> object:
     counter = [0]
     sink = LastValueSink()
-    chain = _builder(counter).into(sink)
+    builder = _builder(counter)
+    chain = (builder.compile() if compiled else builder).into(sink)
     send = chain.asend
     for i in range(n):
         await send(i)
     await chain.aclose()
     return counter[0], sink.last
+
+
+async def push_chain_uncompiled(n: int) -> object:
+    return await _push_chain(n, compiled=False)
 
 
 async def push_chain_compiled(n: int) -> object:
-    counter = [0]
-    sink = LastValueSink()
-    chain = _builder(counter).compile().into(sink)
-    send = chain.asend
-    for i in range(n):
-        await send(i)
-    await chain.aclose()
-    return counter[0], sink.last
+    return await _push_chain(n, compiled=True)
 
 
 async def push_hand_written(n: int) -> object:

@@ -26,11 +26,11 @@ from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import Any
 
-from .._obj import PushObj, aclose_quietly
+from .._obj import PushObj
 from .._util import PLAIN_TYPES, is_awaitable
 from ..push._reduce import UNSEEDED
 from ..push._serial import PushObjSerial1To1
-from ..push._transform import is_flattenable
+from ..push._transform import feed, is_flattenable
 from ._ops import FAST_KINDS, GENERAL_KINDS, PushOpDescriptor, turnstile_callback
 
 __all__ = ["CompiledPushChain"]
@@ -120,28 +120,6 @@ def _initial_state(op: PushOpDescriptor) -> Any:
     return None
 
 
-async def _each(items: Any, rest: Callable[[Any], Any], stage: CompiledPushChain) -> None:
-    # Feed every element of an iterable or async iterable to a continuation; stop
-    # once the chain's sink is done (closing an async iterator left early).
-    if not hasattr(type(items), "__aiter__"):
-        for item in items:
-            await rest(item)
-            if stage._sink_done:
-                return
-        return
-    iterator = items.__aiter__()
-    finished = False
-    try:
-        async for item in iterator:
-            await rest(item)
-            if stage._sink_done:
-                return
-        finished = True
-    finally:
-        if not finished:
-            await aclose_quietly(iterator)
-
-
 def _check_outputs(outputs: Any) -> Any:
     if not is_flattenable(outputs):
         raise TypeError(
@@ -176,7 +154,7 @@ class _Generated:
             _turn=stage._turn,
             _state=stage._state,
             _UNSEEDED=UNSEEDED,
-            _each=_each,
+            _feed=feed,
             _flattenable=is_flattenable,
             _check_outputs=_check_outputs,
             _plain=PLAIN_TYPES,
@@ -236,7 +214,7 @@ class _Generator:
                 "_turn",
                 "_state",
                 "_UNSEEDED",
-                "_each",
+                "_feed",
                 "_flattenable",
                 "_check_outputs",
                 "_plain",
@@ -262,7 +240,13 @@ class _Generator:
         name = self.continuations.get(start)
         if name is None:
             name = self.continuations[start] = f"_rest{start}"
-            self.functions.append([f"async def {name}(v):", *self.body(start, 1, "return")])
+            self.functions.append(
+                [
+                    f"async def {name}(v):",
+                    *self.body(start, 1, "return True"),
+                    "    return not _S._sink_done",  # feed() goes on while truthy
+                ]
+            )
         return name
 
     def call(self, pad: str, target: str | None, fn: Any, args: str) -> list[str]:
@@ -355,12 +339,12 @@ class _Generator:
             return [
                 *lines,
                 f"{pad}if v is not None:",
-                f"{pad}    await _each(_check_outputs(v), {rest}, _S)",
+                f"{pad}    await _feed(_check_outputs(v), {rest})",
             ]
         return [
             *lines,
             f"{pad}if _flattenable(v):",
-            f"{pad}    await _each(v, {rest}, _S)",
+            f"{pad}    await _feed(v, {rest})",
             f"{pad}else:",
             f"{pad}    await {rest}(v)",
         ]

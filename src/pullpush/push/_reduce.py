@@ -8,7 +8,7 @@ from typing import Any, Final, TypeVar
 from .._obj import PushObj
 from .._util import PLAIN_TYPES, check_callable, is_awaitable
 from ._serial import PushObjSerial1To1
-from ._transform import MaybeAwaitable, forward_each
+from ._transform import MaybeAwaitable, feed
 
 __all__ = ["UNSEEDED", "PushBufferReduceObj", "PushReduceObj"]
 
@@ -107,4 +107,5 @@ class PushBufferReduceObj(PushObjSerial1To1[IN, OUT]):
                 "reducer must return an iterable or async iterable of outputs (or None), "
                 f"got {cls.__name__}"
             )
-        await forward_each(self, outputs)
+        if not await feed(outputs, self.sink.asend):
+            self._done = True

@@ -8,7 +8,6 @@ path is a busy flag, so a stage used from one producer pays almost nothing.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -72,21 +71,10 @@ class PushObjSerial1To1(PushObj1To1[IN, OUT], Generic[IN, OUT]):
                 turn.busy = False
         return not self._done
 
-    async def aclose(self) -> None:
-        """Stop accepting values; flush and close downstream once sends in flight end."""
-        if self._done:
-            return
-        self._done = True
-        await self._turn.run_or_defer(self.close_impl)
-
-    async def athrow(self, error: BaseException) -> None:
-        """Stop accepting values; fail downstream with ``error`` once sends in flight end."""
-        if not isinstance(error, BaseException):
-            raise TypeError(f"athrow() needs an exception instance, got {error!r}")
-        if self._done:
-            return
-        self._done = True
-        await self._turn.run_or_defer(functools.partial(self.throw_impl, error))
+    async def run_end(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run the close/throw action now if the turn is idle, else after the sends
+        in progress and queued (the last of them runs it)."""
+        await self._turn.run_or_defer(action)
 
     async def run_in_turn(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action()`` holding the stage's turn (after the sends queued before it).

@@ -21,6 +21,7 @@ __all__ = [
     "PushMapObj",
     "PushPostCallbacksObj",
     "PushPreCallbacksObj",
+    "feed",
     "is_flattenable",
 ]
 
@@ -42,31 +43,31 @@ def is_flattenable(value: object) -> bool:
     )
 
 
-async def forward_each(stage: PushObj1To1[Any, Any], items: Any) -> None:
-    """Send every element of ``items`` (an iterable or async iterable) to ``stage.sink``.
+async def feed(items: Any, send: Callable[[Any], Awaitable[object]]) -> bool:
+    """``await send(element)`` for each element of an iterable or async iterable.
 
-    Stops early, marking ``stage`` done, once the sink reports done; an async
-    iterator left early is closed (``aclose``), as leaving an ``async for`` over a
-    pull object closes it.
+    Stops early once ``send`` returns a falsy value; an async iterator left early
+    is closed (``aclose``), as leaving an ``async for`` over a pull object closes it.
+
+    Returns:
+        Whether every element was sent (``False`` when stopped early).
     """
-    sink = stage.sink
     if not hasattr(type(items), "__aiter__"):
         for item in items:
-            if not await sink.asend(item):
-                stage._done = True
-                return
-        return
+            if not await send(item):
+                return False
+        return True
     iterator = items.__aiter__()
     finished = False
     try:
         async for item in iterator:
-            if not await sink.asend(item):
-                stage._done = True
-                return
+            if not await send(item):
+                return False
         finished = True
     finally:
         if not finished:
             await aclose_quietly(iterator)
+    return True
 
 
 class PushMapObj(PushObj1To1[IN, OUT]):
@@ -124,7 +125,8 @@ class PushFlattenObj(PushObj1To1[Any, Any]):
 
     async def next_impl(self, value: Any) -> None:
         if is_flattenable(value):
-            await forward_each(self, value)
+            if not await feed(value, self.sink.asend):
+                self._done = True
         elif not await self.sink.asend(value):
             self._done = True
 
@@ -150,7 +152,8 @@ class PushFlatMapObj(PushObj1To1[IN, Any]):
         if type(result) not in PLAIN_TYPES and is_awaitable(result):
             result = await result
         if is_flattenable(result):
-            await forward_each(self, result)
+            if not await feed(result, self.sink.asend):
+                self._done = True
         elif not await self.sink.asend(result):
             self._done = True
 
