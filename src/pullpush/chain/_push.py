@@ -41,6 +41,12 @@ class PushChain(PushObj[T]):
     by :class:`PushChainBuilder` forward them to their branches). Once the head is
     done, ``asend`` drops values and returns ``False``.
 
+    Backpressure and ordering are the links': ``await chain.asend(v)`` returns once
+    ``v`` has gone as far as it goes (through every one-to-one link, into the
+    tail). Concurrent senders overlap in stateless links and take turns, in
+    arrival order, in stateful ones. Cancelling a sender interrupts the link it is
+    in; serialised links release their turn, so the chain stays usable.
+
     The chain can be changed in place while in use: :meth:`insert_after`,
     :meth:`insert_before`, :meth:`remove` and :meth:`replace` rewire the
     neighbouring links' ``sink``; a value already past the change is unaffected.

@@ -1,4 +1,18 @@
-"""Push objects: sinks, one-to-one operators and one-to-many fan-outs."""
+"""Push objects: sinks, one-to-one operators and one-to-many fan-outs.
+
+Common ground for every push object here:
+
+* **Backpressure.** ``await obj.asend(v)`` returns once ``v`` has been handled
+  downstream (forwarded, buffered or dropped); it returns ``False`` once the object
+  is done, and a done object drops what it is sent.
+* **Ordering and concurrency.** Stateless stages (map, filter, flatten, flat-map,
+  callbacks, fan-outs) let concurrent senders overlap, as FireFoundry does.
+  Stateful stages (reduce, buffer, window, window-timeout, buffer-reduce) and
+  :class:`PushSerialObj` take turns: one value at a time, in arrival order.
+* **Callables** may be sync or async; awaitable results are awaited.
+* **Cancellation** of a sender interrupts the downstream work of that one value;
+  the stage stays usable (a stateful stage releases its turn).
+"""
 
 from ._signal import PushPostSignalObj as PushPostSignalObj
 from ._signal import PushPreSignalObj as PushPreSignalObj
