@@ -104,6 +104,21 @@ async def test_turnstile_reports_to_the_collector_and_swallows_its_errors() -> N
     assert out == [1, 2] and collector.passes == [("in", 1), ("in", 2)]
 
 
+async def test_turnstile_with_an_async_collector_swallows_its_errors_too() -> None:
+    passes: list[Any] = []
+
+    class AsyncCollector:
+        async def on_turnstile_pass(self, checkpoint: str, item_id: Any) -> None:
+            passes.append(checkpoint)
+            raise RuntimeError("exporter down")
+
+    for builder in (PushChainBuilder.start(), PushChainBuilder.start().compile()):
+        chain, out = builder.turnstile("a", AsyncCollector()).to_array()
+        await run(chain, [1])
+        assert out == [1]
+    assert passes == ["a", "a"]
+
+
 async def test_to_callbacks_and_to_array_with_given_buffer() -> None:
     got: list[int] = []
     chain = PushChainBuilder.start().map(abs).to_callbacks(got.append)
