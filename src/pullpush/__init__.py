@@ -125,6 +125,45 @@ from .scheduling import PrioritySourceObj as PrioritySourceObj
 from .scheduling import SourceClosedError as SourceClosedError
 from .scheduling import UnknownNodeError as UnknownNodeError
 
+# isort: split
+# push operators
+from ._exceptions import SinkIndexError as SinkIndexError
+from ._exceptions import SinkLabelError as SinkLabelError
+from .pull import PullPushBridgeObj as PullPushBridgeObj
+from .pull import PullPushDistributeObj as PullPushDistributeObj
+from .push import UNSEEDED as UNSEEDED
+from .push import PushBufferObj as PushBufferObj
+from .push import PushBufferReduceObj as PushBufferReduceObj
+from .push import PushDistributeObj as PushDistributeObj
+from .push import PushFilterObj as PushFilterObj
+from .push import PushFlatMapObj as PushFlatMapObj
+from .push import PushFlattenObj as PushFlattenObj
+from .push import PushForkObj as PushForkObj
+from .push import PushLabeledDistributeObj as PushLabeledDistributeObj
+from .push import PushMapObj as PushMapObj
+from .push import PushObj1ToMany as PushObj1ToMany
+from .push import PushObj1ToManyBase as PushObj1ToManyBase
+from .push import PushObjLabeled1ToMany as PushObjLabeled1ToMany
+from .push import PushObjSerial1To1 as PushObjSerial1To1
+from .push import PushPostCallbacksObj as PushPostCallbacksObj
+from .push import PushPreCallbacksObj as PushPreCallbacksObj
+from .push import PushReduceObj as PushReduceObj
+from .push import PushRoundRobinObj as PushRoundRobinObj
+from .push import PushSerialObj as PushSerialObj
+from .push import PushWindowObj as PushWindowObj
+from .push import PushWindowTimeoutObj as PushWindowTimeoutObj
+
+# isort: split
+# chains
+from .chain import BidiProcessor as BidiProcessor
+from .chain import BidiProcessorFactory as BidiProcessorFactory
+from .chain import BidirectionalChain as BidirectionalChain
+from .chain import CompiledPushChain as CompiledPushChain
+from .chain import PushChain as PushChain
+from .chain import PushChainBuilder as PushChainBuilder
+from .chain import PushOpDescriptor as PushOpDescriptor
+from .chain import ToArrayResult as ToArrayResult
+
 __version__ = "0.1.0.dev0"
 
 __all__ = (
@@ -255,4 +294,39 @@ __all__ = (
     "PrioritySourceObj",
     "SourceClosedError",
     "UnknownNodeError",
+    # push operators
+    "PullPushBridgeObj",
+    "PullPushDistributeObj",
+    "PushBufferObj",
+    "PushBufferReduceObj",
+    "PushDistributeObj",
+    "PushFilterObj",
+    "PushFlatMapObj",
+    "PushFlattenObj",
+    "PushForkObj",
+    "PushLabeledDistributeObj",
+    "PushMapObj",
+    "PushObj1ToMany",
+    "PushObj1ToManyBase",
+    "PushObjLabeled1ToMany",
+    "PushObjSerial1To1",
+    "PushPostCallbacksObj",
+    "PushPreCallbacksObj",
+    "PushReduceObj",
+    "PushRoundRobinObj",
+    "PushSerialObj",
+    "PushWindowObj",
+    "PushWindowTimeoutObj",
+    "SinkIndexError",
+    "SinkLabelError",
+    "UNSEEDED",
+    # chains
+    "BidiProcessor",
+    "BidiProcessorFactory",
+    "BidirectionalChain",
+    "CompiledPushChain",
+    "PushChain",
+    "PushChainBuilder",
+    "PushOpDescriptor",
+    "ToArrayResult",
 )

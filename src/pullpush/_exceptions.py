@@ -38,6 +38,8 @@ __all__ = [
     "RemoteTraceback",
     "TaskPicklingError",
     "WorkerCrashedError",
+    "SinkIndexError",
+    "SinkLabelError",
 ]
 
 
@@ -223,3 +225,23 @@ class RemoteTaskError(PullPushError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.type_name, self.remote_message))
+
+
+class SinkIndexError(PullPushError, IndexError):
+    """A distribute selector returned an index with no sink behind it."""
+
+    def __init__(self, index: object, size: int) -> None:
+        super().__init__(f"selector returned index {index!r}, which has no sink ({size} sinks)")
+        self.index = index
+        self.size = size
+
+
+class SinkLabelError(PullPushError, KeyError):
+    """A labeled fan-out was asked to route to a label it has no sink for."""
+
+    def __init__(self, label: object) -> None:
+        super().__init__(label)
+        self.label = label
+
+    def __str__(self) -> str:
+        return f"no sink is labeled {self.label!r}"

@@ -29,10 +29,13 @@ no generator priming: the first value sent is delivered.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
+    Callable,
     Coroutine,
     Iterable,
     Mapping,
@@ -397,7 +400,7 @@ class PushObj(Generic[T]):
         if self._done:
             return
         self._done = True
-        await self.close_impl()
+        await self.run_end(self.close_impl)
 
     async def athrow(self, error: BaseException) -> None:
         """Fail the stream with ``error``: the object is done afterwards."""
@@ -406,7 +409,13 @@ class PushObj(Generic[T]):
         if self._done:
             return
         self._done = True
-        await self.throw_impl(error)
+        await self.run_end(functools.partial(self.throw_impl, error))
+
+    async def run_end(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run the end action of :meth:`aclose` / :meth:`athrow` (``close_impl`` or
+        ``throw_impl``). Now, by default; stages that serialise their sends defer
+        it until the sends in flight are over."""
+        await action()
 
     async def close_impl(self) -> None:
         """What closing means to this object (subclasses override)."""

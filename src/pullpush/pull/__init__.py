@@ -34,6 +34,11 @@ from ._transform import PullFlattenObj as PullFlattenObj
 from ._transform import PullMapObj as PullMapObj
 from ._transform import PullReduceObj as PullReduceObj
 
+# isort: split
+# push operators (pull stages that tee into push sinks)
+from ._tee import PullPushBridgeObj as PullPushBridgeObj
+from ._tee import PullPushDistributeObj as PullPushDistributeObj
+
 __all__ = (
     # sources
     "BufferMode",
@@ -71,4 +76,7 @@ __all__ = (
     "PullRaceRobinObj",
     "PullRoundRobinObj",
     "PullZipObj",
+    # push operators (pull stages that tee into push sinks)
+    "PullPushBridgeObj",
+    "PullPushDistributeObj",
 )

@@ -42,6 +42,10 @@ from ._streams import (
     collect as collect,
 )
 
+# isort: split
+# push operators
+from ._push import RecordingSink as RecordingSink
+
 __all__ = (
     "LOOP_KINDS",
     "LeakReport",
@@ -55,4 +59,6 @@ __all__ = (
     "collect",
     "run",
     "settle",
+    # push operators
+    "RecordingSink",
 )
