@@ -119,6 +119,11 @@ from .scheduling import PrioritySourceObj as PrioritySourceObj
 from .scheduling import SourceClosedError as SourceClosedError
 from .scheduling import UnknownNodeError as UnknownNodeError
 
+# isort: split
+# --- metrics and measured capacity (one block, kept apart for easy merges) ---
+# measured capacity
+from .capacity import CapacityReconcileEvent as CapacityReconcileEvent
+
 __version__ = "0.1.0.dev0"
 
 __all__ = (
@@ -243,4 +248,6 @@ __all__ = (
     "PrioritySourceObj",
     "SourceClosedError",
     "UnknownNodeError",
+    # measured capacity
+    "CapacityReconcileEvent",
 )

@@ -23,6 +23,7 @@ from ._events import CapacityAcquireAcceptedEvent as CapacityAcquireAcceptedEven
 from ._events import CapacityAcquireRejectedEvent as CapacityAcquireRejectedEvent
 from ._events import CapacityIncrementEvent as CapacityIncrementEvent
 from ._events import CapacityMetricsCollector as CapacityMetricsCollector
+from ._events import CapacityReconcileEvent as CapacityReconcileEvent
 from ._events import CapacityReleaseEvent as CapacityReleaseEvent
 from ._events import CapacityResetEvent as CapacityResetEvent
 from ._events import CapacitySetLimitsEvent as CapacitySetLimitsEvent
@@ -46,6 +47,7 @@ __all__ = (
     "CapacityAcquireRejectedEvent",
     "CapacityIncrementEvent",
     "CapacityMetricsCollector",
+    "CapacityReconcileEvent",
     "CapacityReleaseEvent",
     "CapacityResetEvent",
     "CapacitySetLimitsEvent",
