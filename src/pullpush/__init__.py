@@ -123,6 +123,11 @@ from .scheduling import UnknownNodeError as UnknownNodeError
 # --- metrics and measured capacity (one block, kept apart for easy merges) ---
 # measured capacity
 from .capacity import CapacityReconcileEvent as CapacityReconcileEvent
+from .capacity import CpuCapacitySource as CpuCapacitySource
+from .capacity import MemoryCapacitySource as MemoryCapacitySource
+from .capacity import MemorySample as MemorySample
+from .capacity import system_cpu_percent as system_cpu_percent
+from .capacity import system_memory as system_memory
 
 __version__ = "0.1.0.dev0"
 
@@ -250,4 +255,9 @@ __all__ = (
     "UnknownNodeError",
     # measured capacity
     "CapacityReconcileEvent",
+    "CpuCapacitySource",
+    "MemoryCapacitySource",
+    "MemorySample",
+    "system_cpu_percent",
+    "system_memory",
 )

@@ -6,6 +6,8 @@
 * :class:`ResourceCapacitySource` budgets several named resources per task;
   :class:`QuotaCapacitySource` makes the budget consumable and refills it on timers;
   :class:`HierarchicalBalancer` moves limits between children by utilisation.
+* Measured capacity: :class:`MemoryCapacitySource` and :class:`CpuCapacitySource`
+  follow psutil samples taken on an interval.
 * Metrics: frozen events and the :class:`CapacityMetricsCollector` protocol.
 """
 
@@ -28,6 +30,11 @@ from ._events import CapacityReleaseEvent as CapacityReleaseEvent
 from ._events import CapacityResetEvent as CapacityResetEvent
 from ._events import CapacitySetLimitsEvent as CapacitySetLimitsEvent
 from ._events import TryAcquireRejectReason as TryAcquireRejectReason
+from ._measured import CpuCapacitySource as CpuCapacitySource
+from ._measured import MemoryCapacitySource as MemoryCapacitySource
+from ._measured import MemorySample as MemorySample
+from ._measured import system_cpu_percent as system_cpu_percent
+from ._measured import system_memory as system_memory
 from ._objs import SinkCapacityObj as SinkCapacityObj
 from ._objs import SourceCapacityObj as SourceCapacityObj
 from ._quota import QuotaCapacitySource as QuotaCapacitySource
@@ -67,4 +74,10 @@ __all__ = (
     "TryAcquireRejectReason",
     "TryAcquireResult",
     "UntrackedResourceWarning",
+    # measured capacity
+    "CpuCapacitySource",
+    "MemoryCapacitySource",
+    "MemorySample",
+    "system_cpu_percent",
+    "system_memory",
 )
