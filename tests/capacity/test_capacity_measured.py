@@ -14,11 +14,12 @@ from pullpush import (
     CapacitySetLimitsEvent,
     CapacitySource,
     CpuCapacitySource,
+    HierarchicalTaskPoolRunner,
     MemoryCapacitySource,
     MemorySample,
     ResourceCapacitySource,
 )
-from pullpush.testing import ManualClock, settle
+from pullpush.testing import ManualClock, collect, settle
 
 TOTAL = 16_000.0
 
@@ -345,3 +346,21 @@ async def test_real_psutil_readings_drive_the_limits() -> None:
     async with CpuCapacitySource(100, hysteresis=0) as cpu:
         percent = cpu.sample_now()
         assert 0 <= percent <= 100 and cpu.is_open  # a target of 100 never closes
+
+
+async def test_a_hierarchical_runner_under_a_memory_parent_runs_what_fits() -> None:
+    memory = MemoryCapacitySource(1000, sampler=FakeMemory(2500))  # 1500 MiB headroom
+    pool = CapacitySource(8, parent=memory, cost={"memory_mb": 500})
+    running = peak = 0
+
+    async def task() -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0)
+        running -= 1
+        return peak
+
+    envelopes = await collect(HierarchicalTaskPoolRunner("mem", [task] * 10, pool).run_tasks())
+    assert len(envelopes) == 10 and peak == 3  # 3 x 500 MiB fit, not 8
+    assert (pool.in_use, memory.in_use) == (0, {"memory_mb": 0})
