@@ -355,3 +355,27 @@ async def test_otel_sink_with_the_real_sdk() -> None:
     assert (histogram.count, histogram.sum) == (1, 0.25)
     assert dict(histogram.attributes) == {"source": "jobs"}
     provider.shutdown()
+
+
+def test_otel_sink_falls_back_to_observable_gauges_on_older_apis() -> None:
+    pytest.importorskip("opentelemetry.metrics")
+
+    class OldMeter(FakeMeter):
+        create_gauge = None  # type: ignore[assignment]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.callbacks: list[Any] = []
+
+        def create_observable_gauge(self, name: str, callbacks: list[Any]) -> None:
+            self.created.append(("observable_gauge", name, {}))
+            self.callbacks.extend(callbacks)
+
+    meter = OldMeter()
+    sink = OpenTelemetrySink(meter)
+    sink.gauge("g", 1.0, {"r": "a"})
+    sink.gauge("g", 2.0, {"r": "a"})
+    sink.gauge("g", 5.0)
+    assert meter.created == [("observable_gauge", "g", {})]
+    observed = [(o.value, dict(o.attributes or {})) for o in meter.callbacks[0](None)]
+    assert observed == [(2.0, {"r": "a"}), (5.0, {})]
