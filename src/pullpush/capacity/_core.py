@@ -49,9 +49,10 @@ Bridges: a level may sit under a parent of another cost type (a unit-counting
 :class:`CapacitySource` under a :class:`ResourceCapacitySource`, e.g. a memory-measured
 one). The level then maps its cost to the parent's (``bridge``), and ``_xlate`` holds,
 per level of the chain, how a cost of this level reads there. Fits, takes, releases
-and refunds translate per level; everything else (the FIFO queue, registration,
-dispatch, refunds on cancellation) is unchanged, because a waiter's cost is always
-the cost of the level it queued at. Chains without a bridge skip translation.
+and refunds translate per level (the ``_bridged_*`` twins of the chain methods, put
+in place per instance, so chains without a bridge run exactly the plain loops).
+Everything else (the FIFO queue, registration, dispatch, refunds on cancellation) is
+unchanged, because a waiter's cost is always the cost of the level it queued at.
 
 Registration: a level with queued waiters registers in every level of its chain
 (``_queued``, held strongly while it has waiters, which keep it alive anyway); a
@@ -130,6 +131,11 @@ class CapacityLevel(Generic[C]):
                     self._xlate = (None, *(_compose(bridge, f) for f in above))
             elif above is not None:
                 self._xlate = (None, *above)
+        if self._xlate is not None:
+            # A bridged chain: instance attributes shadow the plain chain methods, so
+            # chains without a bridge (nearly all) pay nothing for translation.
+            for name in ("_chain_fits", "_chain_take", "_chain_release"):
+                setattr(self, name, getattr(self, name.replace("_chain", "_bridged", 1)))
         # Invariant: the waiters of this level not yet granted and not yet gone, in
         # arrival order. A waiter leaves when granted (in _grant_head) or when its
         # acquire ends without a grant (timeout, cancellation, interrupt).
@@ -170,8 +176,6 @@ class CapacityLevel(Generic[C]):
     # -- the chain ------------------------------------------------------------------------
 
     def _chain_fits(self, cost: C) -> bool:
-        if self._xlate is not None:
-            return self._bridged_fits(cost)
         # A plain loop, not all(<generator>): this is on every acquire's hot path.
         for level in self._chain:  # noqa: SIM110
             if not level._fits(cost):
@@ -179,10 +183,6 @@ class CapacityLevel(Generic[C]):
         return True
 
     def _chain_take(self, cost: C) -> None:
-        if self._xlate is not None:
-            for level, at_level in self._costs(cost):
-                level._take(at_level)
-            return
         for level in self._chain:
             level._take(cost)
 
@@ -195,9 +195,6 @@ class CapacityLevel(Generic[C]):
 
     def _chain_release(self, cost: C) -> None:
         """Give ``cost`` back at every level, or raise and change nothing."""
-        if self._xlate is not None:
-            self._bridged_release(cost)
-            return
         for level in self._chain:
             problem = level._release_problem(cost)
             if problem is not None:
@@ -230,6 +227,10 @@ class CapacityLevel(Generic[C]):
             if not level._fits(at_level):
                 return False
         return True
+
+    def _bridged_take(self, cost: C) -> None:
+        for level, at_level in self._costs(cost):
+            level._take(at_level)
 
     def _bridged_release(self, cost: C) -> None:
         costs = self._costs(cost)
