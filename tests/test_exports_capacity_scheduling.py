@@ -6,11 +6,12 @@ import pytest
 
 import pullpush
 import pullpush.capacity
+import pullpush.metrics
 import pullpush.scheduling
 import pullpush.testing
 
 
-@pytest.mark.parametrize("package", [pullpush.capacity, pullpush.scheduling])
+@pytest.mark.parametrize("package", [pullpush.capacity, pullpush.scheduling, pullpush.metrics])
 def test_every_public_name_is_exported_from_pullpush(package: object) -> None:
     names = package.__all__  # type: ignore[attr-defined]
     assert isinstance(names, tuple)

@@ -155,6 +155,14 @@ from .push import PushWindowTimeoutObj as PushWindowTimeoutObj
 
 # isort: split
 # chains
+# --- metrics and measured capacity (one block, kept apart for easy merges) ---
+# measured capacity
+from .capacity import CapacityReconcileEvent as CapacityReconcileEvent
+from .capacity import CpuCapacitySource as CpuCapacitySource
+from .capacity import MemoryCapacitySource as MemoryCapacitySource
+from .capacity import MemorySample as MemorySample
+from .capacity import system_cpu_percent as system_cpu_percent
+from .capacity import system_memory as system_memory
 from .chain import BidiProcessor as BidiProcessor
 from .chain import BidiProcessorFactory as BidiProcessorFactory
 from .chain import BidirectionalChain as BidirectionalChain
@@ -163,6 +171,33 @@ from .chain import PushChain as PushChain
 from .chain import PushChainBuilder as PushChainBuilder
 from .chain import PushOpDescriptor as PushOpDescriptor
 from .chain import ToArrayResult as ToArrayResult
+
+# metrics
+from .metrics import CapacityMetricsSnapshot as CapacityMetricsSnapshot
+from .metrics import CapacityRates as CapacityRates
+from .metrics import CapacityTotals as CapacityTotals
+from .metrics import ChainMetricsSnapshot as ChainMetricsSnapshot
+from .metrics import ChainSectionStatus as ChainSectionStatus
+from .metrics import ChainToken as ChainToken
+from .metrics import Counter as Counter
+from .metrics import DefaultCapacityMetricsCollector as DefaultCapacityMetricsCollector
+from .metrics import DefaultChainMetricsCollector as DefaultChainMetricsCollector
+from .metrics import Duration as Duration
+from .metrics import MetricAttrs as MetricAttrs
+from .metrics import MetricPoint as MetricPoint
+from .metrics import MetricsPump as MetricsPump
+from .metrics import MetricsSink as MetricsSink
+from .metrics import MetricsSnapshot as MetricsSnapshot
+from .metrics import OpenTelemetrySink as OpenTelemetrySink
+from .metrics import RollingWindow as RollingWindow
+from .metrics import RollingWindowStats as RollingWindowStats
+from .metrics import RunnerMetricsCollector as RunnerMetricsCollector
+from .metrics import RunnerMetricsSnapshot as RunnerMetricsSnapshot
+from .metrics import SectionSnapshot as SectionSnapshot
+from .metrics import TurnstileSnapshot as TurnstileSnapshot
+from .metrics import UpDown as UpDown
+from .metrics import render_prometheus as render_prometheus
+from .metrics import snapshot_points as snapshot_points
 
 __version__ = "0.1.0.dev0"
 
@@ -329,4 +364,37 @@ __all__ = (
     "PushChainBuilder",
     "PushOpDescriptor",
     "ToArrayResult",
+    # measured capacity
+    "CapacityReconcileEvent",
+    "CpuCapacitySource",
+    "MemoryCapacitySource",
+    "MemorySample",
+    "system_cpu_percent",
+    "system_memory",
+    # metrics
+    "CapacityMetricsSnapshot",
+    "CapacityRates",
+    "CapacityTotals",
+    "ChainMetricsSnapshot",
+    "ChainSectionStatus",
+    "ChainToken",
+    "Counter",
+    "DefaultCapacityMetricsCollector",
+    "DefaultChainMetricsCollector",
+    "Duration",
+    "MetricAttrs",
+    "MetricPoint",
+    "MetricsPump",
+    "MetricsSink",
+    "MetricsSnapshot",
+    "OpenTelemetrySink",
+    "RollingWindow",
+    "RollingWindowStats",
+    "RunnerMetricsCollector",
+    "RunnerMetricsSnapshot",
+    "SectionSnapshot",
+    "TurnstileSnapshot",
+    "UpDown",
+    "render_prometheus",
+    "snapshot_points",
 )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope
 from ._exceptions import ImpossibleCostError, TaskTimeoutError
@@ -35,6 +35,9 @@ from ._task import DEFAULT_COST, RetryPolicy, ScheduledTask
 from ._util import check_int, check_seconds
 from .capacity import CapacitySource, ResourceCapacitySource
 from .executors import Executor, ExecutorSpec, TaskHandle, make_executor
+
+if TYPE_CHECKING:  # metrics
+    from .metrics import RunnerMetricsCollector
 
 __all__ = ["HierarchicalTaskPoolRunner", "RunnerStatistics", "ScheduledTaskPoolRunner"]
 
@@ -119,9 +122,10 @@ class _TaskFeed:
     """Reads a task source of any kind: a sync iterable (no awaiting), or an async
     iterable / pull object (read through its raw cycle)."""
 
-    __slots__ = ("_async", "_sync")
+    __slots__ = ("_async", "_metrics", "_sync")
 
-    def __init__(self, source: object) -> None:
+    def __init__(self, source: object, metrics: RunnerMetricsCollector | None = None) -> None:
+        self._metrics = metrics
         self._sync: Any = None
         self._async: AsyncIterator[Any] | None = None
         if hasattr(type(source), "__aiter__"):
@@ -141,17 +145,24 @@ class _TaskFeed:
 
     def next_now(self) -> Any:
         """The next task of a sync source, or ``_END`` (only when ``never_waits``)."""
-        return next(self._sync, _END)
+        task = next(self._sync, _END)
+        if self._metrics is not None and task is not _END:  # metrics
+            self._metrics.on_task_pulled()
+        return task
 
     async def next(self) -> Any:
         """The next task, or ``_END``."""
         if self._sync is not None:
-            return next(self._sync, _END)
-        assert self._async is not None
-        try:
-            return await self._async.__anext__()
-        except StopAsyncIteration:
-            return _END
+            task = next(self._sync, _END)
+        else:
+            assert self._async is not None
+            try:
+                task = await self._async.__anext__()
+            except StopAsyncIteration:
+                return _END
+        if self._metrics is not None and task is not _END:  # metrics
+            self._metrics.on_task_pulled()
+        return task
 
 
 class _PoolRunner(Generic[K]):
@@ -166,6 +177,7 @@ class _PoolRunner(Generic[K]):
         executor: ExecutorSpec,
         timeout: float | None,
         max_unread: int,
+        metrics: RunnerMetricsCollector | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -173,7 +185,9 @@ class _PoolRunner(Generic[K]):
         self.max_unread = check_int("max_unread", max_unread, minimum=1)
         self._executor_spec = executor
         make_executor(executor)  # validate early, without keeping what it built
-        self._feed = _TaskFeed(source)
+        # metrics: every hook call below is guarded by one `if`, so None costs nothing.
+        self.metrics = metrics
+        self._feed = _TaskFeed(source, metrics)
         # Invariant: _running maps the id of every task submitted and not yet ended.
         self._running: dict[int, _Running] = {}
         self._buffer: deque[TaskProgressEnvelope] = deque()
@@ -271,10 +285,14 @@ class _PoolRunner(Generic[K]):
         if record.timer is not None:
             record.timer.cancel()
         record.release()
+        if self.metrics is not None:  # metrics
+            self.metrics.on_task_ended(task_id)
         self._wake_consumer()
         return None if self._closing else record
 
     def _emit(self, envelope: TaskProgressEnvelope) -> None:
+        if self.metrics is not None:  # metrics
+            self.metrics.on_envelope(envelope)
         self._buffer.append(envelope)
         self._wake_consumer()
 
@@ -306,6 +324,8 @@ class _PoolRunner(Generic[K]):
                 return
             if isinstance(start, TaskProgressEnvelope):
                 self._failed += 1
+                if self.metrics is not None:  # metrics
+                    self.metrics.on_task_rejected()
                 self._emit(start)
                 continue
             self._launch(start.runner, start.release, start.key, start.timeout, start.scheduled)
@@ -330,6 +350,8 @@ class _PoolRunner(Generic[K]):
         record = _Running(task_id, key, release, scheduled)
         # The record exists before submit: an executor may report at once.
         self._running[task_id] = record
+        if self.metrics is not None:  # metrics
+            self.metrics.on_task_started(task_id)
         try:
             handle = executor.submit(task_id, runner, self)
         except BaseException as error:
@@ -460,6 +482,9 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
             envelope with :class:`TaskTimeoutError`.
         max_unread: how many envelopes may wait unread before the runner stops
             starting tasks (eager execution with a bounded results buffer).
+        metrics: a :class:`~pullpush.RunnerMetricsCollector` to report tasks
+            queued, running, completed and failed, their durations and the
+            envelope rate to (``None``, the default: no hook is called).
     """
 
     def __init__(
@@ -471,10 +496,13 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
         executor: ExecutorSpec = "inline",
         timeout: float | None = None,
         max_unread: int = 1024,
+        metrics: RunnerMetricsCollector | None = None,
     ) -> None:
         if not isinstance(capacity, CapacitySource):
             raise TypeError(f"capacity must be a CapacitySource, got {type(capacity).__name__}")
-        super().__init__(name, source, executor=executor, timeout=timeout, max_unread=max_unread)
+        super().__init__(
+            name, source, executor=executor, timeout=timeout, max_unread=max_unread, metrics=metrics
+        )
         self.capacity = capacity
         # A task taken from the source whose capacity is not acquired yet.
         self._held: Any = _NONE
@@ -495,6 +523,8 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
                 return _ENDED
             if not callable(runner):
                 self._failed += 1
+                if self.metrics is not None:  # metrics
+                    self.metrics.on_task_rejected()
                 self._emit(self._rejected(runner))
                 return _STARTED
         executor = self._executor
@@ -563,7 +593,8 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
         source: ScheduledTasks: any iterable, async iterable or pull object; a
             ``peek()`` method is used when present.
         capacity: the :class:`ResourceCapacitySource` costs are acquired from.
-        executor, timeout, max_unread: as for :class:`HierarchicalTaskPoolRunner`.
+        executor, timeout, max_unread, metrics: as for
+            :class:`HierarchicalTaskPoolRunner`.
         backfill: when the head task cannot be afforded now, start the first of the
             next ``backfill`` tasks that can (0, the default, keeps strict order).
         retry: for a dependency source (one with ``complete``/``fail``/``abort``, e.g.
@@ -585,12 +616,15 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
         backfill: int = 0,
         retry: RetryPolicy | None = None,
         auto_wire: bool = True,
+        metrics: RunnerMetricsCollector | None = None,
     ) -> None:
         if not isinstance(capacity, ResourceCapacitySource):
             raise TypeError(
                 f"capacity must be a ResourceCapacitySource, got {type(capacity).__name__}"
             )
-        super().__init__(name, source, executor=executor, timeout=timeout, max_unread=max_unread)
+        super().__init__(
+            name, source, executor=executor, timeout=timeout, max_unread=max_unread, metrics=metrics
+        )
         self.capacity = capacity
         self.backfill = check_int("backfill", backfill, minimum=0)
         self.retry = retry if retry is not None else RetryPolicy()

@@ -12,6 +12,7 @@ from pullpush import (
     CapacityAcquireRejectedEvent,
     CapacityIncrementEvent,
     CapacityMetricsCollector,
+    CapacityReconcileEvent,
     CapacityReleaseEvent,
     CapacityResetEvent,
     CapacitySetLimitsEvent,
@@ -131,3 +132,27 @@ def test_events_are_frozen() -> None:
     event = CapacityReleaseEvent(0.0, {"cpu": 1}, {"cpu": 1})
     with pytest.raises(AttributeError):
         event.at = 1.0  # type: ignore[misc]
+
+
+class ReconcileRecorder(Recorder):
+    def on_reconcile(self, event: CapacityReconcileEvent) -> None:
+        self.events.append(event)
+
+
+def test_reconcile_emits_to_a_collector_that_has_the_optional_hook() -> None:
+    recorder = ReconcileRecorder()
+    source = _source(recorder, ManualClock(2.0))
+    source.acquire_immediate({"cpu": 1})
+    recorder.events.clear()
+    source.reconcile({"cpu": 1}, {"cpu": 2})
+    assert recorder.events == [CapacityReconcileEvent(2.0, {"cpu": 1}, {"cpu": 2}, {"cpu": 0})]
+
+
+def test_reconcile_skips_a_collector_without_the_optional_hook() -> None:
+    recorder = Recorder()
+    source = _source(recorder)
+    source.acquire_immediate({"cpu": 1})
+    recorder.events.clear()
+    source.reconcile({"cpu": 1}, {"cpu": 1})
+    assert recorder.events == []
+    assert isinstance(recorder, CapacityMetricsCollector)

@@ -6,6 +6,8 @@
 * :class:`ResourceCapacitySource` budgets several named resources per task;
   :class:`QuotaCapacitySource` makes the budget consumable and refills it on timers;
   :class:`HierarchicalBalancer` moves limits between children by utilisation.
+* Measured capacity: :class:`MemoryCapacitySource` and :class:`CpuCapacitySource`
+  follow psutil samples taken on an interval.
 * Metrics: frozen events and the :class:`CapacityMetricsCollector` protocol.
 """
 
@@ -23,10 +25,16 @@ from ._events import CapacityAcquireAcceptedEvent as CapacityAcquireAcceptedEven
 from ._events import CapacityAcquireRejectedEvent as CapacityAcquireRejectedEvent
 from ._events import CapacityIncrementEvent as CapacityIncrementEvent
 from ._events import CapacityMetricsCollector as CapacityMetricsCollector
+from ._events import CapacityReconcileEvent as CapacityReconcileEvent
 from ._events import CapacityReleaseEvent as CapacityReleaseEvent
 from ._events import CapacityResetEvent as CapacityResetEvent
 from ._events import CapacitySetLimitsEvent as CapacitySetLimitsEvent
 from ._events import TryAcquireRejectReason as TryAcquireRejectReason
+from ._measured import CpuCapacitySource as CpuCapacitySource
+from ._measured import MemoryCapacitySource as MemoryCapacitySource
+from ._measured import MemorySample as MemorySample
+from ._measured import system_cpu_percent as system_cpu_percent
+from ._measured import system_memory as system_memory
 from ._objs import SinkCapacityObj as SinkCapacityObj
 from ._objs import SourceCapacityObj as SourceCapacityObj
 from ._quota import QuotaCapacitySource as QuotaCapacitySource
@@ -46,6 +54,7 @@ __all__ = (
     "CapacityAcquireRejectedEvent",
     "CapacityIncrementEvent",
     "CapacityMetricsCollector",
+    "CapacityReconcileEvent",
     "CapacityReleaseEvent",
     "CapacityResetEvent",
     "CapacitySetLimitsEvent",
@@ -65,4 +74,10 @@ __all__ = (
     "TryAcquireRejectReason",
     "TryAcquireResult",
     "UntrackedResourceWarning",
+    # measured capacity
+    "CpuCapacitySource",
+    "MemoryCapacitySource",
+    "MemorySample",
+    "system_cpu_percent",
+    "system_memory",
 )

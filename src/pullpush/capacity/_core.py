@@ -45,6 +45,15 @@ Fairness:
 Not thread-safe: a hierarchy belongs to one event loop (everything here is
 synchronous except the park itself).
 
+Bridges: a level may sit under a parent of another cost type (a unit-counting
+:class:`CapacitySource` under a :class:`ResourceCapacitySource`, e.g. a memory-measured
+one). The level then maps its cost to the parent's (``bridge``), and ``_xlate`` holds,
+per level of the chain, how a cost of this level reads there. Fits, takes, releases
+and refunds translate per level (the ``_bridged_*`` twins of the chain methods, put
+in place per instance, so chains without a bridge run exactly the plain loops).
+Everything else (the FIFO queue, registration, dispatch, refunds on cancellation) is
+unchanged, because a waiter's cost is always the cost of the level it queued at.
+
 Registration: a level with queued waiters registers in every level of its chain
 (``_queued``, held strongly while it has waiters, which keep it alive anyway); a
 level whose ``wait_obj`` was created registers weakly (``_watchers``), so a child
@@ -57,6 +66,7 @@ import asyncio
 import itertools
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from .._clock import Clock
@@ -96,22 +106,45 @@ class CapacityLevel(Generic[C]):
     (``_result``). ``C`` is the cost type.
     """
 
-    def __init__(self, parent: CapacityLevel[C] | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        parent: CapacityLevel[Any] | None,
+        clock: Clock,
+        bridge: Callable[[C], Any] | None = None,
+    ) -> None:
         self._parent = parent
         self._clock = clock
         # Invariant: _chain is (self, parent, grandparent, ..., root); fixed for life.
-        self._chain: tuple[CapacityLevel[C], ...] = (
+        self._chain: tuple[CapacityLevel[Any], ...] = (
             (self,) if parent is None else (self, *parent._chain)
         )
+        # Invariant: None when every level of _chain reads a cost of this level as it
+        # is (no bridge on the way up); otherwise aligned with _chain, each entry the
+        # map from this level's cost to that level's (None: as it is). Fixed for life.
+        self._xlate: tuple[Callable[[Any], Any] | None, ...] | None = None
+        if parent is not None:
+            above = parent._xlate
+            if bridge is not None:
+                if above is None:
+                    self._xlate = (None, *(bridge for _ in parent._chain))
+                else:
+                    self._xlate = (None, *(_compose(bridge, f) for f in above))
+            elif above is not None:
+                self._xlate = (None, *above)
+        if self._xlate is not None:
+            # A bridged chain: instance attributes shadow the plain chain methods, so
+            # chains without a bridge (nearly all) pay nothing for translation.
+            for name in ("_chain_fits", "_chain_take", "_chain_release"):
+                setattr(self, name, getattr(self, name.replace("_chain", "_bridged", 1)))
         # Invariant: the waiters of this level not yet granted and not yet gone, in
         # arrival order. A waiter leaves when granted (in _grant_head) or when its
         # acquire ends without a grant (timeout, cancellation, interrupt).
         self._waiters: OrderedDict[Waiter[C], None] = OrderedDict()
         # Invariant: the levels of this subtree (self included) whose _waiters is
         # non-empty.
-        self._queued: dict[CapacityLevel[C], None] = {}
+        self._queued: dict[CapacityLevel[Any], None] = {}
         # The levels of this subtree (self included) that have a wait_obj.
-        self._watchers: weakref.WeakSet[CapacityLevel[C]] = weakref.WeakSet()
+        self._watchers: weakref.WeakSet[CapacityLevel[Any]] = weakref.WeakSet()
         self._wait_obj: WaitObject[bool] | None = None
 
     # -- what a cost means at one level (subclasses) --------------------------------------
@@ -165,20 +198,53 @@ class CapacityLevel(Generic[C]):
         for level in self._chain:
             problem = level._release_problem(cost)
             if problem is not None:
-                where = f" at {level!r}" if level is self else f" at ancestor {level!r}"
-                raise OverReleaseError(f"{problem}{where}; nothing was released")
+                raise OverReleaseError(self._over_release(level, problem))
         for level in self._chain:
             level._release(cost)
         self._grown(self._chain[-1])
 
     def _chain_refund(self, cost: C) -> None:
-        for level in self._chain:
-            level._refund(cost)
+        for level, at_level in self._costs(cost):
+            level._refund(at_level)
+        self._grown(self._chain[-1])
+
+    def _over_release(self, level: CapacityLevel[Any], problem: str) -> str:
+        where = f" at {level!r}" if level is self else f" at ancestor {level!r}"
+        return f"{problem}{where}; nothing was released"
+
+    def _costs(self, cost: C) -> list[tuple[CapacityLevel[Any], Any]]:
+        """Each level of the chain with ``cost`` as that level reads it."""
+        xlate = self._xlate
+        if xlate is None:
+            return [(level, cost) for level in self._chain]
+        return [
+            (level, cost if f is None else f(cost))
+            for level, f in zip(self._chain, xlate, strict=True)
+        ]
+
+    def _bridged_fits(self, cost: C) -> bool:
+        for level, at_level in self._costs(cost):  # noqa: SIM110
+            if not level._fits(at_level):
+                return False
+        return True
+
+    def _bridged_take(self, cost: C) -> None:
+        for level, at_level in self._costs(cost):
+            level._take(at_level)
+
+    def _bridged_release(self, cost: C) -> None:
+        costs = self._costs(cost)
+        for level, at_level in costs:
+            problem = level._release_problem(at_level)
+            if problem is not None:
+                raise OverReleaseError(self._over_release(level, problem))
+        for level, at_level in costs:
+            level._release(at_level)
         self._grown(self._chain[-1])
 
     # -- waking ---------------------------------------------------------------------------
 
-    def _grown(self, top: CapacityLevel[C]) -> None:
+    def _grown(self, top: CapacityLevel[Any]) -> None:
         """Availability grew at ``top`` (and maybe below it): serve, then signal.
 
         Every waiter and ``wait_obj`` whose chain includes a level that grew is in
@@ -197,7 +263,7 @@ class CapacityLevel(Generic[C]):
         """Grant every head waiter of this subtree that fits, oldest ticket first."""
         queued = self._queued
         while queued:
-            best: CapacityLevel[C] | None = None
+            best: CapacityLevel[Any] | None = None
             best_ticket = 0
             for level in queued:
                 head = next(iter(level._waiters))
@@ -294,3 +360,12 @@ class CapacityLevel(Generic[C]):
             for level in self._chain:
                 level._watchers.add(self)
         return self._wait_obj
+
+
+def _compose(
+    first: Callable[[Any], Any], then: Callable[[Any], Any] | None
+) -> Callable[[Any], Any]:
+    """``then(first(cost))`` (just ``first`` when ``then`` is ``None``)."""
+    if then is None:
+        return first
+    return lambda cost: then(first(cost))

@@ -16,6 +16,8 @@ hook                      emitted by
 ``on_reset``              ``reset``
 ``on_increment``          ``increment``
 ``on_set_limits``         ``set_limits``, ``reset(limits)``, and once at construction
+``on_reconcile``          ``reconcile`` (optional: called only when the collector
+                          has it, so collectors written before it still conform)
 ========================  ========================================================
 
 Emitting is fire-and-forget: an exception raised by a hook is logged (logger
@@ -39,6 +41,7 @@ __all__ = [
     "CapacityAcquireRejectedEvent",
     "CapacityIncrementEvent",
     "CapacityMetricsCollector",
+    "CapacityReconcileEvent",
     "CapacityReleaseEvent",
     "CapacityResetEvent",
     "CapacitySetLimitsEvent",
@@ -135,6 +138,20 @@ class CapacitySetLimitsEvent:
     """This source's available budget afterwards."""
 
 
+@dataclasses.dataclass(frozen=True)
+class CapacityReconcileEvent:
+    """An estimate was corrected with the measured use (``reconcile``)."""
+
+    at: float
+    """When, in seconds of the source's clock."""
+    estimated: Mapping[str, float]
+    """The cost that had been acquired."""
+    actual: Mapping[str, float]
+    """The cost measured; in use now moves by ``actual - estimated``."""
+    available_after: Mapping[str, float]
+    """This source's available budget afterwards."""
+
+
 @runtime_checkable
 class CapacityMetricsCollector(Protocol):
     """What a capacity source reports to: one hook per event, plus ``snapshot``.
@@ -142,6 +159,10 @@ class CapacityMetricsCollector(Protocol):
     Hooks are called synchronously from inside capacity operations: keep them cheap
     and never ``await`` in them. What ``snapshot`` returns is the collector's
     business (the metrics subsystem defines a snapshot type).
+
+    One more hook is optional, so that it is not part of this protocol's required
+    members: ``on_reconcile(event: CapacityReconcileEvent)``, called by
+    ``reconcile`` when the collector defines it.
     """
 
     def on_acquire_accepted(self, event: CapacityAcquireAcceptedEvent) -> None:

@@ -24,6 +24,7 @@ from ._events import (
     CapacityAcquireRejectedEvent,
     CapacityIncrementEvent,
     CapacityMetricsCollector,
+    CapacityReconcileEvent,
     CapacityReleaseEvent,
     CapacityResetEvent,
     CapacitySetLimitsEvent,
@@ -38,6 +39,10 @@ ResourceCost: TypeAlias = Mapping[str, float]
 
 _TOL = 1e-9
 """Relative slack in comparisons, so float costs (0.1 + 0.2) do not strand capacity."""
+
+
+_NOTHING: Mapping[str, float] = {}
+"""The empty cost: fits at every level but a closed gate."""
 
 
 def _exceeds(amount: float, bound: float) -> bool:
@@ -333,9 +338,10 @@ class ResourceCapacitySource(CapacityLevel[ResourceCost]):
 
         The budget is, per resource tracked at any level of the chain, the least
         available at any level. ``None`` also while acquires are queued here (they
-        are served first).
+        are served first), and while a gate of the chain (such as a closed
+        :class:`~pullpush.CpuCapacitySource`) admits nothing.
         """
-        if self._waiters:
+        if self._waiters or not self._chain_fits(_NOTHING):
             return None
         budget: dict[str, float] = {}
         for level in self._levels():
@@ -562,4 +568,8 @@ class ResourceCapacitySource(CapacityLevel[ResourceCost]):
                     available[key] -= change
                     if not level._allows_debt and available[key] < 0:
                         available[key] = 0
+        if self._metrics is not None and hasattr(self._metrics, "on_reconcile"):
+            self._emit(
+                "on_reconcile", CapacityReconcileEvent(self._clock(), est, act, self.available)
+            )
         self._grown(self._chain[-1])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 from .._clock import Clock, resolve_clock
 from .._exceptions import AcquireTimeoutError
 from .._sync import ParkingLot
 from .._util import check_int, check_seconds
 from ._core import CapacityLevel
+from ._resource import ResourceCapacitySource, _valid
 from ._result import TryAcquireResult
 
 __all__ = ["CapacitySource", "CapacityStatistics"]
@@ -63,21 +66,68 @@ class CapacitySource(CapacityLevel[int]):
     use, and ``available`` stays 0 until enough are released to go under the new
     limit.
 
+    Under a resource parent: the parent may also be a
+    :class:`~pullpush.ResourceCapacitySource` (e.g. a measured
+    :class:`~pullpush.MemoryCapacitySource`); ``cost`` then says what one unit costs
+    there, and each unit takes that cost at the parent and every level above it, in
+    the same atomic step as the unit itself::
+
+        memory = MemoryCapacitySource(reserve_mb=2048)
+        pool = CapacitySource(8, parent=memory, cost={"memory_mb": 500})
+        # at most 8 tasks, and each admitted only while 500 MiB fit under the reserve
+
+    Everything above (FIFO, atomicity, cancellation, wake-ups when the parent grows)
+    holds across the two kinds of level.
+
     Args:
         limit: how many units this level lends at once (>= 0; 0 blocks every
             acquire until the limit is raised).
-        parent: the next level up, or ``None`` for a root.
+        parent: the next level up: a :class:`CapacitySource`, a
+            :class:`~pullpush.ResourceCapacitySource`, or ``None`` for a root.
+        cost: what one unit costs at a resource parent, e.g. ``{"memory_mb": 500}``
+            (``{}``: nothing, the unit is held back only by a gate such as
+            :class:`~pullpush.CpuCapacitySource`). Required with a resource parent,
+            refused otherwise.
         clock: where time is read (``oldest_wait`` in :meth:`statistics`); default
             :func:`time.monotonic`.
+
+    Raises:
+        TypeError: ``parent`` is of another type, or ``cost`` is missing for a
+            resource parent (or given without one).
+        ValueError: ``limit`` is negative, or an amount of ``cost`` is negative or
+            not finite.
     """
 
     def __init__(
-        self, limit: int, parent: CapacitySource | None = None, *, clock: Clock | None = None
+        self,
+        limit: int,
+        parent: CapacitySource | ResourceCapacitySource | None = None,
+        *,
+        cost: Mapping[str, float] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         check_int("limit", limit, minimum=0)
-        if parent is not None and not isinstance(parent, CapacitySource):
-            raise TypeError(f"parent must be a CapacitySource or None, got {type(parent).__name__}")
-        super().__init__(parent, resolve_clock(clock))
+        bridge = None
+        per_unit: dict[str, float] | None = None
+        if isinstance(parent, ResourceCapacitySource):
+            if cost is None:
+                raise TypeError(
+                    "cost= is required under a ResourceCapacitySource parent: what one unit "
+                    "costs there, e.g. {'memory_mb': 500} ({} for nothing)"
+                )
+            per_unit = _valid("cost", cost)
+            parent._warn_untracked(per_unit)
+            bridge = _unit_cost(per_unit)
+        elif parent is not None and not isinstance(parent, CapacitySource):
+            raise TypeError(
+                "parent must be a CapacitySource, a ResourceCapacitySource or None, "
+                f"got {type(parent).__name__}"
+            )
+        elif cost is not None:
+            raise TypeError("cost= is only for a ResourceCapacitySource parent")
+        super().__init__(parent, resolve_clock(clock), bridge)
+        # What one unit costs at the resource parent (None: no resource parent).
+        self._unit_cost = per_unit
         self._limit = limit
         # Invariant: 0 <= _in_use; units taken at this level (by acquires here or below,
         # granted waiters included) and not yet released.
@@ -108,9 +158,14 @@ class CapacitySource(CapacityLevel[int]):
     # -- state ----------------------------------------------------------------------------
 
     @property
-    def parent(self) -> CapacitySource | None:
+    def parent(self) -> CapacitySource | ResourceCapacitySource | None:
         """The next level up, or ``None``."""
         return self._parent  # type: ignore[return-value]
+
+    @property
+    def cost(self) -> dict[str, float] | None:
+        """What one unit costs at a resource parent (a copy), or ``None``."""
+        return None if self._unit_cost is None else dict(self._unit_cost)
 
     @property
     def limit(self) -> int:
@@ -243,3 +298,16 @@ class CapacitySource(CapacityLevel[int]):
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _unit_cost(per_unit: dict[str, float]) -> Any:
+    """The bridge from units to a resource parent's cost: ``units * per_unit``."""
+
+    def to_resources(units: int) -> Mapping[str, float]:
+        # One unit (every acquire and release) reuses the same mapping: levels only
+        # read a cost, they never keep or change it.
+        if units == 1:
+            return per_unit
+        return {key: amount * units for key, amount in per_unit.items()}
+
+    return to_resources
