@@ -68,6 +68,9 @@ from .capacity import UntrackedResourceWarning as UntrackedResourceWarning
 from .executors import Executor as Executor
 from .executors import ExecutorClosedError as ExecutorClosedError
 from .executors import InlineExecutor as InlineExecutor
+
+# thread and ray executors
+from .executors import ThreadExecutor as ThreadExecutor
 from .pull import AttributedResult as AttributedResult
 from .pull import BufferMode as BufferMode
 from .pull import LabeledValue as LabeledValue
@@ -136,6 +139,8 @@ __all__ = (
     "ScheduledTaskPoolRunner",
     "TaskProgressEnvelope",
     "TaskTimeoutError",
+    # thread and ray executors
+    "ThreadExecutor",
     # bases and protocols
     "Peekable",
     "PullObj",

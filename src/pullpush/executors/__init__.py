@@ -9,6 +9,10 @@ from ._inline import InlineExecutor as InlineExecutor
 from ._registry import ExecutorSpec as ExecutorSpec
 from ._registry import make_executor as make_executor
 
+# isort: split
+# thread and ray executors
+from ._thread import ThreadExecutor as ThreadExecutor
+
 __all__ = (
     "Executor",
     "ExecutorClosedError",
@@ -18,4 +22,6 @@ __all__ = (
     "TaskHandle",
     "TaskRunner",
     "make_executor",
+    # thread and ray executors
+    "ThreadExecutor",
 )
