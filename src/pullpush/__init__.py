@@ -70,6 +70,7 @@ from .executors import ExecutorClosedError as ExecutorClosedError
 from .executors import InlineExecutor as InlineExecutor
 
 # thread and ray executors
+from .executors import RayExecutor as RayExecutor
 from .executors import ThreadExecutor as ThreadExecutor
 from .pull import AttributedResult as AttributedResult
 from .pull import BufferMode as BufferMode
@@ -140,6 +141,7 @@ __all__ = (
     "TaskProgressEnvelope",
     "TaskTimeoutError",
     # thread and ray executors
+    "RayExecutor",
     "ThreadExecutor",
     # bases and protocols
     "Peekable",

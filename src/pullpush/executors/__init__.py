@@ -11,6 +11,7 @@ from ._registry import make_executor as make_executor
 
 # isort: split
 # thread and ray executors
+from ._ray import RayExecutor as RayExecutor
 from ._thread import ThreadExecutor as ThreadExecutor
 
 __all__ = (
@@ -23,5 +24,6 @@ __all__ = (
     "TaskRunner",
     "make_executor",
     # thread and ray executors
+    "RayExecutor",
     "ThreadExecutor",
 )
