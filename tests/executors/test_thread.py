@@ -654,3 +654,27 @@ async def test_submit_needs_a_started_executor_on_its_loop() -> None:
     with pytest.raises(RuntimeError, match="not started"):
         executor.submit(0, print, Recorder())
     await executor.aclose()
+
+
+async def test_cancelling_aclose_does_not_leave_threads_behind() -> None:
+    loop = asyncio.get_running_loop()
+    running = loop.create_future()
+    release = threading.Event()
+
+    def blocking() -> None:
+        signal(loop, running)
+        release.wait()
+
+    executor = ThreadExecutor(2, thread_name_prefix=PREFIX)
+    await executor.start()
+    recorder = Recorder()
+    executor.submit(0, blocking, recorder)
+    await running
+    closing = asyncio.ensure_future(executor.aclose())
+    await settle(5)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    release.set()
+    await executor.aclose()  # waits for the closing that went on
+    assert threads_named() == [] and recorder.ended.done()

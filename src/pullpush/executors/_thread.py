@@ -85,7 +85,9 @@ class ThreadExecutor(Executor):
     thread and blocks only it; coroutines and async generators run as asyncio tasks
     of the thread's loop. Capacity acquisition, task pulling and envelope delivery
     stay on the caller's loop. The runner is called in a copy of the submitter's
-    :mod:`contextvars` context, as :func:`asyncio.to_thread` does.
+    :mod:`contextvars` context, as :func:`asyncio.to_thread` does. The threads share
+    the GIL: they suit blocking I/O and code that releases it (``hashlib``, ``zlib``,
+    NumPy); CPU-bound pure Python belongs in worker processes.
 
     Ordering: a task's envelopes arrive in the order it produced them, its terminal
     envelope last. Events travel back in batches (one threadsafe call per batch per
@@ -152,6 +154,7 @@ class ThreadExecutor(Executor):
         # terminal event has not been delivered yet.
         self._tasks: set[_ThreadTask] = set()
         self._drained: asyncio.Future[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "started" if self._workers else "new"
@@ -197,6 +200,17 @@ class ThreadExecutor(Executor):
         with self._lock:
             self._idle.extend(reversed(self._workers))
         _resolve(ready)
+
+    async def aclose(self) -> None:
+        """Cancel what runs, wait for it to end, stop the loops and join the threads.
+
+        Shielded: cancelling the caller does not stop the closing half-way (threads
+        would be left behind); it goes on, and a later ``aclose()`` waits for it.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.ensure_future(self._aclose())
+        await asyncio.shield(self._closing)
 
     async def _aclose(self) -> None:
         if self._ready is None:
