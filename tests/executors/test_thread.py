@@ -678,3 +678,16 @@ async def test_cancelling_aclose_does_not_leave_threads_behind() -> None:
     release.set()
     await executor.aclose()  # waits for the closing that went on
     assert threads_named() == [] and recorder.ended.done()
+
+
+async def test_tasks_submitted_while_the_threads_start_run_once_they_are_up() -> None:
+    executor = ThreadExecutor(2)
+    starting = asyncio.ensure_future(executor.start())
+    await asyncio.sleep(0)  # start() has created the threads, not yet seen them ready
+    recorders = [Recorder() for _ in range(3)]
+    for i, recorder in enumerate(recorders):
+        executor.submit(i, lambda i=i: i * 10, recorder)  # type: ignore[misc]
+    await starting
+    await asyncio.gather(*(r.ended for r in recorders))
+    assert [r.events for r in recorders] == [[("FINAL", i, i * 10)] for i in range(3)]
+    await executor.aclose()

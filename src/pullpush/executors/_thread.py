@@ -194,11 +194,24 @@ class ThreadExecutor(Executor):
         try:
             await asyncio.gather(*readies)
         except BaseException as error:
+            self._loop = None  # submit() refuses work; aclose() stops what started
             _fail(ready, error)
             ready.exception()  # retrieved here: whoever else waits sees it too
             raise
+        # Tasks submitted while the threads were starting wait in _pending: hand them
+        # out now, so the invariant on _idle holds from here on.
+        idle = list(reversed(self._workers))
+        handed_out = []
         with self._lock:
-            self._idle.extend(reversed(self._workers))
+            while self._pending and idle:
+                task = self._pending.popleft()
+                task.worker = idle.pop()
+                task.state = _STARTED
+                handed_out.append(task)
+            self._idle.extend(idle)
+        for task in handed_out:
+            assert task.worker is not None
+            task.worker.loop.call_soon_threadsafe(task.start_in_worker)
         _resolve(ready)
 
     async def aclose(self) -> None:
