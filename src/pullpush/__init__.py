@@ -74,6 +74,10 @@ from .executors import Executor as Executor
 from .executors import ExecutorClosedError as ExecutorClosedError
 from .executors import InlineExecutor as InlineExecutor
 from .executors import ProcessExecutor as ProcessExecutor
+
+# thread and ray executors
+from .executors import RayExecutor as RayExecutor
+from .executors import ThreadExecutor as ThreadExecutor
 from .pull import AttributedResult as AttributedResult
 from .pull import BufferMode as BufferMode
 from .pull import LabeledValue as LabeledValue
@@ -222,6 +226,9 @@ __all__ = (
     "ScheduledTaskPoolRunner",
     "TaskProgressEnvelope",
     "TaskTimeoutError",
+    # thread and ray executors
+    "RayExecutor",
+    "ThreadExecutor",
     # bases and protocols
     "Peekable",
     "PullObj",

@@ -10,6 +10,11 @@ from ._registry import ExecutorSpec as ExecutorSpec
 from ._registry import make_executor as make_executor
 from .process import ProcessExecutor as ProcessExecutor
 
+# isort: split
+# thread and ray executors
+from ._ray import RayExecutor as RayExecutor
+from ._thread import ThreadExecutor as ThreadExecutor
+
 __all__ = (
     "Executor",
     "ExecutorClosedError",
@@ -20,4 +25,7 @@ __all__ = (
     "TaskHandle",
     "TaskRunner",
     "make_executor",
+    # thread and ray executors
+    "RayExecutor",
+    "ThreadExecutor",
 )

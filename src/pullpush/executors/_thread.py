@@ -1,0 +1,587 @@
+"""The thread executor: task runners run in a fixed pool of threads, each thread
+running its own event loop forever (uvloop when it is installed).
+
+Data flow, with C the caller's loop (the one :meth:`ThreadExecutor.start` ran on) and
+W one worker thread running its loop L::
+
+    C  submit ──lock──> an idle worker?  yes: L.call_soon_threadsafe(start the task)
+                                          no: pending deque (FIFO); a worker that
+                                              finishes a task takes the next one
+    W  run the runner: run_sync_step(), then drive() in an asyncio task of L
+    W  every event ──> W's outbox ──(empty -> non-empty only)──> C.call_soon_threadsafe(flush)
+    C  flush: the whole outbox, in order, to TaskEvents
+    C  ack(n) ──> W's ack inbox ──(empty -> non-empty only)──> L.call_soon_threadsafe(apply)
+    W  apply: Credits.ack(n) on L, which resumes a task paused by flow control
+    C  cancel ──> flag read by W  +  L.call_soon_threadsafe(cancel the asyncio task)
+
+Batching: a threadsafe call writes to the target loop's self-pipe (a system call and a
+wake-up), so events and acknowledgements are batched per worker thread: one call
+carries everything queued until the other side reads the batch.
+
+One task per thread at a time: a sync runner blocks its thread's loop while it runs,
+so threads are never shared. :attr:`ThreadExecutor.capacity` has one unit per thread,
+so the pool runners never queue more tasks than there are threads; tasks submitted
+beyond that (standalone use) wait in a FIFO queue on the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .._util import check_int
+from ..capacity import CapacitySource
+from ._base import Executor, ExecutorClosedError, TaskEvents, TaskHandle, TaskRunner
+from ._drive import Credits, drive, run_sync_step
+
+__all__ = ["ThreadExecutor"]
+
+_INTERMEDIATE, _FINAL, _ERROR = 0, 1, 2
+
+# _ThreadTask.state, guarded by ThreadExecutor._lock.
+_PENDING = 0  # in ThreadExecutor._pending, waiting for a thread
+_STARTED = 1  # handed to a worker thread (which may not have begun running it yet)
+_DROPPED = 2  # cancelled while pending: it never runs
+
+
+def default_max_workers() -> int:
+    """The CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity masks on this platform
+        return max(1, os.cpu_count() or 1)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _fail(future: asyncio.Future[None], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+class ThreadExecutor(Executor):
+    """Run task runners in a fixed pool of threads, each with its own event loop.
+
+    Every thread runs an event loop forever (uvloop when installed, else asyncio's),
+    and runs one task at a time: a plain function or sync generator runs on that
+    thread and blocks only it; coroutines and async generators run as asyncio tasks
+    of the thread's loop. Capacity acquisition, task pulling and envelope delivery
+    stay on the caller's loop. The runner is called in a copy of the submitter's
+    :mod:`contextvars` context, as :func:`asyncio.to_thread` does. The threads share
+    the GIL: they suit blocking I/O and code that releases it (``hashlib``, ``zlib``,
+    NumPy); CPU-bound pure Python belongs in worker processes.
+
+    Ordering: a task's envelopes arrive in the order it produced them, its terminal
+    envelope last. Events travel back in batches (one threadsafe call per batch per
+    thread), so envelopes of different tasks interleave by batch.
+
+    Backpressure: a streaming task may have ``credit_window`` INTERMEDIATE envelopes
+    unread; then its thread pauses it (an async runner awaits, a sync generator is
+    not resumed) until the consumer reads on. Nothing is dropped.
+
+    Cancellation (a consumer leaving early, a runner's ``timeout``, :meth:`aclose`):
+    an async runner is cancelled in its thread's loop, as it would be inline. A sync
+    generator is stopped at its next ``yield``. A plain function cannot be
+    interrupted: it runs to the end, its result is discarded, and the task's
+    cancellation or timeout error is reported only when it returns -- never earlier,
+    because a task reported ended gives its thread (and its capacity) to the next
+    task. Once ``cancel()`` was called, a task ends with that error even when it
+    finished an instant before the request reached its thread.
+
+    Args:
+        max_workers: how many threads (default: the CPUs this process may use, from
+            ``os.sched_getaffinity``, at least 1).
+        credit_window: INTERMEDIATE envelopes a task may have unread before it is
+            paused (>= 1).
+        thread_name_prefix: the threads are named ``f"{prefix}-{i}"``.
+
+    The threads start in :meth:`start` (which binds the executor to the running
+    loop: every later ``submit`` must come from that loop) and are joined by
+    :meth:`aclose`, which cancels what runs, waits for it to end -- a plain function
+    still running is waited for -- then stops each thread's loop. The threads are
+    daemon threads, so an executor that is never closed does not keep the
+    interpreter alive.
+    """
+
+    name = "thread"
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        credit_window: int = 256,
+        thread_name_prefix: str = "pullpush",
+    ) -> None:
+        super().__init__()
+        if max_workers is None:
+            max_workers = default_max_workers()
+        self.max_workers: int = check_int("max_workers", max_workers, minimum=1)
+        self.credit_window = check_int("credit_window", credit_window, minimum=1)
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError(
+                f"thread_name_prefix must be a str, got {type(thread_name_prefix).__name__}"
+            )
+        self.thread_name_prefix = thread_name_prefix
+        self._capacity = CapacitySource(self.max_workers)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers: list[_Worker] = []
+        self._ready: asyncio.Future[None] | None = None
+        # Shared by the caller's thread and every worker thread, guarded by _lock.
+        # Invariant: a task is in _pending exactly while its state is _PENDING; a
+        # worker is in _idle exactly while it has no task and _pending is empty.
+        self._lock = threading.Lock()
+        self._pending: deque[_ThreadTask] = deque()
+        self._idle: list[_Worker] = []
+        # Caller's thread only. Invariant: _tasks holds every task submitted whose
+        # terminal event has not been delivered yet.
+        self._tasks: set[_ThreadTask] = set()
+        self._drained: asyncio.Future[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "started" if self._workers else "new"
+        return (
+            f"<ThreadExecutor {state} max_workers={self.max_workers} "
+            f"running={len(self._tasks) - len(self._pending)} pending={len(self._pending)}>"
+        )
+
+    @property
+    def capacity(self) -> CapacitySource:
+        """One unit per thread: the runners hold one per task they submitted."""
+        return self._capacity
+
+    @property
+    def running(self) -> int:
+        """Tasks submitted and not yet reported ended (queued ones included)."""
+        return len(self._tasks)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        if self._ready is not None:
+            # Interleaving: two runners sharing this executor both called start()
+            # before either finished; the threads exist already, wait for them.
+            await asyncio.shield(self._ready)
+            return
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._ready = ready = loop.create_future()
+        readies = []
+        for index in range(self.max_workers):
+            worker = _Worker(self, f"{self.thread_name_prefix}-{index}", loop)
+            self._workers.append(worker)
+            readies.append(worker.ready)
+        for worker in self._workers:
+            worker.thread.start()
+        try:
+            await asyncio.gather(*readies)
+        except BaseException as error:
+            self._loop = None  # submit() refuses work; aclose() stops what started
+            _fail(ready, error)
+            ready.exception()  # retrieved here: whoever else waits sees it too
+            raise
+        # Tasks submitted while the threads were starting wait in _pending: hand them
+        # out now, so the invariant on _idle holds from here on.
+        idle = list(reversed(self._workers))
+        handed_out = []
+        with self._lock:
+            while self._pending and idle:
+                task = self._pending.popleft()
+                task.worker = idle.pop()
+                task.state = _STARTED
+                handed_out.append(task)
+            self._idle.extend(idle)
+        for task in handed_out:
+            assert task.worker is not None
+            task.worker.loop.call_soon_threadsafe(task.start_in_worker)
+        _resolve(ready)
+
+    async def aclose(self) -> None:
+        """Cancel what runs, wait for it to end, stop the loops and join the threads.
+
+        Shielded: cancelling the caller does not stop the closing half-way (threads
+        would be left behind); it goes on, and a later ``aclose()`` waits for it.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.ensure_future(self._aclose())
+        await asyncio.shield(self._closing)
+
+    async def _aclose(self) -> None:
+        if self._ready is None:
+            return  # never started: no thread to stop
+        loop = asyncio.get_running_loop()
+        error = ExecutorClosedError("ThreadExecutor closed while the task ran")
+        for task in list(self._tasks):
+            task.cancel(error)
+        # A plain function cannot be interrupted: wait until every task has reported
+        # its end, so no thread is stopped under a running runner.
+        while self._tasks:
+            self._drained = loop.create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+        await asyncio.gather(*(w.ready for w in self._workers), return_exceptions=True)
+        for worker in self._workers:
+            worker.stop()
+        await asyncio.gather(*(w.exited for w in self._workers), return_exceptions=True)
+        for worker in self._workers:
+            # The thread posted its exit as its last action; it ends within
+            # microseconds. Poll instead of blocking this loop in join().
+            while worker.thread.is_alive():  # noqa: ASYNC110 - a thread has no awaitable end
+                await asyncio.sleep(0.001)
+            worker.thread.join()
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def submit(self, task_id: int, runner: TaskRunner, events: TaskEvents) -> TaskHandle:
+        """Start ``runner`` on an idle thread, or queue it (FIFO) until one is free."""
+        if self._closed:
+            raise ExecutorClosedError("ThreadExecutor is closed")
+        if self._loop is None:
+            raise RuntimeError(
+                "ThreadExecutor is not started: await executor.start() or use "
+                "'async with ThreadExecutor() as executor'"
+            )
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError("ThreadExecutor.submit called from another event loop than start()")
+        task = _ThreadTask(self, task_id, runner, events)
+        self._tasks.add(task)
+        with self._lock:
+            if self._idle:
+                worker = self._idle.pop()
+                task.worker = worker
+                task.state = _STARTED
+            else:
+                self._pending.append(task)
+                return task
+        worker.loop.call_soon_threadsafe(task.start_in_worker)
+        return task
+
+    def _task_ended(self, task: _ThreadTask) -> None:
+        """Caller's thread: ``task`` reported its end."""
+        self._tasks.discard(task)
+        if not self._tasks and self._drained is not None:
+            _resolve(self._drained)
+
+
+class _Worker:
+    """One thread and its event loop.
+
+    Thread ownership: ``loop`` runs on ``thread``; ``_outbox`` and ``_acks`` cross
+    threads under ``_lock``; everything else is set before the thread starts or read
+    only on the caller's thread (``ready``, ``exited``).
+    """
+
+    __slots__ = (
+        "_acks",
+        "_caller",
+        "_executor",
+        "_lock",
+        "_outbox",
+        "exited",
+        "loop",
+        "ready",
+        "thread",
+    )
+
+    def __init__(self, executor: ThreadExecutor, name: str, caller: asyncio.AbstractEventLoop):
+        self._executor = executor
+        self._caller = caller
+        self.ready: asyncio.Future[None] = caller.create_future()
+        self.exited: asyncio.Future[None] = caller.create_future()
+        # Set by the thread before it reports ready; read by the caller after that.
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._lock = threading.Lock()
+        # Invariant (under _lock): _outbox holds the events this thread posted that the
+        # caller has not flushed yet, and a flush is scheduled on the caller's loop
+        # exactly while it is non-empty.
+        self._outbox: list[tuple[_ThreadTask, int, Any]] = []
+        # Invariant (under _lock): _acks holds acknowledgements from the caller not yet
+        # applied on this thread, and an apply is scheduled on ``loop`` exactly while
+        # it is non-empty.
+        self._acks: dict[_ThreadTask, int] = {}
+        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        """Worker thread: run the loop until :meth:`stop`, then tidy up and report."""
+        try:
+            loop = _new_loop()
+        except BaseException as error:
+            self._post_to_caller(_fail, self.ready, error)
+            self._post_to_caller(_resolve, self.exited)
+            return
+        asyncio.set_event_loop(loop)
+        self.loop = loop
+        try:
+            loop.call_soon(self._post_to_caller, _resolve, self.ready)
+            loop.run_forever()
+            # Stopped: every task has ended; what the runners spawned is cancelled.
+            leftovers = asyncio.all_tasks(loop)
+            for leftover in leftovers:
+                leftover.cancel()
+            if leftovers:
+                loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+            self._post_to_caller(_resolve, self.exited)
+
+    def _post_to_caller(self, callback: Callable[..., None], *args: Any) -> None:
+        try:
+            self._caller.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            pass  # the caller's loop is closed: nobody is listening any more
+
+    def post(self, task: _ThreadTask, kind: int, value: Any) -> None:
+        """Worker thread: queue one event for the caller's loop."""
+        with self._lock:
+            outbox = self._outbox
+            outbox.append((task, kind, value))
+            if len(outbox) != 1:
+                return  # a flush is scheduled already and will take this one too
+        self._post_to_caller(self._flush)
+
+    def end(self, task: _ThreadTask, kind: int, value: Any) -> None:
+        """Worker thread: ``task`` finished; take the next pending task or go idle,
+        then report the end (so the thread is free before its capacity comes back)."""
+        task.credits = None
+        executor = self._executor
+        with executor._lock:
+            if executor._pending:
+                following: _ThreadTask | None = executor._pending.popleft()
+                assert following is not None
+                following.worker = self
+                following.state = _STARTED
+            else:
+                following = None
+                executor._idle.append(self)
+        self.post(task, kind, value)
+        if following is not None:
+            self.loop.call_soon(following.start_in_worker)
+
+    def _apply_acks(self) -> None:
+        """Worker thread: hand the caller's acknowledgements to the tasks' credits."""
+        with self._lock:
+            acks = self._acks
+            self._acks = {}
+        for task, count in acks.items():
+            credits = task.credits
+            if credits is not None:
+                credits.ack(count)
+
+    def stop(self) -> None:
+        """Caller's thread: stop the loop (every task has ended)."""
+        loop = self.loop
+        if loop is None:
+            return  # the thread failed before it had a loop, and has exited
+        try:
+            loop.call_soon_threadsafe(loop.stop)
+        except RuntimeError:
+            pass  # already closed
+
+    # -- the caller's side -------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Caller's thread: deliver the outbox to the tasks' events, in order."""
+        with self._lock:
+            items = self._outbox
+            self._outbox = []
+        for task, kind, value in items:
+            try:
+                if kind == _INTERMEDIATE:
+                    # After cancel() nothing more is reported but the end.
+                    if not task.cancel_requested:
+                        task.events.task_intermediate(task.task_id, value)
+                else:
+                    task.report_end(kind, value)
+            except Exception as error:  # noqa: PERF203 - a TaskEvents bug must not lose the batch
+                self._caller.call_exception_handler(
+                    {"message": "TaskEvents callback raised", "exception": error}
+                )
+
+    def post_ack(self, task: _ThreadTask, count: int) -> None:
+        """Caller's thread: queue an acknowledgement for this thread."""
+        with self._lock:
+            acks = self._acks
+            scheduled = bool(acks)
+            acks[task] = acks.get(task, 0) + count
+            if scheduled:
+                return  # an apply is scheduled already and will take this one too
+        try:
+            self.loop.call_soon_threadsafe(self._apply_acks)
+        except RuntimeError:
+            pass  # the thread's loop is closed: the task is long over
+
+
+class _ThreadTask:
+    """One submitted task: the runner's :class:`TaskHandle`.
+
+    Thread ownership: ``state`` and ``worker`` change under the executor's lock;
+    ``cancel_requested`` and ``cancel_error`` are written only by the caller's thread
+    (``cancel_requested`` is read by the worker, a plain attribute read); ``credits``,
+    ``atask`` and ``started`` belong to the worker thread; ``ended`` to the caller's.
+    """
+
+    __slots__ = (
+        "atask",
+        "cancel_error",
+        "cancel_requested",
+        "context",
+        "credits",
+        "ended",
+        "events",
+        "executor",
+        "runner",
+        "started",
+        "state",
+        "task_id",
+        "worker",
+    )
+
+    def __init__(
+        self, executor: ThreadExecutor, task_id: int, runner: TaskRunner, events: TaskEvents
+    ) -> None:
+        self.executor = executor
+        self.task_id = task_id
+        self.runner = runner
+        self.events = events
+        self.context = contextvars.copy_context()
+        self.state = _PENDING
+        self.worker: _Worker | None = None
+        self.cancel_requested = False
+        self.cancel_error: BaseException | None = None
+        self.ended = False
+        self.credits: Credits | None = None
+        self.atask: asyncio.Task[None] | None = None
+        self.started = False
+
+    # -- worker thread ---------------------------------------------------------------------
+
+    def start_in_worker(self) -> None:
+        """Worker thread, a callback of its loop: call the runner; drive what it
+        returned in an asyncio task if it must be awaited or iterated."""
+        worker = self.worker
+        assert worker is not None
+        if self.cancel_requested:
+            worker.end(self, _ERROR, asyncio.CancelledError())
+            return
+        try:
+            finished, result = self.context.run(run_sync_step, self.runner)
+        except BaseException as error:  # the thread is ours: any error is the task's
+            worker.end(self, _ERROR, error)
+            return
+        if finished:
+            worker.end(self, _FINAL, result)
+            return
+        self.credits = Credits(self.executor.credit_window)
+        self.atask = self.context.run(worker.loop.create_task, self._run(result))
+
+    async def _run(self, result: Any) -> None:
+        """Worker thread: drive ``result`` to its FINAL value and report the end."""
+        worker = self.worker
+        assert worker is not None
+        if self.cancel_requested:
+            # Interleaving: cancelled before this task's first step. Close the runner's
+            # coroutine, never awaited, so it does not warn.
+            if inspect.iscoroutine(result):
+                result.close()
+            worker.end(self, _ERROR, asyncio.CancelledError())
+            return
+        self.started = True
+        post = worker.post
+
+        def emit(value: Any) -> None:
+            if self.cancel_requested:
+                # Stop a sync generator (which never awaits) at its next yield.
+                raise asyncio.CancelledError
+            post(self, _INTERMEDIATE, value)
+
+        try:
+            value = await drive(result, emit, self.credits)
+        except asyncio.CancelledError as cancelled:
+            worker.end(self, _ERROR, cancelled)
+        except GeneratorExit:
+            raise
+        except BaseException as error:
+            worker.end(self, _ERROR, error)
+        else:
+            worker.end(self, _FINAL, value)
+
+    def cancel_in_worker(self) -> None:
+        """Worker thread: cancel the asyncio task driving the runner, if it runs.
+        (Not started yet: :meth:`_run` sees ``cancel_requested`` at its first step.)"""
+        atask = self.atask
+        if self.started and atask is not None and not atask.done():
+            atask.cancel()
+
+    # -- caller's thread: the TaskHandle ------------------------------------------------------
+
+    def report_end(self, kind: int, value: Any) -> None:
+        """Caller's thread: deliver the task's end (a cancel requested earlier wins)."""
+        if self.ended:
+            return
+        self.ended = True
+        self.executor._task_ended(self)
+        events = self.events
+        if self.cancel_requested:
+            error = self.cancel_error
+            if error is None:
+                error = asyncio.CancelledError()
+            events.task_error(self.task_id, error)
+        elif kind == _FINAL:
+            events.task_final(self.task_id, value)
+        else:
+            events.task_error(self.task_id, value)
+
+    def cancel(self, error: BaseException | None = None) -> None:
+        if self.ended:
+            return
+        if self.cancel_error is None:
+            self.cancel_error = error
+        if self.cancel_requested:
+            return
+        self.cancel_requested = True
+        executor = self.executor
+        with executor._lock:
+            queued = self.state == _PENDING
+            if queued:
+                executor._pending.remove(self)
+                self.state = _DROPPED
+        if queued:
+            # It never ran and never will: it ends now.
+            self.report_end(_ERROR, asyncio.CancelledError())
+            return
+        worker = self.worker
+        assert worker is not None
+        try:
+            worker.loop.call_soon_threadsafe(self.cancel_in_worker)
+        except RuntimeError:
+            pass  # the thread's loop is closed: the task is long over
+
+    def ack(self, count: int = 1) -> None:
+        worker = self.worker
+        if worker is not None and not self.ended and not self.cancel_requested:
+            worker.post_ack(self, count)
