@@ -1,31 +1,9 @@
 """pullpush: composable async pull/push streams, hierarchical capacity, and task pool
 runners that run inline, in threads, in uvloop worker processes or on Ray."""
 
-from ._bridge import BufferStatistics as BufferStatistics
-from ._bridge import OverflowPolicy as OverflowPolicy
-from ._bridge import PushPullBufferCacheObj as PushPullBufferCacheObj
-from ._bridge import PushPullBufferObj as PushPullBufferObj
-from ._bridge import PushPullObj as PushPullObj
-from ._combiner import AnyFailedError as AnyFailedError
-from ._combiner import AsyncIteratorCombiner as AsyncIteratorCombiner
+# ruff: noqa: I001 -- imports are grouped by topic, as __all__ is
 
-# runners and executors
-from ._envelope import EnvelopeType as EnvelopeType
-from ._envelope import Final as Final
-from ._envelope import TaskProgressEnvelope as TaskProgressEnvelope
-from ._exceptions import BrokenExecutorError as BrokenExecutorError
-from ._exceptions import BufferFullError as BufferFullError
-from ._exceptions import ChainConsumedError as ChainConsumedError
-from ._exceptions import ImpossibleCostError as ImpossibleCostError
-from ._exceptions import PullPushError as PullPushError
-from ._exceptions import PullTimeoutError as PullTimeoutError
-from ._exceptions import RaceCutoffError as RaceCutoffError
-from ._exceptions import RemoteTaskError as RemoteTaskError
-from ._exceptions import RemoteTraceback as RemoteTraceback
-from ._exceptions import SignalStoppedError as SignalStoppedError
-from ._exceptions import TaskPicklingError as TaskPicklingError
-from ._exceptions import TaskTimeoutError as TaskTimeoutError
-from ._exceptions import WorkerCrashedError as WorkerCrashedError
+# bases and protocols
 from ._obj import Peekable as Peekable
 from ._obj import PullObj as PullObj
 from ._obj import PullObj1To1Link as PullObj1To1Link
@@ -35,49 +13,8 @@ from ._obj import PushObj as PushObj
 from ._obj import PushObj1To1 as PushObj1To1
 from ._obj import SinkObj as SinkObj
 from ._obj import SourceObj as SourceObj
-from ._runner import HierarchicalTaskPoolRunner as HierarchicalTaskPoolRunner
-from ._runner import RunnerStatistics as RunnerStatistics
-from ._runner import ScheduledTaskPoolRunner as ScheduledTaskPoolRunner
-from ._sync import WaitObject as WaitObject
-from ._task import RetryPolicy as RetryPolicy
-from ._task import ScheduledTask as ScheduledTask
 
-# capacity
-from .capacity import AcquirePath as AcquirePath
-from .capacity import AcquireTimeoutError as AcquireTimeoutError
-from .capacity import BalancerAction as BalancerAction
-from .capacity import BalancerChildConfig as BalancerChildConfig
-from .capacity import CapacityAcquireAcceptedEvent as CapacityAcquireAcceptedEvent
-from .capacity import CapacityAcquireRejectedEvent as CapacityAcquireRejectedEvent
-from .capacity import CapacityIncrementEvent as CapacityIncrementEvent
-from .capacity import CapacityMetricsCollector as CapacityMetricsCollector
-from .capacity import CapacityReleaseEvent as CapacityReleaseEvent
-from .capacity import CapacityResetEvent as CapacityResetEvent
-from .capacity import CapacitySetLimitsEvent as CapacitySetLimitsEvent
-from .capacity import CapacitySource as CapacitySource
-from .capacity import CapacityStatistics as CapacityStatistics
-from .capacity import Clock as Clock
-from .capacity import HierarchicalBalancer as HierarchicalBalancer
-from .capacity import HierarchicalBalancerOptions as HierarchicalBalancerOptions
-from .capacity import InsufficientCapacityError as InsufficientCapacityError
-from .capacity import OverReleaseError as OverReleaseError
-from .capacity import QuotaCapacitySource as QuotaCapacitySource
-from .capacity import ResourceCapacitySource as ResourceCapacitySource
-from .capacity import ResourceCapacityStatistics as ResourceCapacityStatistics
-from .capacity import ResourceCost as ResourceCost
-from .capacity import SinkCapacityObj as SinkCapacityObj
-from .capacity import SourceCapacityObj as SourceCapacityObj
-from .capacity import TryAcquireRejectReason as TryAcquireRejectReason
-from .capacity import TryAcquireResult as TryAcquireResult
-from .capacity import UntrackedResourceWarning as UntrackedResourceWarning
-from .executors import Executor as Executor
-from .executors import ExecutorClosedError as ExecutorClosedError
-from .executors import InlineExecutor as InlineExecutor
-from .executors import ProcessExecutor as ProcessExecutor
-
-# thread and ray executors
-from .executors import RayExecutor as RayExecutor
-from .executors import ThreadExecutor as ThreadExecutor
+# pull: sources, operators, combiners
 from .pull import AttributedResult as AttributedResult
 from .pull import BufferMode as BufferMode
 from .pull import LabeledValue as LabeledValue
@@ -97,6 +34,8 @@ from .pull import PullLabeledRaceRobinObj as PullLabeledRaceRobinObj
 from .pull import PullLabeledRoundRobinObj as PullLabeledRoundRobinObj
 from .pull import PullLabeledZipObj as PullLabeledZipObj
 from .pull import PullMapObj as PullMapObj
+from .pull import PullPushBridgeObj as PullPushBridgeObj
+from .pull import PullPushDistributeObj as PullPushDistributeObj
 from .pull import PullRaceCutoffObj as PullRaceCutoffObj
 from .pull import PullRaceObj as PullRaceObj
 from .pull import PullRaceRobinObj as PullRaceRobinObj
@@ -111,31 +50,8 @@ from .pull import SourceBufferObj as SourceBufferObj
 from .pull import SourceCacheObj as SourceCacheObj
 from .pull import SourceFromIterable as SourceFromIterable
 from .pull import TimeoutFrom as TimeoutFrom
-from .push import PushPostSignalObj as PushPostSignalObj
-from .push import PushPreSignalObj as PushPreSignalObj
-from .push import SinkCallbacksObj as SinkCallbacksObj
-from .push import SinkCollectObj as SinkCollectObj
 
-# scheduling
-from .scheduling import DependencyCycleError as DependencyCycleError
-from .scheduling import DependencyGraph as DependencyGraph
-from .scheduling import DependencySourceObj as DependencySourceObj
-from .scheduling import DuplicateNodeError as DuplicateNodeError
-from .scheduling import MissingTaskError as MissingTaskError
-from .scheduling import NodeState as NodeState
-from .scheduling import NodeStateError as NodeStateError
-from .scheduling import PriorityDependencySourceObj as PriorityDependencySourceObj
-from .scheduling import PrioritySourceObj as PrioritySourceObj
-from .scheduling import SourceClosedError as SourceClosedError
-from .scheduling import UnknownNodeError as UnknownNodeError
-
-# isort: split
-# push operators
-from ._exceptions import SinkIndexError as SinkIndexError
-from ._exceptions import SinkLabelError as SinkLabelError
-from .pull import PullPushBridgeObj as PullPushBridgeObj
-from .pull import PullPushDistributeObj as PullPushDistributeObj
-from .push import UNSEEDED as UNSEEDED
+# push: sinks, operators, fan-outs
 from .push import PushBufferObj as PushBufferObj
 from .push import PushBufferReduceObj as PushBufferReduceObj
 from .push import PushDistributeObj as PushDistributeObj
@@ -150,23 +66,29 @@ from .push import PushObj1ToManyBase as PushObj1ToManyBase
 from .push import PushObjLabeled1ToMany as PushObjLabeled1ToMany
 from .push import PushObjSerial1To1 as PushObjSerial1To1
 from .push import PushPostCallbacksObj as PushPostCallbacksObj
+from .push import PushPostSignalObj as PushPostSignalObj
 from .push import PushPreCallbacksObj as PushPreCallbacksObj
+from .push import PushPreSignalObj as PushPreSignalObj
 from .push import PushReduceObj as PushReduceObj
 from .push import PushRoundRobinObj as PushRoundRobinObj
 from .push import PushSerialObj as PushSerialObj
 from .push import PushWindowObj as PushWindowObj
 from .push import PushWindowTimeoutObj as PushWindowTimeoutObj
+from .push import SinkCallbacksObj as SinkCallbacksObj
+from .push import SinkCollectObj as SinkCollectObj
+from .push import UNSEEDED as UNSEEDED
 
-# isort: split
+# signals, bridges and the combiner
+from ._bridge import BufferStatistics as BufferStatistics
+from ._bridge import OverflowPolicy as OverflowPolicy
+from ._bridge import PushPullBufferCacheObj as PushPullBufferCacheObj
+from ._bridge import PushPullBufferObj as PushPullBufferObj
+from ._bridge import PushPullObj as PushPullObj
+from ._combiner import AnyFailedError as AnyFailedError
+from ._combiner import AsyncIteratorCombiner as AsyncIteratorCombiner
+from ._sync import WaitObject as WaitObject
+
 # chains
-# --- metrics and measured capacity (one block, kept apart for easy merges) ---
-# measured capacity
-from .capacity import CapacityReconcileEvent as CapacityReconcileEvent
-from .capacity import CpuCapacitySource as CpuCapacitySource
-from .capacity import MemoryCapacitySource as MemoryCapacitySource
-from .capacity import MemorySample as MemorySample
-from .capacity import system_cpu_percent as system_cpu_percent
-from .capacity import system_memory as system_memory
 from .chain import BidiProcessor as BidiProcessor
 from .chain import BidiProcessorFactory as BidiProcessorFactory
 from .chain import BidirectionalChain as BidirectionalChain
@@ -175,6 +97,77 @@ from .chain import PushChain as PushChain
 from .chain import PushChainBuilder as PushChainBuilder
 from .chain import PushOpDescriptor as PushOpDescriptor
 from .chain import ToArrayResult as ToArrayResult
+
+# capacity
+from .capacity import AcquirePath as AcquirePath
+from .capacity import AcquireTimeoutError as AcquireTimeoutError
+from .capacity import BalancerAction as BalancerAction
+from .capacity import BalancerChildConfig as BalancerChildConfig
+from .capacity import CapacityAcquireAcceptedEvent as CapacityAcquireAcceptedEvent
+from .capacity import CapacityAcquireRejectedEvent as CapacityAcquireRejectedEvent
+from .capacity import CapacityIncrementEvent as CapacityIncrementEvent
+from .capacity import CapacityMetricsCollector as CapacityMetricsCollector
+from .capacity import CapacityReconcileEvent as CapacityReconcileEvent
+from .capacity import CapacityReleaseEvent as CapacityReleaseEvent
+from .capacity import CapacityResetEvent as CapacityResetEvent
+from .capacity import CapacitySetLimitsEvent as CapacitySetLimitsEvent
+from .capacity import CapacitySource as CapacitySource
+from .capacity import CapacityStatistics as CapacityStatistics
+from .capacity import Clock as Clock
+from .capacity import CpuCapacitySource as CpuCapacitySource
+from .capacity import HierarchicalBalancer as HierarchicalBalancer
+from .capacity import HierarchicalBalancerOptions as HierarchicalBalancerOptions
+from .capacity import InsufficientCapacityError as InsufficientCapacityError
+from .capacity import MemoryCapacitySource as MemoryCapacitySource
+from .capacity import MemorySample as MemorySample
+from .capacity import OverReleaseError as OverReleaseError
+from .capacity import QuotaCapacitySource as QuotaCapacitySource
+from .capacity import ResourceCapacitySource as ResourceCapacitySource
+from .capacity import ResourceCapacityStatistics as ResourceCapacityStatistics
+from .capacity import ResourceCost as ResourceCost
+from .capacity import SinkCapacityObj as SinkCapacityObj
+from .capacity import SourceCapacityObj as SourceCapacityObj
+from .capacity import TryAcquireRejectReason as TryAcquireRejectReason
+from .capacity import TryAcquireResult as TryAcquireResult
+from .capacity import UntrackedResourceWarning as UntrackedResourceWarning
+from .capacity import system_cpu_percent as system_cpu_percent
+from .capacity import system_memory as system_memory
+
+# scheduling
+from .scheduling import DependencyCycleError as DependencyCycleError
+from .scheduling import DependencyGraph as DependencyGraph
+from .scheduling import DependencySourceObj as DependencySourceObj
+from .scheduling import DuplicateNodeError as DuplicateNodeError
+from .scheduling import MissingTaskError as MissingTaskError
+from .scheduling import NodeState as NodeState
+from .scheduling import NodeStateError as NodeStateError
+from .scheduling import PriorityDependencySourceObj as PriorityDependencySourceObj
+from .scheduling import PrioritySourceObj as PrioritySourceObj
+from .scheduling import SourceClosedError as SourceClosedError
+from .scheduling import UnknownNodeError as UnknownNodeError
+
+# runners
+from ._envelope import EnvelopeType as EnvelopeType
+from ._envelope import Final as Final
+from ._envelope import TaskProgressEnvelope as TaskProgressEnvelope
+from ._runner import HierarchicalTaskPoolRunner as HierarchicalTaskPoolRunner
+from ._runner import RunnerStatistics as RunnerStatistics
+from ._runner import ScheduledTaskPoolRunner as ScheduledTaskPoolRunner
+from ._task import RetryPolicy as RetryPolicy
+from ._task import ScheduledTask as ScheduledTask
+
+# executors
+from .executors import Executor as Executor
+from .executors import ExecutorSpec as ExecutorSpec
+from .executors import ProcessExecutorStatistics as ProcessExecutorStatistics
+from .executors import TaskEvents as TaskEvents
+from .executors import TaskHandle as TaskHandle
+from .executors import TaskRunner as TaskRunner
+from .executors import ExecutorClosedError as ExecutorClosedError
+from .executors import InlineExecutor as InlineExecutor
+from .executors import ProcessExecutor as ProcessExecutor
+from .executors import RayExecutor as RayExecutor
+from .executors import ThreadExecutor as ThreadExecutor
 
 # metrics
 from .metrics import CapacityMetricsSnapshot as CapacityMetricsSnapshot
@@ -203,32 +196,26 @@ from .metrics import UpDown as UpDown
 from .metrics import render_prometheus as render_prometheus
 from .metrics import snapshot_points as snapshot_points
 
+# errors
+from ._exceptions import BrokenExecutorError as BrokenExecutorError
+from ._exceptions import BufferFullError as BufferFullError
+from ._exceptions import ChainConsumedError as ChainConsumedError
+from ._exceptions import ImpossibleCostError as ImpossibleCostError
+from ._exceptions import PullPushError as PullPushError
+from ._exceptions import PullTimeoutError as PullTimeoutError
+from ._exceptions import RaceCutoffError as RaceCutoffError
+from ._exceptions import RemoteTaskError as RemoteTaskError
+from ._exceptions import RemoteTraceback as RemoteTraceback
+from ._exceptions import SignalStoppedError as SignalStoppedError
+from ._exceptions import SinkIndexError as SinkIndexError
+from ._exceptions import SinkLabelError as SinkLabelError
+from ._exceptions import TaskPicklingError as TaskPicklingError
+from ._exceptions import TaskTimeoutError as TaskTimeoutError
+from ._exceptions import WorkerCrashedError as WorkerCrashedError
+
 __version__ = "0.1.0.dev0"
 
 __all__ = (
-    # runners and executors
-    "EnvelopeType",
-    "Executor",
-    "ExecutorClosedError",
-    "Final",
-    "HierarchicalTaskPoolRunner",
-    "ImpossibleCostError",
-    "InlineExecutor",
-    "ProcessExecutor",
-    "BrokenExecutorError",
-    "RemoteTaskError",
-    "RemoteTraceback",
-    "TaskPicklingError",
-    "WorkerCrashedError",
-    "RetryPolicy",
-    "RunnerStatistics",
-    "ScheduledTask",
-    "ScheduledTaskPoolRunner",
-    "TaskProgressEnvelope",
-    "TaskTimeoutError",
-    # thread and ray executors
-    "RayExecutor",
-    "ThreadExecutor",
     # bases and protocols
     "Peekable",
     "PullObj",
@@ -239,15 +226,11 @@ __all__ = (
     "PushObj1To1",
     "SinkObj",
     "SourceObj",
-    # sources
-    "BufferMode",
-    "PullTimerObj",
-    "SourceBufferObj",
-    "SourceCacheObj",
-    "SourceFromIterable",
-    # pull operators
+    # pull: sources, operators, combiners
     "AttributedResult",
+    "BufferMode",
     "LabeledValue",
+    "PullAwaitReset",
     "PullBufferObj",
     "PullBufferReduceObj",
     "PullCallbackObj",
@@ -263,82 +246,23 @@ __all__ = (
     "PullLabeledRoundRobinObj",
     "PullLabeledZipObj",
     "PullMapObj",
+    "PullPushBridgeObj",
+    "PullPushDistributeObj",
     "PullRaceCutoffObj",
     "PullRaceObj",
     "PullRaceRobinObj",
     "PullReduceObj",
     "PullRoundRobinObj",
     "PullTimeoutObj",
+    "PullTimerObj",
     "PullWindowObj",
     "PullWindowTimeoutObj",
     "PullZipObj",
+    "SourceBufferObj",
+    "SourceCacheObj",
+    "SourceFromIterable",
     "TimeoutFrom",
-    # signals and bridges
-    "BufferStatistics",
-    "OverflowPolicy",
-    "PullAwaitReset",
-    "PushPostSignalObj",
-    "PushPreSignalObj",
-    "PushPullBufferCacheObj",
-    "PushPullBufferObj",
-    "PushPullObj",
-    "WaitObject",
-    # push sinks
-    "SinkCallbacksObj",
-    "SinkCollectObj",
-    # combiner
-    "AnyFailedError",
-    "AsyncIteratorCombiner",
-    # errors
-    "BufferFullError",
-    "ChainConsumedError",
-    "PullPushError",
-    "PullTimeoutError",
-    "RaceCutoffError",
-    "SignalStoppedError",
-    # capacity
-    "AcquirePath",
-    "AcquireTimeoutError",
-    "BalancerAction",
-    "BalancerChildConfig",
-    "CapacityAcquireAcceptedEvent",
-    "CapacityAcquireRejectedEvent",
-    "CapacityIncrementEvent",
-    "CapacityMetricsCollector",
-    "CapacityReleaseEvent",
-    "CapacityResetEvent",
-    "CapacitySetLimitsEvent",
-    "CapacitySource",
-    "CapacityStatistics",
-    "Clock",
-    "HierarchicalBalancer",
-    "HierarchicalBalancerOptions",
-    "InsufficientCapacityError",
-    "OverReleaseError",
-    "QuotaCapacitySource",
-    "ResourceCapacitySource",
-    "ResourceCapacityStatistics",
-    "ResourceCost",
-    "SinkCapacityObj",
-    "SourceCapacityObj",
-    "TryAcquireRejectReason",
-    "TryAcquireResult",
-    "UntrackedResourceWarning",
-    # scheduling
-    "DependencyCycleError",
-    "DependencyGraph",
-    "DependencySourceObj",
-    "DuplicateNodeError",
-    "MissingTaskError",
-    "NodeState",
-    "NodeStateError",
-    "PriorityDependencySourceObj",
-    "PrioritySourceObj",
-    "SourceClosedError",
-    "UnknownNodeError",
-    # push operators
-    "PullPushBridgeObj",
-    "PullPushDistributeObj",
+    # push: sinks, operators, fan-outs
     "PushBufferObj",
     "PushBufferReduceObj",
     "PushDistributeObj",
@@ -353,15 +277,26 @@ __all__ = (
     "PushObjLabeled1ToMany",
     "PushObjSerial1To1",
     "PushPostCallbacksObj",
+    "PushPostSignalObj",
     "PushPreCallbacksObj",
+    "PushPreSignalObj",
     "PushReduceObj",
     "PushRoundRobinObj",
     "PushSerialObj",
     "PushWindowObj",
     "PushWindowTimeoutObj",
-    "SinkIndexError",
-    "SinkLabelError",
+    "SinkCallbacksObj",
+    "SinkCollectObj",
     "UNSEEDED",
+    # signals, bridges and the combiner
+    "AnyFailedError",
+    "AsyncIteratorCombiner",
+    "BufferStatistics",
+    "OverflowPolicy",
+    "PushPullBufferCacheObj",
+    "PushPullBufferObj",
+    "PushPullObj",
+    "WaitObject",
     # chains
     "BidiProcessor",
     "BidiProcessorFactory",
@@ -371,13 +306,73 @@ __all__ = (
     "PushChainBuilder",
     "PushOpDescriptor",
     "ToArrayResult",
-    # measured capacity
+    # capacity
+    "AcquirePath",
+    "AcquireTimeoutError",
+    "BalancerAction",
+    "BalancerChildConfig",
+    "CapacityAcquireAcceptedEvent",
+    "CapacityAcquireRejectedEvent",
+    "CapacityIncrementEvent",
+    "CapacityMetricsCollector",
     "CapacityReconcileEvent",
+    "CapacityReleaseEvent",
+    "CapacityResetEvent",
+    "CapacitySetLimitsEvent",
+    "CapacitySource",
+    "CapacityStatistics",
+    "Clock",
     "CpuCapacitySource",
+    "HierarchicalBalancer",
+    "HierarchicalBalancerOptions",
+    "InsufficientCapacityError",
     "MemoryCapacitySource",
     "MemorySample",
+    "OverReleaseError",
+    "QuotaCapacitySource",
+    "ResourceCapacitySource",
+    "ResourceCapacityStatistics",
+    "ResourceCost",
+    "SinkCapacityObj",
+    "SourceCapacityObj",
+    "TryAcquireRejectReason",
+    "TryAcquireResult",
+    "UntrackedResourceWarning",
     "system_cpu_percent",
     "system_memory",
+    # scheduling
+    "DependencyCycleError",
+    "DependencyGraph",
+    "DependencySourceObj",
+    "DuplicateNodeError",
+    "MissingTaskError",
+    "NodeState",
+    "NodeStateError",
+    "PriorityDependencySourceObj",
+    "PrioritySourceObj",
+    "SourceClosedError",
+    "UnknownNodeError",
+    # runners
+    "EnvelopeType",
+    "Final",
+    "HierarchicalTaskPoolRunner",
+    "RetryPolicy",
+    "RunnerStatistics",
+    "ScheduledTask",
+    "ScheduledTaskPoolRunner",
+    "TaskProgressEnvelope",
+    # executors
+    "Executor",
+    "ExecutorSpec",
+    "ProcessExecutorStatistics",
+    "TaskEvents",
+    "TaskHandle",
+    "TaskRunner",
+    "ExecutorClosedError",
+    "InlineExecutor",
+    "ProcessExecutor",
+    "RayExecutor",
+    "ThreadExecutor",
     # metrics
     "CapacityMetricsSnapshot",
     "CapacityRates",
@@ -404,4 +399,20 @@ __all__ = (
     "UpDown",
     "render_prometheus",
     "snapshot_points",
+    # errors
+    "BrokenExecutorError",
+    "BufferFullError",
+    "ChainConsumedError",
+    "ImpossibleCostError",
+    "PullPushError",
+    "PullTimeoutError",
+    "RaceCutoffError",
+    "RemoteTaskError",
+    "RemoteTraceback",
+    "SignalStoppedError",
+    "SinkIndexError",
+    "SinkLabelError",
+    "TaskPicklingError",
+    "TaskTimeoutError",
+    "WorkerCrashedError",
 )

@@ -34,7 +34,8 @@ from ._sync import ParkingLot
 from ._task import DEFAULT_COST, RetryPolicy, ScheduledTask
 from ._util import check_int, check_seconds
 from .capacity import CapacitySource, ResourceCapacitySource
-from .executors import Executor, ExecutorSpec, TaskHandle, make_executor
+from .executors import Executor, ExecutorSpec, TaskHandle
+from .executors._registry import check_executor_spec, make_executor
 
 if TYPE_CHECKING:  # metrics
     from .metrics import RunnerMetricsCollector
@@ -184,7 +185,7 @@ class _PoolRunner(Generic[K]):
         self.timeout = check_seconds("timeout", timeout, allow_none=True, positive=True)
         self.max_unread = check_int("max_unread", max_unread, minimum=1)
         self._executor_spec = executor
-        make_executor(executor)  # validate early, without keeping what it built
+        check_executor_spec(executor)
         # metrics: every hook call below is guarded by one `if`, so None costs nothing.
         self.metrics = metrics
         self._feed = _TaskFeed(source, metrics)

@@ -9,6 +9,7 @@ from ._inline import InlineExecutor as InlineExecutor
 from ._registry import ExecutorSpec as ExecutorSpec
 from ._registry import make_executor as make_executor
 from .process import ProcessExecutor as ProcessExecutor
+from .process import ProcessExecutorStatistics as ProcessExecutorStatistics
 
 # isort: split
 # thread and ray executors
@@ -21,10 +22,10 @@ __all__ = (
     "ExecutorSpec",
     "InlineExecutor",
     "ProcessExecutor",
+    "ProcessExecutorStatistics",
     "TaskEvents",
     "TaskHandle",
     "TaskRunner",
-    "make_executor",
     # thread and ray executors
     "RayExecutor",
     "ThreadExecutor",

@@ -20,8 +20,9 @@ Contract of an executor:
   outstanding (reported but not acknowledged through ``TaskHandle.ack``); then it is
   paused until the consumer catches up. Nothing is ever dropped.
 * ``TaskHandle.cancel(error)`` stops the task as soon as it can and ends it with
-  ``task_error(error)`` (default: :class:`asyncio.CancelledError`), unless it had
-  already ended.
+  ``task_error(error)`` (default: :class:`asyncio.CancelledError`), unless its end was
+  already reported on the caller's loop. A task is never reported ended while it
+  still runs (its capacity would be handed out again).
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ class Executor(abc.ABC):
     def __init__(self) -> None:
         self._started = False
         self._closed = False
+        # Invariant: set by the first start(); every start() waits on it.
+        self._starting: asyncio.Future[None] | None = None
+        # Invariant: set by the first aclose(); every aclose() waits on it.
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def capacity(self) -> CapacitySource | None:
@@ -102,12 +107,26 @@ class Executor(abc.ABC):
         return self._closed
 
     async def start(self) -> None:
-        """Make the executor ready (start workers...). Idempotent."""
+        """Make the executor ready (start workers...). Idempotent.
+
+        Several runners sharing the executor may call it at once: the first call
+        starts it, the others wait for that start (and see its error, if it failed).
+        """
         if self._closed:
             raise ExecutorClosedError(f"{type(self).__name__} is closed")
-        if not self._started:
+        starting = self._starting
+        if starting is not None:
+            await asyncio.shield(starting)
+            return
+        self._starting = starting = asyncio.get_running_loop().create_future()
+        try:
             await self._start()
-            self._started = True
+        except BaseException as error:
+            starting.set_exception(error)
+            starting.exception()  # retrieved: later start() calls re-raise it
+            raise
+        self._started = True
+        starting.set_result(None)
 
     async def _start(self) -> None:  # noqa: B027 - optional hook
         """What starting means to this executor."""
@@ -117,11 +136,15 @@ class Executor(abc.ABC):
         """Start (or queue) ``runner`` as task ``task_id``, reporting to ``events``."""
 
     async def aclose(self) -> None:
-        """Stop the executor: cancel what runs, release workers. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._aclose()
+        """Stop the executor: cancel what runs, release workers. Idempotent.
+
+        Shielded: cancelling the caller does not stop the closing half-way (workers
+        would be left behind); it goes on, and every ``aclose()`` waits for it.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.ensure_future(self._aclose())
+        await asyncio.shield(self._closing)
 
     async def _aclose(self) -> None:  # noqa: B027 - optional hook
         """What closing means to this executor."""

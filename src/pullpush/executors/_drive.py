@@ -32,9 +32,11 @@ class FinalNotLastError(ValueError):
 class Credits:
     """A per-task window of INTERMEDIATE envelopes sent but not yet consumed.
 
-    ``await take()`` before sending one; it waits while ``window`` are outstanding.
-    ``ack(n)`` returns ``n`` (the consumer read them). This is what pauses a streaming
-    task whose consumer stopped reading.
+    ``await take()`` before producing one; it waits while ``window`` are
+    outstanding. ``refund()`` returns a credit that was taken but not used (the stream
+    ended instead). ``ack(n)`` returns ``n`` (the consumer read them). This is what
+    pauses a streaming task whose consumer stopped reading: the task is paused before
+    it computes its next value, not after.
     """
 
     __slots__ = ("_lot", "outstanding", "window")
@@ -51,6 +53,9 @@ class Credits:
                 self._lot = ParkingLot()
             await self._lot.park()
         self.outstanding += 1
+
+    def refund(self) -> None:
+        self.outstanding -= 1
 
     def ack(self, count: int = 1) -> None:
         self.outstanding = max(0, self.outstanding - count)
@@ -109,15 +114,18 @@ async def drive(
         last_turn = clock()
         try:
             while True:
-                item = next(result)
                 if credits is not None:
                     await credits.take()
+                try:
+                    item = next(result)
+                except StopIteration as stop:
+                    if credits is not None:
+                        credits.refund()
+                    return stop.value
                 emit(item)
                 if yield_every is not None and clock() - last_turn > yield_every:
                     await asyncio.sleep(0)
                     last_turn = clock()
-        except StopIteration as stop:
-            return stop.value
         finally:
             result.close()
     if hasattr(type(result), "__aiter__"):
@@ -132,16 +140,24 @@ async def _drive_async(
     final: Any = None
     finished = False
     try:
-        async for item in iterator:
+        while True:
+            if credits is not None:
+                await credits.take()
+            try:
+                item = await iterator.__anext__()
+            except StopAsyncIteration:
+                if credits is not None:
+                    credits.refund()
+                break
             if finished:
                 raise FinalNotLastError(
                     f"a task runner yielded {item!r} after Final(...); Final must be last"
                 )
             if isinstance(item, Final):
+                if credits is not None:
+                    credits.refund()
                 final, finished = item.value, True
                 continue
-            if credits is not None:
-                await credits.take()
             emit(item)
     finally:
         aclose = getattr(iterator, "aclose", None)

@@ -310,8 +310,6 @@ class RayExecutor(Executor):
         self._remote: Any = None
         self._host: _RayHost | None = None  # set when this executor started Ray
         self._capacity: CapacitySource | None = None
-        self._starting: asyncio.Future[None] | None = None
-        self._closing: asyncio.Future[None] | None = None
         # Caller's loop only. Invariant: every task submitted whose terminal event has
         # not been delivered yet.
         self._tasks: set[_RayTask] = set()
@@ -332,20 +330,6 @@ class RayExecutor(Executor):
         return len(self._tasks)
 
     async def _start(self) -> None:
-        if self._starting is not None:
-            # Interleaving: a second start() while the first one connects.
-            await asyncio.shield(self._starting)
-            return
-        self._starting = starting = asyncio.get_running_loop().create_future()
-        try:
-            await self._connect()
-        except BaseException as error:
-            starting.set_exception(error)
-            starting.exception()  # retrieved: later start() calls re-raise it
-            raise
-        starting.set_result(None)
-
-    async def _connect(self) -> None:
         ray = self._ray
         if not ray.is_initialized():
             kwargs = dict(self.ray_init_kwargs)
@@ -377,17 +361,6 @@ class RayExecutor(Executor):
                 "'async with RayExecutor() as executor'"
             )
         return _RayTask(self, task_id, runner, events)
-
-    async def aclose(self) -> None:
-        """Cancel what runs, wait for it to end, shut down a Ray this executor started.
-
-        Shielded: cancelling the caller does not stop the closing half-way; it goes
-        on, and a later ``aclose()`` waits for it.
-        """
-        if self._closing is None:
-            self._closed = True
-            self._closing = asyncio.ensure_future(self._aclose())
-        await asyncio.shield(self._closing)
 
     async def _aclose(self) -> None:
         error = ExecutorClosedError("RayExecutor closed while the task ran")

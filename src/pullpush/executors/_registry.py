@@ -7,7 +7,7 @@ from typing import Literal
 
 from ._base import Executor
 
-__all__ = ["ExecutorSpec", "make_executor"]
+__all__ = ["ExecutorSpec", "check_executor_spec", "make_executor"]
 
 ExecutorSpec = Executor | Literal["inline", "thread", "process", "ray"]
 
@@ -17,6 +17,16 @@ _BUILT_IN = {
     "process": (".process", "ProcessExecutor"),
     "ray": ("._ray", "RayExecutor"),
 }
+
+
+def check_executor_spec(spec: object) -> None:
+    """Raise ``ValueError`` unless ``spec`` is an :class:`Executor` or a known name
+    (without building anything: ``"ray"`` imports Ray only when a run starts)."""
+    if not isinstance(spec, Executor) and spec not in _BUILT_IN:
+        raise ValueError(
+            f"executor must be an Executor or one of 'inline', 'thread', 'process', 'ray'; "
+            f"got {spec!r}"
+        )
 
 
 def make_executor(spec: ExecutorSpec) -> tuple[Executor, bool]:

@@ -154,7 +154,6 @@ class ThreadExecutor(Executor):
         # terminal event has not been delivered yet.
         self._tasks: set[_ThreadTask] = set()
         self._drained: asyncio.Future[None] | None = None
-        self._closing: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "started" if self._workers else "new"
@@ -176,11 +175,6 @@ class ThreadExecutor(Executor):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def _start(self) -> None:
-        if self._ready is not None:
-            # Interleaving: two runners sharing this executor both called start()
-            # before either finished; the threads exist already, wait for them.
-            await asyncio.shield(self._ready)
-            return
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._ready = ready = loop.create_future()
@@ -213,17 +207,6 @@ class ThreadExecutor(Executor):
             assert task.worker is not None
             task.worker.loop.call_soon_threadsafe(task.start_in_worker)
         _resolve(ready)
-
-    async def aclose(self) -> None:
-        """Cancel what runs, wait for it to end, stop the loops and join the threads.
-
-        Shielded: cancelling the caller does not stop the closing half-way (threads
-        would be left behind); it goes on, and a later ``aclose()`` waits for it.
-        """
-        if self._closing is None:
-            self._closed = True
-            self._closing = asyncio.ensure_future(self._aclose())
-        await asyncio.shield(self._closing)
 
     async def _aclose(self) -> None:
         if self._ready is None:
