@@ -28,7 +28,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope
-from ._exceptions import ImpossibleCostError, TaskTimeoutError
+from ._exceptions import ImpossibleCostError, PullPushError, TaskTimeoutError
 from ._obj import pull_iter
 from ._sync import ParkingLot
 from ._task import DEFAULT_COST, RetryPolicy, ScheduledTask
@@ -58,7 +58,7 @@ _STARTED, _ENDED, _MUST_WAIT = 0, 1, 2
 class _Running:
     """A task in flight, from submit to its terminal event."""
 
-    __slots__ = ("handle", "key", "release", "scheduled", "task_id", "timer")
+    __slots__ = ("cost", "handle", "key", "release", "scheduled", "task_id", "timer")
 
     def __init__(
         self,
@@ -66,11 +66,15 @@ class _Running:
         key: Any,
         release: Callable[[], None],
         scheduled: ScheduledTask[Any] | None,
+        cost: Any = None,
     ) -> None:
         self.task_id = task_id
         self.key = key
+        # Gives back what the runner holds for the task besides ``cost`` (which the
+        # scheduled runner releases itself, as measurements may correct it).
         self.release = release
         self.scheduled = scheduled
+        self.cost = cost
         self.handle: TaskHandle | None = None
         self.timer: asyncio.TimerHandle | None = None
 
@@ -78,7 +82,7 @@ class _Running:
 class _Start:
     """What the dispatcher decided to start next, with its capacity already held."""
 
-    __slots__ = ("key", "release", "runner", "scheduled", "timeout")
+    __slots__ = ("cost", "key", "release", "runner", "scheduled", "timeout")
 
     def __init__(
         self,
@@ -87,12 +91,14 @@ class _Start:
         key: Any = None,
         timeout: float | None = None,
         scheduled: ScheduledTask[Any] | None = None,
+        cost: Any = None,
     ) -> None:
         self.runner = runner
         self.release = release
         self.key = key
         self.timeout = timeout
         self.scheduled = scheduled
+        self.cost = cost
 
 
 class RunnerStatistics:
@@ -241,6 +247,14 @@ class _PoolRunner(Generic[K]):
     def _on_shutdown(self) -> None:
         """Drop what the subclass keeps between tasks (timers...)."""
 
+    def _release(self, record: _Running) -> None:
+        """Give back everything the task held."""
+        record.release()
+
+    def task_resources(self, task_id: int, usage: Any) -> None:
+        """What the executor measured a task using (``TaskEvents`` option); the
+        scheduled runner reconciles costs with it."""
+
     async def _acquire_slot(self) -> Callable[[], None]:
         """Take one executor slot; return what gives it back."""
         slots = self._executor.capacity if self._executor is not None else None
@@ -285,7 +299,7 @@ class _PoolRunner(Generic[K]):
             return None
         if record.timer is not None:
             record.timer.cancel()
-        record.release()
+        self._release(record)
         if self.metrics is not None:  # metrics
             self.metrics.on_task_ended(task_id)
         self._wake_consumer()
@@ -329,7 +343,9 @@ class _PoolRunner(Generic[K]):
                     self.metrics.on_task_rejected()
                 self._emit(start)
                 continue
-            self._launch(start.runner, start.release, start.key, start.timeout, start.scheduled)
+            self._launch(
+                start.runner, start.release, start.key, start.timeout, start.scheduled, start.cost
+            )
 
     def _new_id(self) -> int:
         task_id = self._next_id
@@ -343,12 +359,13 @@ class _PoolRunner(Generic[K]):
         key: Any,
         timeout: float | None,
         scheduled: ScheduledTask[Any] | None,
+        cost: Any = None,
     ) -> None:
         executor = self._executor
         assert executor is not None
         task_id = self._next_id
         self._next_id += 1
-        record = _Running(task_id, key, release, scheduled)
+        record = _Running(task_id, key, release, scheduled, cost)
         # The record exists before submit: an executor may report at once.
         self._running[task_id] = record
         if self.metrics is not None:  # metrics
@@ -686,16 +703,37 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
         return make_envelope(_ERROR, self._new_id(), task.key, None, error)
 
     def _start(self, task: ScheduledTask[K], release_slot: Callable[[], None]) -> _Start:
-        capacity = self.capacity
         cost = task.cost if task.cost is not None else DEFAULT_COST
-        capacity.acquire_immediate(cost)
-
-        def release() -> None:
-            capacity.release(cost)
-            release_slot()
-
+        self.capacity.acquire_immediate(cost)
         timeout = task.timeout if task.timeout is not None else self.timeout
-        return _Start(task.runner, release, task.key, timeout, task)
+        return _Start(task.runner, release_slot, task.key, timeout, task, cost)
+
+    def _release(self, record: _Running) -> None:
+        self.capacity.release(record.cost)
+        record.release()
+
+    def task_resources(self, task_id: int, usage: Any) -> None:
+        """Reconcile a running task's cost with what its executor measured.
+
+        Only resources the cost names are corrected (a ``memory_mb`` estimate with a
+        measured peak, say); the task then releases the measured amounts.
+        """
+        record = self._running.get(task_id)
+        if record is None or record.cost is None:
+            return
+        estimated = record.cost
+        measured = {k: float(v) for k, v in usage.items() if k in estimated}
+        if not measured:
+            return
+        actual = {**estimated, **measured}
+        try:
+            self.capacity.reconcile(estimated, actual)
+        except (ValueError, PullPushError) as error:
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": f"could not reconcile task {task_id}'s cost", "exception": error}
+            )
+            return
+        record.cost = actual
 
     async def _next_start(self) -> _Start | TaskProgressEnvelope | None:
         release_slot = await self._acquire_slot()

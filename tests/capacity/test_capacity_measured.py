@@ -68,16 +68,16 @@ class Limits:
 
 
 def test_the_limit_is_the_headroom_above_the_reserve_in_whole_mib() -> None:
-    memory = MemoryCapacitySource(2048, sampler=FakeMemory(6000.7))
+    memory = MemoryCapacitySource(2048, sampler=FakeMemory(6000.7), settle=0)
     assert memory.limits == {"memory_mb": 3952}
     assert memory.last_sample == MemorySample(6000.7, TOTAL)
     assert memory.reserve_mb == 2048
-    assert MemoryCapacitySource(2048, sampler=FakeMemory(1000)).limits == {"memory_mb": 0}
+    assert MemoryCapacitySource(2048, sampler=FakeMemory(1000), settle=0).limits == {"memory_mb": 0}
 
 
 async def test_memory_held_by_running_tasks_is_not_counted_twice() -> None:
     fake = FakeMemory(6000)
-    memory = MemoryCapacitySource(2000, sampler=fake)
+    memory = MemoryCapacitySource(2000, sampler=fake, settle=0)
     await memory.acquire({"memory_mb": 1500})
     # The task allocates what it declared: the system has 1500 MiB less available.
     fake.available = 4500
@@ -92,7 +92,7 @@ async def test_memory_held_by_running_tasks_is_not_counted_twice() -> None:
 
 async def test_a_growing_sample_serves_waiters_and_a_shrinking_one_revokes_nothing() -> None:
     fake = FakeMemory(1500)
-    memory = MemoryCapacitySource(1000, sampler=fake)
+    memory = MemoryCapacitySource(1000, sampler=fake, settle=0)
     await memory.acquire({"memory_mb": 400})
     waiting = asyncio.create_task(memory.acquire({"memory_mb": 600}))
     await settle()
@@ -117,7 +117,9 @@ async def test_a_growing_sample_serves_waiters_and_a_shrinking_one_revokes_nothi
 def test_limit_changes_are_set_limits_events_only_when_the_limit_moves() -> None:
     fake = FakeMemory(3000)
     collector = Limits()
-    memory = MemoryCapacitySource(1000, sampler=fake, metrics=collector, clock=ManualClock(5))
+    memory = MemoryCapacitySource(
+        1000, sampler=fake, metrics=collector, clock=ManualClock(5), settle=0
+    )
     memory.sample_now()  # same headroom: no event
     fake.available = 3500
     memory.sample_now()
@@ -129,7 +131,7 @@ def test_limit_changes_are_set_limits_events_only_when_the_limit_moves() -> None
 
 async def test_reconcile_corrects_an_estimate_with_the_measured_use() -> None:
     fake = FakeMemory(5000)
-    memory = MemoryCapacitySource(1000, sampler=fake)
+    memory = MemoryCapacitySource(1000, sampler=fake, settle=0)
     await memory.acquire({"memory_mb": 500})
     # The task's measured peak was 800 MiB, not the 500 it declared.
     memory.reconcile({"memory_mb": 500}, {"memory_mb": 800})
@@ -143,7 +145,7 @@ async def test_reconcile_corrects_an_estimate_with_the_measured_use() -> None:
 
 async def test_a_runner_pool_under_a_memory_parent() -> None:
     fake = FakeMemory(2000)
-    memory = MemoryCapacitySource(1000, sampler=fake)
+    memory = MemoryCapacitySource(1000, sampler=fake, settle=0)
     pool = CapacitySource(8, parent=memory, cost={"memory_mb": 500})
     assert await pool.acquire() == 7
     assert await pool.acquire() == 6
@@ -161,7 +163,7 @@ async def test_a_runner_pool_under_a_memory_parent() -> None:
 
 async def test_memory_under_a_static_parent_and_reconcile_up_the_chain() -> None:
     root = ResourceCapacitySource({"memory_mb": 3000})
-    memory = MemoryCapacitySource(0, parent=root, sampler=FakeMemory(10_000))
+    memory = MemoryCapacitySource(0, parent=root, sampler=FakeMemory(10_000), settle=0)
     await memory.acquire({"memory_mb": 1000})
     memory.reconcile({"memory_mb": 1000}, {"memory_mb": 400})
     assert (root.in_use, memory.in_use) == ({"memory_mb": 400}, {"memory_mb": 400})
@@ -196,7 +198,7 @@ async def test_cpu_gate_closes_above_target_and_reopens_below_target_minus_hyste
 async def test_cpu_gate_over_a_unit_pool_and_a_memory_source() -> None:
     fake = FakeCpu([95])
     cpu = CpuCapacitySource(90, hysteresis=5, sampler=fake)
-    memory = MemoryCapacitySource(0, parent=cpu, sampler=FakeMemory(1000))
+    memory = MemoryCapacitySource(0, parent=cpu, sampler=FakeMemory(1000), settle=0)
     pool = CapacitySource(2, parent=memory, cost={"memory_mb": 100})
     assert pool.acquire_nowait()
     cpu.sample_now()  # closed: running work keeps its capacity, nothing new starts
@@ -230,7 +232,7 @@ async def test_async_with_samples_at_once_then_on_the_interval_then_stops() -> N
             seen.set()
         return fake()
 
-    memory = MemoryCapacitySource(1000, interval=0.001, sampler=sampler)
+    memory = MemoryCapacitySource(1000, interval=0.001, sampler=sampler, settle=0)
     calls_at_start = fake.calls + 1  # the one at construction, then the one at start
     async with memory as same:
         assert same is memory and memory.sampling
@@ -281,7 +283,7 @@ async def test_a_failing_first_sample_fails_start_and_starts_nothing() -> None:
 
 def test_a_bad_sample_raises_and_changes_nothing() -> None:
     fake = FakeMemory(3000)
-    memory = MemoryCapacitySource(0, sampler=fake)
+    memory = MemoryCapacitySource(0, sampler=fake, settle=0)
     fake.available = -5
     with pytest.raises(ValueError, match="must not be negative"):
         memory.sample_now()
@@ -293,7 +295,7 @@ def test_a_bad_sample_raises_and_changes_nothing() -> None:
 
 
 def test_start_needs_a_running_loop() -> None:
-    memory = MemoryCapacitySource(0, sampler=FakeMemory(1))
+    memory = MemoryCapacitySource(0, sampler=FakeMemory(1), settle=0)
     with pytest.raises(RuntimeError):
         memory.start()
     assert not memory.sampling
@@ -319,7 +321,7 @@ def test_bad_configuration_raises_value_error_naming_the_parameter(make: Any, ma
 
 
 def test_repr_shows_the_live_numbers() -> None:
-    memory = MemoryCapacitySource(100, sampler=FakeMemory(1100))
+    memory = MemoryCapacitySource(100, sampler=FakeMemory(1100), settle=0)
     assert repr(memory) == (
         "<MemoryCapacitySource limit=1000 MiB in_use=0 MiB reserve=100 MiB waiting=0>"
     )
@@ -336,7 +338,7 @@ def test_repr_shows_the_live_numbers() -> None:
 async def test_real_psutil_readings_drive_the_limits() -> None:
     import psutil
 
-    async with MemoryCapacitySource(0, interval=0.05) as memory:
+    async with MemoryCapacitySource(0, interval=0.05, settle=0) as memory:
         sample = memory.last_sample
         assert 0 < sample.available_mb <= sample.total_mb
         assert sample.total_mb == pytest.approx(psutil.virtual_memory().total / 2**20)
@@ -349,7 +351,7 @@ async def test_real_psutil_readings_drive_the_limits() -> None:
 
 
 async def test_a_hierarchical_runner_under_a_memory_parent_runs_what_fits() -> None:
-    memory = MemoryCapacitySource(1000, sampler=FakeMemory(2500))  # 1500 MiB headroom
+    memory = MemoryCapacitySource(1000, sampler=FakeMemory(2500), settle=0)  # 1500 MiB headroom
     pool = CapacitySource(8, parent=memory, cost={"memory_mb": 500})
     running = peak = 0
 
@@ -364,3 +366,18 @@ async def test_a_hierarchical_runner_under_a_memory_parent_runs_what_fits() -> N
     envelopes = await collect(HierarchicalTaskPoolRunner("mem", [task] * 10, pool).run_tasks())
     assert len(envelopes) == 10 and peak == 3  # 3 x 500 MiB fit, not 8
     assert (pool.in_use, memory.in_use) == (0, {"memory_mb": 0})
+
+
+async def test_memory_admitted_a_moment_ago_is_not_admitted_twice() -> None:
+    # A task that has just started has not allocated yet: the sample still shows its
+    # memory as available. Within ``settle`` seconds it is subtracted from the headroom.
+    clock = ManualClock(0)
+    fake = FakeMemory(3000)
+    memory = MemoryCapacitySource(1000, sampler=fake, clock=clock, settle=2.0)
+    await memory.acquire({"memory_mb": 1500})
+    memory.sample_now()  # the task has not allocated yet: available is still 3000
+    assert memory.available == {"memory_mb": 500}  # not 2000: no double counting
+    clock.advance(2.5)
+    fake.available = 1500  # now it has
+    memory.sample_now()
+    assert memory.available == {"memory_mb": 500}

@@ -306,3 +306,33 @@ def test_statistics_and_repr() -> None:
     assert "workers=0/3" in repr(executor)
     with contextlib.suppress(Exception):
         pickle.dumps(executor.statistics())
+
+
+async def test_measured_memory_reconciles_a_scheduled_tasks_cost() -> None:
+    from pullpush import (
+        DefaultCapacityMetricsCollector,
+        ResourceCapacitySource,
+        ScheduledTask,
+        ScheduledTaskPoolRunner,
+    )
+
+    reconciled: list[Any] = []
+
+    class Collector(DefaultCapacityMetricsCollector):
+        def on_reconcile(self, event: Any) -> None:
+            reconciled.append(event)
+
+    capacity = ResourceCapacitySource({"memory_mb": 4000}, metrics=Collector())
+    async with ProcessExecutor(1, measure_memory=True) as executor:
+        tasks_ = [
+            ScheduledTask("hog", functools.partial(tasks.memory_hog, 120), {"memory_mb": 1000}),
+            ScheduledTask("tiny", functools.partial(tasks.identity, 1), {"memory_mb": 1000}),
+        ]
+        runner = ScheduledTaskPoolRunner("memory", tasks_, capacity, executor=executor)
+        envelopes = await collect(runner.run_tasks())
+    assert [e.type.value for e in envelopes] == ["FINAL", "FINAL"]
+    assert len(reconciled) == 2
+    hog = reconciled[0].actual["memory_mb"]
+    tiny = reconciled[1].actual["memory_mb"]
+    assert hog >= 120 > tiny  # the worker's peak includes its ~20 MiB baseline
+    assert capacity.available == {"memory_mb": 4000}

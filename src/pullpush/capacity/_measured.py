@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import NamedTuple, TypeVar
@@ -197,10 +198,13 @@ class _MeasuredCapacitySource(ResourceCapacitySource):
 class MemoryCapacitySource(_MeasuredCapacitySource):
     """A ``memory_mb`` budget that follows the system's available memory.
 
-    ``limit = in_use + max(0, available - reserve_mb)`` at every sample (rounded down
-    to whole MiB): the headroom left for new work is what is available beyond the
-    reserve, and what admitted tasks already hold is not counted twice (see the
-    module docs). Tasks declare ``{"memory_mb": estimate}``; when the real use is
+    ``limit = in_use + max(0, available - reserve_mb - settling)`` at every sample
+    (rounded down to whole MiB): the headroom left for new work is what is available
+    beyond the reserve, and what admitted tasks already hold is not counted twice
+    (see the module docs). ``settling`` is the memory admitted in the last ``settle``
+    seconds: a task that just started has not allocated its memory yet, so
+    ``available`` does not show it, and without this term the next sample would
+    admit it a second time. Tasks declare ``{"memory_mb": estimate}``; when the real use is
     known, ``reconcile(estimated, actual)`` corrects the books and the next sample
     starts from them. A limit set by hand is replaced at the next sample.
 
@@ -219,6 +223,9 @@ class MemoryCapacitySource(_MeasuredCapacitySource):
     Args:
         reserve_mb: MiB to keep free for everything else (>= 0, at most the total).
         interval: seconds between samples while sampling runs (> 0).
+        settle: seconds a newly admitted cost is assumed not to show in the
+            measurement yet (default: twice the interval, at least 1 s); raise it
+            for tasks that allocate slowly.
         parent: the next level up, or ``None``.
         sampler: returns a :class:`MemorySample`; default :func:`system_memory`
             (psutil).
@@ -239,11 +246,17 @@ class MemoryCapacitySource(_MeasuredCapacitySource):
         reserve_mb: float,
         *,
         interval: float = 1.0,
+        settle: float | None = None,
         parent: ResourceCapacitySource | None = None,
         sampler: MemorySampler | None = None,
         clock: Clock | None = None,
         metrics: CapacityMetricsCollector | None = None,
     ) -> None:
+        if settle is None:
+            settle = max(1.0, 2 * check_seconds("interval", interval, positive=True))
+        self._settle = check_seconds("settle", settle)
+        # Invariant: (when, MiB) of the admissions of the last ``settle`` seconds.
+        self._recent: deque[tuple[float, float]] = deque()
         reserve = _number("reserve_mb", reserve_mb)
         if reserve < 0:
             raise ValueError(f"reserve_mb must be >= 0, got {reserve_mb}")
@@ -273,7 +286,23 @@ class MemoryCapacitySource(_MeasuredCapacitySource):
         return MemorySample(available, total)
 
     def _headroom(self, sample: MemorySample) -> int:
-        return math.floor(max(0.0, sample.available_mb - self._reserve))
+        return math.floor(max(0.0, sample.available_mb - self._reserve - self._settling()))
+
+    def _settling(self) -> float:
+        """MiB admitted too recently to show in a measurement (at most what is in use)."""
+        recent = self._recent
+        if not recent:
+            return 0.0
+        horizon = self._clock() - self._settle
+        while recent and recent[0][0] < horizon:
+            recent.popleft()
+        return min(sum(amount for _, amount in recent), self._in_use.get(self.RESOURCE, 0.0))
+
+    def _take(self, cost: ResourceCost) -> None:
+        super()._take(cost)
+        amount = cost.get(self.RESOURCE)
+        if amount:
+            self._recent.append((self._clock(), amount))
 
     @property
     def reserve_mb(self) -> float:

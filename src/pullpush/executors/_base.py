@@ -62,6 +62,10 @@ class TaskEvents(Protocol):
     def task_error(self, task_id: int, error: BaseException) -> None:
         """The task failed with ``error``."""
 
+    # Optional: an executor that measures what a task used calls
+    # ``task_resources(task_id, usage)`` (e.g. ``{"memory_mb": 412.5}``) just before
+    # the task's terminal event, if the receiver has that method.
+
 
 class TaskHandle(Protocol):
     """The runner's side of one submitted task."""

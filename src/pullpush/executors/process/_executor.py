@@ -231,6 +231,13 @@ class ProcessExecutor(Executor):
         cancel_grace: seconds a cancelled task gets to end in its worker before the
             worker is sent SIGTERM.
         kill_grace: seconds between SIGTERM and SIGKILL.
+        measure_memory: measure each task's peak resident memory in its worker
+            (Linux) and report it to the submitter as ``{"memory_mb": peak}``
+            through ``TaskEvents.task_resources``; a
+            :class:`~pullpush.ScheduledTaskPoolRunner` then reconciles the task's
+            ``memory_mb`` cost with it. The peak is the worker process's, baseline
+            included (about 20 MiB), so with ``tasks_per_worker > 1`` it covers every
+            task running there at the time.
 
     The worker slots (``max_workers * (tasks_per_worker + prefetch)``) are the
     executor's :attr:`capacity`: a runner holds one while a task is with a worker.
@@ -252,8 +259,10 @@ class ProcessExecutor(Executor):
         credit_window: int = 256,
         cancel_grace: float = 0.5,
         kill_grace: float = 1.0,
+        measure_memory: bool = False,
     ) -> None:
         super().__init__()
+        self.measure_memory = measure_memory
         self.max_workers = (
             _usable_cpus()
             if max_workers is None
@@ -366,6 +375,7 @@ class ProcessExecutor(Executor):
         options = {
             "credit_window": self.credit_window,
             "max_memory": self.max_worker_memory,
+            "measure_memory": self.measure_memory,
             "initializer": self._initializer,
         }
         worker.process = context.Process(
@@ -668,6 +678,8 @@ class ProcessExecutor(Executor):
             if task is not None:
                 self._learn(message[3])
                 self._end(task)
+                if message[4] is not None:
+                    self._report_memory(task, message[4])
                 task.events.task_final(task.task_id, message[2])
                 self._retire_if_idle(worker)
         elif kind == wire.INTERMEDIATE_BLOB:
@@ -684,6 +696,8 @@ class ProcessExecutor(Executor):
             if task is not None:
                 self._learn(message[4])
                 self._end(task)
+                if message[5] is not None:
+                    self._report_memory(task, message[5])
                 try:
                     value = pickle.loads(message[2])
                 except (Exception, SystemExit) as error:
@@ -697,6 +711,8 @@ class ProcessExecutor(Executor):
             task = worker.tasks.pop(message[1], None)
             if task is not None:
                 self._end(task)
+                if message[6] is not None:
+                    self._report_memory(task, message[6])
                 task.events.task_error(task.task_id, self._remote_error(task, message))
                 self._retire_if_idle(worker)
         elif kind == wire.READY:
@@ -716,7 +732,7 @@ class ProcessExecutor(Executor):
                 self._break(failure)
 
     def _remote_error(self, task: _ProcTask, message: tuple[Any, ...]) -> BaseException:
-        _, _, blob, type_name, text, traceback_text = message
+        _, _, blob, type_name, text, traceback_text, _ = message
         error: BaseException
         if blob is None:
             error = TaskPicklingError(
@@ -734,6 +750,12 @@ class ProcessExecutor(Executor):
         else:
             error.__cause__ = RemoteTraceback(traceback_text)
         return error
+
+    def _report_memory(self, task: _ProcTask, peak_mib: float) -> None:
+        """Tell the submitter what the task used, if it listens (``task_resources``)."""
+        report = getattr(task.events, "task_resources", None)
+        if report is not None:
+            report(task.task_id, {"memory_mb": peak_mib})
 
     def _unpickling_failed(self, task: _ProcTask, what: str, error: BaseException) -> None:
         """A value of a running task could not be unpickled: fail the task."""

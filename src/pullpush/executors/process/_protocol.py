@@ -28,9 +28,11 @@ Worker to parent, on the **result pipe**::
     (READY, pid)
     (INTERMEDIATE, task_id, value)          value raw
     (INTERMEDIATE_BLOB, task_id, blob, type_name)
-    (FINAL, task_id, value, seconds)        value raw; seconds the task ran
-    (FINAL_BLOB, task_id, blob, type_name, seconds)
-    (ERROR, task_id, error_blob | None, type_name, message, traceback_text)
+    (FINAL, task_id, value, seconds, peak_mib)    value raw; seconds the task ran;
+                                                  peak_mib the worker's peak resident
+                                                  memory during it, or None
+    (FINAL_BLOB, task_id, blob, type_name, seconds, peak_mib)
+    (ERROR, task_id, error_blob | None, type_name, message, traceback_text, peak_mib)
     (RETIRE, reason)                        replace me (e.g. over max_worker_memory)
     (INIT_FAILED, type_name, message, traceback_text)
 """

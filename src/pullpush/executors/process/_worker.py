@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import pickle
 import signal
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import cloudpickle
+import uvloop
 
 from ..._exceptions import TaskPicklingError
 from .._drive import Credits, drive, run_sync_step
@@ -101,12 +103,7 @@ def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-
-        return uvloop.new_event_loop()
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _die_with_parent() -> None:
@@ -114,8 +111,6 @@ def _die_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
@@ -180,6 +175,7 @@ class _Worker:
         self.running = running
         self.credit_window: int = options["credit_window"]
         self.max_memory: int | None = options.get("max_memory")
+        self.measure_memory: bool = bool(options.get("measure_memory")) and _PEAK.available()
         self.functions: dict[int, Callable[..., Any]] = {}
         # Invariant: calls received and not started, in arrival order.
         self.queue: deque[tuple[Any, ...]] = deque()
@@ -279,6 +275,8 @@ class _Worker:
             self.send_error(task_id, error)
             self.release(slot)
             return
+        if self.measure_memory:
+            _PEAK.reset()
         started = time.perf_counter()
         try:
             finished, result = run_sync_step(runner)
@@ -370,9 +368,13 @@ class _Worker:
 
         return emit
 
+    def peak_mib(self) -> float | None:
+        """The process's peak resident memory since the last reset, in MiB."""
+        return _PEAK.read_mib() if self.measure_memory else None
+
     def send_final(self, task_id: int, value: Any, seconds: float) -> None:
         if type(value) in RAW_TYPES:
-            self.writer.send((FINAL, task_id, value, seconds))
+            self.writer.send((FINAL, task_id, value, seconds, self.peak_mib()))
         else:
             try:
                 blob = dumps(value)
@@ -381,7 +383,9 @@ class _Worker:
                 return
             except SystemExit as exit:  # pickling ran code that called sys.exit
                 self.exit(exit)
-            self.writer.send((FINAL_BLOB, task_id, blob, _type_name(value), seconds))
+            self.writer.send(
+                (FINAL_BLOB, task_id, blob, _type_name(value), seconds, self.peak_mib())
+            )
         self.note_output()
 
     def send_error(self, task_id: int, error: BaseException) -> None:
@@ -392,7 +396,9 @@ class _Worker:
             blob = None
         except SystemExit as exit:  # pickling ran code that called sys.exit
             self.exit(exit)
-        self.writer.send((ERROR, task_id, blob, _type_name(error), str(error), text))
+        self.writer.send(
+            (ERROR, task_id, blob, _type_name(error), str(error), text, self.peak_mib())
+        )
         self.note_output()
 
     def note_output(self) -> None:
@@ -453,6 +459,32 @@ class _Worker:
         self.flush_blocking()
         code = exit.code
         os._exit(code if isinstance(code, int) else 1)
+
+
+class _PeakMemory:
+    """Peak resident memory of this process over a window (Linux: reset the kernel's
+    high-water mark through ``/proc/self/clear_refs``, read ``VmHWM``)."""
+
+    def available(self) -> bool:
+        try:
+            self.reset()
+            return self.read_mib() is not None
+        except OSError:
+            return False
+
+    def reset(self) -> None:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+
+    def read_mib(self) -> float | None:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+        return None
+
+
+_PEAK = _PeakMemory()
 
 
 def _rss_bytes() -> int | None:

@@ -1,0 +1,384 @@
+"""Process executor overhead against the standard library's pools, side by side.
+
+    python bench/overhead.py [--workers 2] [--repeats 5] [--quick]
+
+Every case runs in this one process, interleaved round by round (pullpush, then each
+peer, then again), each pool warmed up before its clock starts; medians of
+``--repeats``. Cases:
+
+1. trivial tasks: 50,000 calls of a function returning its small int argument, one
+   envelope each, no user-visible chunking -- pullpush runner over a ProcessExecutor,
+   ``ProcessPoolExecutor.submit`` + ``as_completed``, ``Pool.imap_unordered(chunksize=1)``;
+2. envelope relay: 2 tasks each yielding 200,000 small values -- pullpush INTERMEDIATE
+   envelopes, against ProcessPoolExecutor tasks reporting progress through a
+   ``multiprocessing.Queue`` handed to the workers by their initializer;
+3. CPU-bound: 64 tasks of about 50 ms of pure Python -- pullpush process,
+   ProcessPoolExecutor, and inline (one core) for the speedup; a sampler records the
+   share of time every core was busy;
+4. start-up: from creating the pool to the first result (same start method);
+5. unique memory (USS) per worker, pullpush and ProcessPoolExecutor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures as cf
+import functools
+import multiprocessing
+import statistics
+import threading
+import time
+from collections.abc import Generator
+from typing import Any
+
+import psutil
+from _harness import machine, write_json
+
+from pullpush import CapacitySource, EnvelopeType, HierarchicalTaskPoolRunner, ProcessExecutor
+
+START_METHOD = "forkserver"
+
+
+# -- task functions (module level: the workers import this module) -----------------------
+
+
+def identity(x: int) -> int:
+    return x
+
+
+def count(n: int) -> Generator[int, None, int]:
+    yield from range(n)
+    return n
+
+
+_progress: Any = None
+
+
+def _init_progress(queue: Any) -> None:
+    global _progress
+    _progress = queue
+
+
+def count_to_queue(n: int) -> int:
+    put = _progress.put
+    for i in range(n):
+        put(i)
+    put(None)
+    return n
+
+
+def burn(iterations: int) -> int:
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return total
+
+
+def calibrate(seconds: float) -> int:
+    """Iterations of :func:`burn` that take about ``seconds`` on this machine."""
+    n = 100_000
+    while True:
+        start = time.perf_counter()
+        burn(n)
+        took = time.perf_counter() - start
+        if took > 0.05:
+            return int(n * seconds / took)
+        n *= 2
+
+
+class BusySampler:
+    """Sample per-CPU utilisation in a thread; report the share of samples in which
+    every core was at least ``threshold`` percent busy."""
+
+    def __init__(self, interval: float = 0.05, threshold: float = 90.0) -> None:
+        self.interval = interval
+        self.threshold = threshold
+        self.samples: list[list[float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BusySampler:
+        psutil.cpu_percent(percpu=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append(psutil.cpu_percent(percpu=True))
+
+    @property
+    def all_busy_share(self) -> float:
+        if not self.samples:
+            return 0.0
+        busy = sum(all(p >= self.threshold for p in cpus) for cpus in self.samples)
+        return busy / len(self.samples)
+
+
+# -- the cases ----------------------------------------------------------------------------
+
+
+async def pullpush_trivial(executor: ProcessExecutor, n: int) -> float:
+    runner = HierarchicalTaskPoolRunner(
+        "trivial",
+        (functools.partial(identity, i) for i in range(n)),
+        CapacitySource(n),
+        executor=executor,
+    )
+    start = time.perf_counter()
+    total = 0
+    async for envelope in runner.run_tasks():
+        total += 1
+    took = time.perf_counter() - start
+    assert total == n
+    return took
+
+
+def ppe_trivial(pool: cf.ProcessPoolExecutor, n: int) -> float:
+    start = time.perf_counter()
+    futures = [pool.submit(identity, i) for i in range(n)]
+    for future in cf.as_completed(futures):
+        future.result()
+    return time.perf_counter() - start
+
+
+def pool_trivial(pool: Any, n: int) -> float:
+    start = time.perf_counter()
+    got = sum(1 for _ in pool.imap_unordered(identity, range(n), chunksize=1))
+    assert got == n
+    return time.perf_counter() - start
+
+
+async def pullpush_relay(executor: ProcessExecutor, tasks: int, values: int) -> float:
+    runner = HierarchicalTaskPoolRunner(
+        "relay",
+        [functools.partial(count, values)] * tasks,
+        CapacitySource(tasks),
+        executor=executor,
+    )
+    start = time.perf_counter()
+    received = 0
+    async for envelope in runner.run_tasks():
+        if envelope.type is EnvelopeType.INTERMEDIATE:
+            received += 1
+    took = time.perf_counter() - start
+    assert received == tasks * values, received
+    return took
+
+
+def ppe_queue_relay(pool: cf.ProcessPoolExecutor, queue: Any, tasks: int, values: int) -> float:
+    start = time.perf_counter()
+    futures = [pool.submit(count_to_queue, values) for _ in range(tasks)]
+    received = finished = 0
+    while finished < tasks:
+        if queue.get() is None:
+            finished += 1
+        else:
+            received += 1
+    for future in futures:
+        future.result()
+    took = time.perf_counter() - start
+    assert received == tasks * values
+    return took
+
+
+async def pullpush_cpu(executor: ProcessExecutor, tasks: int, iterations: int) -> float:
+    runner = HierarchicalTaskPoolRunner(
+        "cpu",
+        [functools.partial(burn, iterations)] * tasks,
+        CapacitySource(tasks),
+        executor=executor,
+    )
+    start = time.perf_counter()
+    async for _ in runner.run_tasks():
+        pass
+    return time.perf_counter() - start
+
+
+def ppe_cpu(pool: cf.ProcessPoolExecutor, tasks: int, iterations: int) -> float:
+    start = time.perf_counter()
+    list(pool.map(burn, [iterations] * tasks))
+    return time.perf_counter() - start
+
+
+def inline_cpu(tasks: int, iterations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(tasks):
+        burn(iterations)
+    return time.perf_counter() - start
+
+
+async def pullpush_startup(workers: int) -> float:
+    start = time.perf_counter()
+    executor = ProcessExecutor(workers, start_method=START_METHOD)
+    await executor.start()
+    await executor.run(identity, 1)
+    took = time.perf_counter() - start
+    await executor.aclose()
+    return took
+
+
+def ppe_startup(workers: int) -> float:
+    start = time.perf_counter()
+    context = multiprocessing.get_context(START_METHOD)
+    with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pool.submit(identity, 1).result()
+        took = time.perf_counter() - start
+    return took
+
+
+def uss_mib(pids: list[int]) -> list[float]:
+    return [psutil.Process(p).memory_full_info().uss / 2**20 for p in pids]
+
+
+# -- driver ---------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    workers = args.workers
+    trivial_n = 10_000 if args.quick else 50_000
+    relay_values = 50_000 if args.quick else 200_000
+    cpu_tasks = 16 if args.quick else 64
+    iterations = calibrate(0.05)
+    context = multiprocessing.get_context(START_METHOD)
+    times: dict[str, list[float]] = {}
+
+    def record(name: str, seconds: float) -> None:
+        times.setdefault(name, []).append(seconds)
+
+    loop = asyncio.get_running_loop()
+    executor = ProcessExecutor(workers, start_method=START_METHOD)
+    await executor.start()
+    progress: Any = context.Queue()
+    ppe = cf.ProcessPoolExecutor(workers, mp_context=context)
+    ppe_progress = cf.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_progress, initargs=(progress,)
+    )
+    pool = context.Pool(workers)
+    try:
+        # warm-up: every pool has its workers up and this module imported
+        await executor.run(identity, 0)
+        ppe.submit(identity, 0).result()
+        ppe_progress.submit(identity, 0).result()
+        pool.apply(identity, (0,))
+        busy: dict[str, list[float]] = {}
+        for _ in range(args.repeats):
+            record("trivial: pullpush process runner", await pullpush_trivial(executor, trivial_n))
+            record(
+                "trivial: ProcessPoolExecutor.submit",
+                await loop.run_in_executor(None, ppe_trivial, ppe, trivial_n),
+            )
+            record(
+                "trivial: Pool.imap_unordered(chunksize=1)",
+                await loop.run_in_executor(None, pool_trivial, pool, trivial_n),
+            )
+            record("relay: pullpush envelopes", await pullpush_relay(executor, 2, relay_values))
+            record(
+                "relay: ProcessPoolExecutor + multiprocessing.Queue",
+                await loop.run_in_executor(
+                    None, ppe_queue_relay, ppe_progress, progress, 2, relay_values
+                ),
+            )
+            with BusySampler() as sampler:
+                record("cpu: pullpush process", await pullpush_cpu(executor, cpu_tasks, iterations))
+            busy.setdefault("cpu: pullpush process", []).append(sampler.all_busy_share)
+            with BusySampler() as sampler:
+                record(
+                    "cpu: ProcessPoolExecutor.map",
+                    await loop.run_in_executor(None, ppe_cpu, ppe, cpu_tasks, iterations),
+                )
+            busy.setdefault("cpu: ProcessPoolExecutor.map", []).append(sampler.all_busy_share)
+            record("cpu: inline (one core)", inline_cpu(cpu_tasks, iterations))
+            record("startup: pullpush ProcessExecutor", await pullpush_startup(workers))
+            record(
+                "startup: ProcessPoolExecutor",
+                await loop.run_in_executor(None, ppe_startup, workers),
+            )
+        uss = {
+            "pullpush ProcessExecutor": uss_mib(executor.pids),
+            "ProcessPoolExecutor": uss_mib([p.pid for p in ppe._processes.values()]),
+        }
+    finally:
+        await executor.aclose()
+        ppe.shutdown()
+        ppe_progress.shutdown()
+        pool.close()
+        pool.join()
+    return {
+        "times": times,
+        "busy": busy,
+        "uss": uss,
+        "n": {"trivial": trivial_n, "relay": 2 * relay_values, "cpu": cpu_tasks},
+        "iterations_per_task": iterations,
+    }
+
+
+def report(result: dict[str, Any], workers: int) -> str:
+    t = {name: median(values) for name, values in result["times"].items()}
+    n = result["n"]
+    lines = ["| case | median (s) | rate | ratio |", "|---|---:|---:|---:|"]
+
+    def row(name: str, rate: str, ratio: str) -> None:
+        lines.append(f"| {name} | {t[name]:.3f} | {rate} | {ratio} |")
+
+    ours = t["trivial: pullpush process runner"]
+    for name in [
+        "trivial: pullpush process runner",
+        "trivial: ProcessPoolExecutor.submit",
+        "trivial: Pool.imap_unordered(chunksize=1)",
+    ]:
+        row(
+            name,
+            f"{n['trivial'] / t[name]:,.0f} tasks/s",
+            f"{t[name] / ours:.1f}x slower than pullpush"
+            if name != "trivial: pullpush process runner"
+            else "1.0x",
+        )
+    ours = t["relay: pullpush envelopes"]
+    for name in ["relay: pullpush envelopes", "relay: ProcessPoolExecutor + multiprocessing.Queue"]:
+        ratio = "1.0x" if name == "relay: pullpush envelopes" else f"{t[name] / ours:.1f}x slower"
+        row(name, f"{n['relay'] / t[name]:,.0f} envelopes/s", ratio)
+    inline = t["cpu: inline (one core)"]
+    for name in ["cpu: pullpush process", "cpu: ProcessPoolExecutor.map", "cpu: inline (one core)"]:
+        speedup = inline / t[name]
+        busy = result["busy"].get(name)
+        busy_text = f", every core busy {median(busy):.0%} of the time" if busy else ""
+        row(
+            name,
+            f"speedup {speedup:.2f}, efficiency {speedup / workers:.0%}{busy_text}",
+            f"{t[name] / t['cpu: ProcessPoolExecutor.map']:.3f}x PPE",
+        )
+    for name in ["startup: pullpush ProcessExecutor", "startup: ProcessPoolExecutor"]:
+        row(name, "", f"{t[name] / t['startup: ProcessPoolExecutor']:.2f}x PPE")
+    for pool_name, values in result["uss"].items():
+        lines.append(
+            f"| USS per worker: {pool_name} | | {', '.join(f'{v:.1f} MiB' for v in values)} | |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args))
+    print(f"workers={args.workers}, start method {START_METHOD}, median of {args.repeats}")
+    print(f"machine: {machine()}")
+    print(report(result, args.workers))
+    write_json("overhead", {"machine": machine(), "args": vars(args), **result})
+
+
+if __name__ == "__main__":
+    main()
