@@ -158,7 +158,7 @@ def main() -> None:
     )
     print("| run | completed | seconds | min available (MiB) | reserve (MiB) | above reserve |")
     print("|---|---:|---:|---:|---:|---|")
-    for result, reserve in zip(outcome["results"], outcome["reserves"]):
+    for result, reserve in zip(outcome["results"], outcome["reserves"], strict=True):
         print(
             f"| {result['kind']} | {result['completed']} | {result['seconds']:.1f} | "
             f"{result['min_available_mib']:.0f} | {reserve:.0f} | "

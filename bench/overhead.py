@@ -131,7 +131,7 @@ async def pullpush_trivial(executor: ProcessExecutor, n: int) -> float:
     )
     start = time.perf_counter()
     total = 0
-    async for envelope in runner.run_tasks():
+    async for _ in runner.run_tasks():
         total += 1
     took = time.perf_counter() - start
     assert total == n
@@ -330,38 +330,31 @@ def report(result: dict[str, Any], workers: int) -> str:
         lines.append(f"| {name} | {t[name]:.3f} | {rate} | {ratio} |")
 
     ours = t["trivial: pullpush process runner"]
+    row("trivial: pullpush process runner", f"{n['trivial'] / ours:,.0f} tasks/s", "1.0x")
     for name in [
-        "trivial: pullpush process runner",
         "trivial: ProcessPoolExecutor.submit",
         "trivial: Pool.imap_unordered(chunksize=1)",
     ]:
-        row(
-            name,
-            f"{n['trivial'] / t[name]:,.0f} tasks/s",
-            f"{t[name] / ours:.1f}x slower than pullpush"
-            if name != "trivial: pullpush process runner"
-            else "1.0x",
-        )
+        rate = f"{n['trivial'] / t[name]:,.0f} tasks/s"
+        row(name, rate, f"pullpush {t[name] / ours:.1f}x faster")
     ours = t["relay: pullpush envelopes"]
-    for name in ["relay: pullpush envelopes", "relay: ProcessPoolExecutor + multiprocessing.Queue"]:
-        ratio = "1.0x" if name == "relay: pullpush envelopes" else f"{t[name] / ours:.1f}x slower"
-        row(name, f"{n['relay'] / t[name]:,.0f} envelopes/s", ratio)
+    row("relay: pullpush envelopes", f"{n['relay'] / ours:,.0f} envelopes/s", "1.0x")
+    name = "relay: ProcessPoolExecutor + multiprocessing.Queue"
+    row(name, f"{n['relay'] / t[name]:,.0f} envelopes/s", f"pullpush {t[name] / ours:.1f}x faster")
     inline = t["cpu: inline (one core)"]
+    ppe = t["cpu: ProcessPoolExecutor.map"]
     for name in ["cpu: pullpush process", "cpu: ProcessPoolExecutor.map", "cpu: inline (one core)"]:
         speedup = inline / t[name]
         busy = result["busy"].get(name)
-        busy_text = f", every core busy {median(busy):.0%} of the time" if busy else ""
-        row(
-            name,
-            f"speedup {speedup:.2f}, efficiency {speedup / workers:.0%}{busy_text}",
-            f"{t[name] / t['cpu: ProcessPoolExecutor.map']:.3f}x PPE",
-        )
+        busy_text = f", all cores busy {median(busy):.0%} of the time" if busy else ""
+        rate = f"speedup {speedup:.2f}, efficiency {speedup / workers:.0%}{busy_text}"
+        row(name, rate, f"{t[name] / ppe:.3f}x the PPE time")
+    ppe = t["startup: ProcessPoolExecutor"]
     for name in ["startup: pullpush ProcessExecutor", "startup: ProcessPoolExecutor"]:
-        row(name, "", f"{t[name] / t['startup: ProcessPoolExecutor']:.2f}x PPE")
+        row(name, "", f"{t[name] / ppe:.2f}x the PPE time")
     for pool_name, values in result["uss"].items():
-        lines.append(
-            f"| USS per worker: {pool_name} | | {', '.join(f'{v:.1f} MiB' for v in values)} | |"
-        )
+        mib = ", ".join(f"{v:.1f} MiB" for v in values)
+        lines.append(f"| USS per worker: {pool_name} | | {mib} | |")
     return "\n".join(lines)
 
 
