@@ -39,6 +39,7 @@ from .pull import PullPushDistributeObj as PullPushDistributeObj
 from .pull import PullRaceCutoffObj as PullRaceCutoffObj
 from .pull import PullRaceObj as PullRaceObj
 from .pull import PullRaceRobinObj as PullRaceRobinObj
+from .pull import PullRaceValuesObj as PullRaceValuesObj
 from .pull import PullReduceObj as PullReduceObj
 from .pull import PullRoundRobinObj as PullRoundRobinObj
 from .pull import PullTimeoutObj as PullTimeoutObj
@@ -251,6 +252,7 @@ __all__ = (
     "PullRaceCutoffObj",
     "PullRaceObj",
     "PullRaceRobinObj",
+    "PullRaceValuesObj",
     "PullReduceObj",
     "PullRoundRobinObj",
     "PullTimeoutObj",
