@@ -98,6 +98,9 @@ from .chain import PushChain as PushChain
 from .chain import PushChainBuilder as PushChainBuilder
 from .chain import PushOpDescriptor as PushOpDescriptor
 from .chain import ToArrayResult as ToArrayResult
+from .chain import PullChain as PullChain
+from .chain import CompiledPullChain as CompiledPullChain
+from .chain import PullOpDescriptor as PullOpDescriptor
 
 # capacity
 from .capacity import AcquirePath as AcquirePath
@@ -308,6 +311,9 @@ __all__ = (
     "PushChainBuilder",
     "PushOpDescriptor",
     "ToArrayResult",
+    "PullChain",
+    "CompiledPullChain",
+    "PullOpDescriptor",
     # capacity
     "AcquirePath",
     "AcquireTimeoutError",
