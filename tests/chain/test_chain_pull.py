@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import traceback
 from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -735,3 +738,11 @@ async def test_window_link_types() -> None:
     chain = chain_of(1, 2, 3).window(2)
     assert isinstance(chain.link_at(1), PullWindowObj)
     await assert_items(chain, [[1, 2], [3]])
+
+
+def test_the_example_runs() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "pull_chain.py"
+    done = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "compiled:    ['5:alice logout']" in done.stdout
