@@ -85,6 +85,8 @@ async def test_ops_describe_the_recipe() -> None:
     )
     assert [op.kind for op in compiled.ops] == ["map", "dedupe", "window"]
     assert "map, dedupe, window" in repr(compiled)
+    add = chain_of(1).reduce(max).reduce(max, 0).compile()
+    assert [op.args for op in add.ops] == [(max,), (max, 0)]  # no accum: no sentinel
 
 
 async def test_the_fast_path_is_one_fused_generator() -> None:

@@ -18,7 +18,7 @@ from ..pull._combine import (
     PullRoundRobinObj,
     PullZipObj,
 )
-from ..pull._transform import _NO_INITIAL
+from ..push._reduce import UNSEEDED
 from ._pull_base import PullChainBase, in_flight
 from ._pull_compile import CompiledPullChain
 from ._pull_ops import PullOpDescriptor, build_pull_link
@@ -247,13 +247,15 @@ class PullChain(PullChainBase[T]):
         make_selector(obj2id, "obj2id")
         return self._extend("dedupe", obj2id, consecutive=consecutive)
 
-    def reduce(self, reducer: Callable[[Any, T], Any], accum: Any = _NO_INITIAL) -> PullChain[Any]:
+    def reduce(self, reducer: Callable[[Any, T], Any], accum: Any = UNSEEDED) -> PullChain[Any]:
         """Append :class:`PullReduceObj`: yield every running ``reducer(accum, item)``.
 
-        The order of :func:`functools.reduce` (decision C16). Without ``accum`` the
-        first item is the first accumulator, yielded as is.
+        The order of :func:`functools.reduce` (decision C16). Without ``accum`` (or
+        with :data:`UNSEEDED`) the first item is the first accumulator, yielded as is.
         """
         check_callable("reducer", reducer)
+        if accum is UNSEEDED:
+            return self._extend("reduce", reducer)
         return self._extend("reduce", reducer, accum)
 
     def window(self, size: int, *, yield_remainder: bool = True) -> PullChain[list[T]]:

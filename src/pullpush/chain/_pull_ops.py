@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
-from .._obj import PullObj, check_pull_source
+from .._obj import check_pull_source
 from ..pull._batch import PullBufferObj, PullWindowObj, PullWindowTimeoutObj
 from ..pull._combine import PullConcatObj, PullRaceRobinObj, PullRaceValuesObj, PullRoundRobinObj
 from ..pull._flow import PullEagerObj, PullTimeoutObj
@@ -137,7 +137,6 @@ def check_pull_op(op: PullOpDescriptor) -> None:
     checked when they are built for real.
     """
     if op.kind in FAST_KINDS or op.kind in GENERAL_KINDS:
-        link = build_pull_link(op, SourceBufferObj((), one_shot=True))
-        assert isinstance(link, PullObj)
+        build_pull_link(op, SourceBufferObj((), one_shot=True))
     elif op.kind not in BARRIER_KINDS:
         raise ValueError(f"unknown pull operation kind {op.kind!r}")
