@@ -496,6 +496,9 @@ async def test_an_extended_reference_is_consumed() -> None:
     with pytest.raises(ChainConsumedError):
         chain1.map(str)
     with pytest.raises(ChainConsumedError):
+        chain1.remove(0)
+    assert chain1.link_at(0) is chain2.link_at(0) and chain1.length == 1  # introspection
+    with pytest.raises(ChainConsumedError):
         await PullMapObj(chain1, str).__anext__()
     assert await chain2.__anext__() == 2
     assert await chain2.collect() == [4, 6]

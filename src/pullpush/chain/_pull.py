@@ -8,7 +8,7 @@ from typing import Any, TypeVar, overload
 
 from .._exceptions import ChainConsumedError
 from .._obj import PullObj, check_pull_source
-from .._util import check_callable, check_int, check_seconds, make_selector
+from .._util import check_callable, check_index, check_int, check_seconds, make_selector
 from ..pull._batch import TimeoutFrom
 from ..pull._combine import (
     AttributedResult,
@@ -404,13 +404,13 @@ class PullChain(PullChainBase[T]):
             TypeError: ``factory`` is not callable, does not return an async
                 iterable, or the next link has no ``source`` to rewire.
         """
-        i = self._index(index)
+        i = self._mutation_index(index)
         return self._splice(i + 1, 0, factory)
 
     def insert_before(self, index: int, factory: PullFactory) -> PullChain[Any]:
         """Return a chain with a link inserted before ``links[index]`` (not before the
         source): ``factory`` receives ``links[index - 1]``, the link it will read."""
-        i = self._index(index)
+        i = self._mutation_index(index)
         if i == 0:
             raise IndexError("cannot insert before the source (index 0)")
         return self._splice(i, 0, factory)
@@ -418,7 +418,7 @@ class PullChain(PullChainBase[T]):
     def remove(self, index: int) -> PullChain[Any]:
         """Return a chain without ``links[index]`` (not the source, index 0); the link
         after it reads the link before it. The removed link is not closed."""
-        i = self._index(index)
+        i = self._mutation_index(index)
         if i == 0:
             raise IndexError("the source (index 0) cannot be removed")
         return self._splice(i, 1, None)
@@ -426,20 +426,17 @@ class PullChain(PullChainBase[T]):
     def replace(self, index: int, factory: PullFactory) -> PullChain[Any]:
         """Return a chain with ``factory(links[index - 1])`` in place of
         ``links[index]`` (not the source). The old link is not closed."""
-        i = self._index(index)
+        i = self._mutation_index(index)
         if i == 0:
             raise IndexError("the source (index 0) cannot be replaced: build a new chain")
         return self._splice(i, 1, factory)
 
     def _index(self, index: int) -> int:
+        return check_index("index", index, len(self._stages))
+
+    def _mutation_index(self, index: int) -> int:
         self._check()
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
-        size = len(self._stages)
-        i = index + size if index < 0 else index
-        if not 0 <= i < size:
-            raise IndexError(f"index {index} is out of range for a chain of {size} links")
-        return i
+        return self._index(index)
 
     def _splice(self, at: int, delete: int, factory: PullFactory | None) -> PullChain[Any]:
         links = list(self._stages)
