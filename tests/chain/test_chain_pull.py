@@ -665,6 +665,36 @@ async def test_close_is_graceful_and_reaches_the_source(compiled: bool) -> None:
 
 
 @both
+async def test_cancelling_the_consumer_closes_every_link(compiled: bool) -> None:
+    source = TrackedSource(range(100), delay=0.01)
+    chain = ready(PullChain.from_source(source).map(lambda n: n).window(2), compiled)
+    seen: list[Any] = []
+
+    async def consume() -> None:
+        async for batch in chain:
+            seen.append(batch)
+
+    task = asyncio.ensure_future(consume())
+    while not seen:
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await settle()
+    assert source.closed and chain.done
+
+
+@both
+async def test_athrow_raises_in_the_tail_and_closes(compiled: bool) -> None:
+    source = TrackedSource(range(5))
+    chain = ready(PullChain.from_source(source).map(lambda n: n * 2), compiled)
+    assert await chain.__anext__() == 0
+    with pytest.raises(KeyError, match="stop"):
+        await chain.athrow(KeyError("stop"))
+    assert source.closed and chain.closed
+
+
+@both
 async def test_an_error_reaches_the_consumer_with_its_traceback_and_closes(compiled: bool) -> None:
     source = TrackedSource([1, 2, 0, 4])
 
