@@ -5,7 +5,9 @@
 Cases (every one in the same run, interleaved, median of ``--repeats``):
 
 * five-stage pull chain (map, filter, map, dedupe, reduce) as pullpush objects,
-  against the same work as a hand-written chain of async generators;
+  as a fluent ``PullChain`` (which should cost nothing over its links) and as a
+  ``CompiledPullChain`` (the five stages fused into one generator), against the
+  same work as a hand-written chain of async generators;
 * a race over 4 sources (``PullRaceObj``) against an ``asyncio.Queue``-based merge
   (one pump task per source), with sources that hand control to the event loop
   every 8 items (as I/O-bound sources do), and with sources that never do.
@@ -20,6 +22,7 @@ from typing import Any
 from _harness import Case, arguments, machine, run_cases, table, write_json
 
 from pullpush import (
+    PullChain,
     PullDedupeObj,
     PullFilterObj,
     PullMapObj,
@@ -98,6 +101,31 @@ async def pullpush_chain(n: int) -> int:
     return last
 
 
+def fluent_chain(n: int) -> PullChain[int]:
+    return (
+        PullChain.from_source(SourceFromIterable(range(n)))
+        .map(inc)
+        .filter(odd)
+        .map(triple)
+        .dedupe()
+        .reduce(add, 0)
+    )
+
+
+async def pull_chain(n: int) -> int:
+    last = 0
+    async for value in fluent_chain(n):
+        last = value
+    return last
+
+
+async def compiled_pull_chain(n: int) -> int:
+    last = 0
+    async for value in fluent_chain(n).compile():
+        last = value
+    return last
+
+
 # -- race over 4 sources ------------------------------------------------------------------
 
 SOURCES = 4
@@ -150,6 +178,8 @@ def main() -> None:
     cases: dict[str, tuple[str, Case]] = {
         "hand-written async generators (5 stages)": ("chain", handwritten_chain),
         "pullpush pull chain (5 stages)": ("chain", pullpush_chain),
+        "PullChain, fluent (5 stages)": ("chain", pull_chain),
+        "CompiledPullChain (5 stages fused)": ("chain", compiled_pull_chain),
         "asyncio.Queue merge, 4 sources, I/O every 8": ("race-io", queue_merge_case(8)),
         "PullRaceObj, 4 sources, I/O every 8": ("race-io", race_case(8)),
         "asyncio.Queue merge, 4 sources, no I/O": ("race-cpu", queue_merge_case(0)),

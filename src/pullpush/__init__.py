@@ -39,6 +39,7 @@ from .pull import PullPushDistributeObj as PullPushDistributeObj
 from .pull import PullRaceCutoffObj as PullRaceCutoffObj
 from .pull import PullRaceObj as PullRaceObj
 from .pull import PullRaceRobinObj as PullRaceRobinObj
+from .pull import PullRaceValuesObj as PullRaceValuesObj
 from .pull import PullReduceObj as PullReduceObj
 from .pull import PullRoundRobinObj as PullRoundRobinObj
 from .pull import PullTimeoutObj as PullTimeoutObj
@@ -97,6 +98,9 @@ from .chain import PushChain as PushChain
 from .chain import PushChainBuilder as PushChainBuilder
 from .chain import PushOpDescriptor as PushOpDescriptor
 from .chain import ToArrayResult as ToArrayResult
+from .chain import PullChain as PullChain
+from .chain import CompiledPullChain as CompiledPullChain
+from .chain import PullOpDescriptor as PullOpDescriptor
 
 # capacity
 from .capacity import AcquirePath as AcquirePath
@@ -251,6 +255,7 @@ __all__ = (
     "PullRaceCutoffObj",
     "PullRaceObj",
     "PullRaceRobinObj",
+    "PullRaceValuesObj",
     "PullReduceObj",
     "PullRoundRobinObj",
     "PullTimeoutObj",
@@ -306,6 +311,9 @@ __all__ = (
     "PushChainBuilder",
     "PushOpDescriptor",
     "ToArrayResult",
+    "PullChain",
+    "CompiledPullChain",
+    "PullOpDescriptor",
     # capacity
     "AcquirePath",
     "AcquireTimeoutError",

@@ -81,6 +81,17 @@ def check_int(name: str, value: object, *, minimum: int) -> int:
     return value
 
 
+def check_index(name: str, index: object, size: int) -> int:
+    """Return ``index`` into a chain of ``size`` links as 0..size-1 (negative counts
+    from the end); raise ``TypeError``/``IndexError`` naming it."""
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise TypeError(f"{name} must be an int, got {type(index).__name__}")
+    i = index + size if index < 0 else index
+    if not 0 <= i < size:
+        raise IndexError(f"{name} {index} is out of range for a chain of {size} links")
+    return i
+
+
 def check_seconds(
     name: str, value: object, *, allow_none: bool = False, positive: bool = False
 ) -> Any:

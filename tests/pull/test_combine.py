@@ -19,6 +19,7 @@ from pullpush import (
     PullRaceCutoffObj,
     PullRaceObj,
     PullRaceRobinObj,
+    PullRaceValuesObj,
     PullRoundRobinObj,
     PullTimerObj,
     PullZipObj,
@@ -93,6 +94,14 @@ async def test_race_attributes_each_value_to_its_source() -> None:
         AttributedResult(fast, 2),
         AttributedResult(slow, "s"),
     ]
+
+
+async def test_race_values_yields_raw_values_in_arrival_order_decision_c15() -> None:
+    fast = TrackedSource([1, 2], delay=0.001)
+    slow = TrackedSource(["s"], delay=0.05)
+    race = PullRaceValuesObj([slow, fast], read_ahead=0)
+    await assert_items(race, [1, 2, "s"])
+    assert race.read_ahead == 0 and not race.yield_return and fast.exhausted
 
 
 async def test_race_error_propagates_and_closes_the_other_sources() -> None:

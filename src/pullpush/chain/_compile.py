@@ -20,17 +20,14 @@ For the generated source of a chain, read its ``source`` attribute.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Iterable
-from types import CodeType
 from typing import Any
 
 from .._obj import PushObj
-from .._util import PLAIN_TYPES, is_awaitable
 from ..push._reduce import UNSEEDED
 from ..push._serial import PushObjSerial1To1
 from ..push._transform import feed, is_flattenable
+from ._codegen import RUNTIME, CodeWriter, load_factory
 from ._ops import FAST_KINDS, GENERAL_KINDS, PushOpDescriptor, turnstile_callback
 
 __all__ = ["CompiledPushChain"]
@@ -129,12 +126,6 @@ def _check_outputs(outputs: Any) -> Any:
     return outputs
 
 
-@functools.lru_cache(maxsize=256)
-def _code(source: str) -> CodeType:
-    # Chains built from one recipe share their source: compile it once.
-    return compile(source, "<compiled push chain>", "exec")
-
-
 class _Generated:
     """Generated source plus the constants it refers to; ``bind`` makes the functions."""
 
@@ -146,9 +137,7 @@ class _Generated:
     def bind(
         self, stage: CompiledPushChain
     ) -> tuple[Callable[[Any], Any], dict[int, Callable[[Any], Any]]]:
-        namespace: dict[str, Any] = {}
-        exec(_code(self.source), namespace)
-        factory = namespace["_factory"]
+        factory = load_factory(self.source, "<compiled push chain>")
         return factory(  # type: ignore[no-any-return]
             _S=stage,
             _turn=stage._turn,
@@ -157,19 +146,17 @@ class _Generated:
             _feed=feed,
             _flattenable=is_flattenable,
             _check_outputs=_check_outputs,
-            _plain=PLAIN_TYPES,
-            _is_awaitable=is_awaitable,
-            _type=type,
+            **RUNTIME,
             **self.constants,
         )
 
 
-class _Generator:
+class _Generator(CodeWriter):
     """Write the source of a compiled chain's ``asend`` and its continuations."""
 
     def __init__(self, ops: tuple[PushOpDescriptor, ...]) -> None:
+        super().__init__()
         self.ops = ops
-        self.constants: dict[str, Any] = {}
         self.functions: list[list[str]] = []
         self.continuations: dict[int, str] = {}
 
@@ -217,9 +204,7 @@ class _Generator:
                 "_feed",
                 "_flattenable",
                 "_check_outputs",
-                "_plain",
-                "_is_awaitable",
-                "_type",
+                *RUNTIME,
                 *self.constants,
             ]
         )
@@ -229,11 +214,6 @@ class _Generator:
         conts = ", ".join(f"{k}: {name}" for k, name in sorted(self.continuations.items()))
         lines.append(f"    return asend, {{{conts}}}")
         return _Generated("\n".join(lines) + "\n", self.constants, stateful)
-
-    def constant(self, value: Any) -> str:
-        name = f"_c{len(self.constants)}"
-        self.constants[name] = value
-        return name
 
     def continuation(self, start: int) -> str:
         """The name of the function that runs ``ops[start:]`` on one value."""
@@ -248,23 +228,6 @@ class _Generator:
                 ]
             )
         return name
-
-    def call(self, pad: str, target: str | None, fn: Any, args: str) -> list[str]:
-        """Lines that call ``fn(args)`` and await the result when needed."""
-        name = self.constant(fn)
-        if inspect.iscoroutinefunction(fn):
-            return [f"{pad}{target or '_'} = await {name}({args})"]
-        if target is None:
-            return [
-                f"{pad}_ = {name}({args})",
-                f"{pad}if _type(_) not in _plain and _is_awaitable(_):",
-                f"{pad}    await _",
-            ]
-        return [
-            f"{pad}{target} = {name}({args})",
-            f"{pad}if _type({target}) not in _plain and _is_awaitable({target}):",
-            f"{pad}    {target} = await {target}",
-        ]
 
     def body(self, start: int, level: int, drop: str) -> list[str]:
         """Lines that take ``v`` through ``ops[start:]`` into the sink.

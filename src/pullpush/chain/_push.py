@@ -6,7 +6,7 @@ from collections.abc import Callable, Coroutine, Iterable, MutableSequence, Sequ
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from .._obj import PushObj, check_push_sink
-from .._util import check_callable, check_int, check_seconds, make_selector
+from .._util import check_callable, check_index, check_int, check_seconds, make_selector
 from ..push._fanout import PushDistributeObj, PushForkObj, PushRoundRobinObj
 from ..push._reduce import UNSEEDED
 from ..push._sinks import SinkCallbacksObj, SinkCollectObj
@@ -187,13 +187,7 @@ class PushChain(PushObj[T]):
         return old
 
     def _index(self, name: str, index: int) -> int:
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"{name} must be an int, got {type(index).__name__}")
-        size = len(self._links)
-        i = index + size if index < 0 else index
-        if not 0 <= i < size:
-            raise IndexError(f"{name} {index} is out of range for a chain of {size} links")
-        return i
+        return check_index(name, index, len(self._links))
 
 
 def _make_link(link: Any, sink: PushObj[Any]) -> PushObj[Any]:

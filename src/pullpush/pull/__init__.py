@@ -14,6 +14,7 @@ from ._combine import PullLabeledZipObj as PullLabeledZipObj
 from ._combine import PullRaceCutoffObj as PullRaceCutoffObj
 from ._combine import PullRaceObj as PullRaceObj
 from ._combine import PullRaceRobinObj as PullRaceRobinObj
+from ._combine import PullRaceValuesObj as PullRaceValuesObj
 from ._combine import PullRoundRobinObj as PullRoundRobinObj
 from ._combine import PullZipObj as PullZipObj
 from ._flow import PullEagerObj as PullEagerObj
@@ -74,6 +75,7 @@ __all__ = (
     "PullRaceCutoffObj",
     "PullRaceObj",
     "PullRaceRobinObj",
+    "PullRaceValuesObj",
     "PullRoundRobinObj",
     "PullZipObj",
     # push operators (pull stages that tee into push sinks)

@@ -39,12 +39,14 @@ __all__ = [
     "PullRaceCutoffObj",
     "PullRaceObj",
     "PullRaceRobinObj",
+    "PullRaceValuesObj",
     "PullRoundRobinObj",
     "PullZipObj",
 ]
 
 T = TypeVar("T")
 L = TypeVar("L")
+R = TypeVar("R")
 
 
 class AttributedResult(NamedTuple, Generic[T]):
@@ -149,17 +151,10 @@ class PullRoundRobinObj(_Combining[T]):
                 yield item
 
 
-class PullRaceObj(_Combining[AttributedResult[T]]):
-    """Yield items in arrival order, each as ``AttributedResult(source, value)``.
-
-    Every source is pulled concurrently; ordering is nondeterministic.
-    ``yield_return`` as for :class:`PullRoundRobinObj`; ``read_ahead`` as in the
-    module docs.
-    """
-
+class _Racing(_Combining[R]):
     def __init__(
         self,
-        sources: Iterable[AsyncIterable[T]],
+        sources: Iterable[AsyncIterable[Any]],
         *,
         yield_return: bool = False,
         eager: bool = False,
@@ -167,6 +162,15 @@ class PullRaceObj(_Combining[AttributedResult[T]]):
     ) -> None:
         super().__init__(sources, eager, read_ahead)
         self.yield_return = yield_return
+
+
+class PullRaceObj(_Racing[AttributedResult[T]]):
+    """Yield items in arrival order, each as ``AttributedResult(source, value)``.
+
+    Every source is pulled concurrently; ordering is nondeterministic.
+    ``yield_return`` as for :class:`PullRoundRobinObj`; ``read_ahead`` as in the
+    module docs.
+    """
 
     def pull_impl(self) -> AsyncGenerator[AttributedResult[T], Any]:
         # The combiner's generator is this object's cycle: no extra layer per item.
@@ -176,6 +180,16 @@ class PullRaceObj(_Combining[AttributedResult[T]]):
             return AttributedResult(sources[index], value)
 
         return self._combiner().race_shaped(attribute, self.yield_return)
+
+
+class PullRaceValuesObj(_Racing[T]):
+    """Yield items in arrival order, unwrapped: like :class:`PullRaceObj` without
+    the :class:`AttributedResult` (decision C15; ``PullChain.race`` and
+    ``PullChain.merge_race`` are built on it)."""
+
+    def pull_impl(self) -> AsyncGenerator[T, Any]:
+        # The combiner's generator is this object's cycle: no extra layer per item.
+        return self._combiner().race_generator(self.yield_return)
 
 
 class PullRaceRobinObj(_Combining[T]):
