@@ -95,7 +95,7 @@ async def test_a_measured_memory_source_reports_its_limit_changes() -> None:
     available = [3000.0]
     collector = DefaultCapacityMetricsCollector()
     memory = MemoryCapacitySource(
-        1000, sampler=lambda: MemorySample(available[0], 8000), metrics=collector
+        1000, sampler=lambda: MemorySample(available[0], 8000), metrics=collector, settle=0
     )
     await memory.acquire({"memory_mb": 500})
     available[0] = 2500
