@@ -224,8 +224,9 @@ class ProcessExecutor(Executor):
         initargs: arguments for ``initializer``.
         prefetch: tasks queued in each worker beyond the ones it runs, so its pipe
             never idles; ``"auto"`` (default) adapts it to the tasks' durations (about
-            4 ms of queued work per worker, 1 to 256 tasks). A queued task holds its
-            capacity; ``prefetch=0`` makes capacity follow running tasks exactly.
+            4 ms of queued work per worker, up to 256 tasks; none once tasks take
+            longer than that). A queued task holds its capacity; ``prefetch=0`` makes
+            capacity follow running tasks exactly.
         credit_window: INTERMEDIATE envelopes a task may send before the consumer
             reads them; then it pauses (flow control; nothing is dropped).
         cancel_grace: seconds a cancelled task gets to end in its worker before the
@@ -598,14 +599,18 @@ class ProcessExecutor(Executor):
         if not pending:
             return
         room = self.tasks_per_worker + self._prefetch
-        workers = [w for w in self._workers if w.state in (_STARTING, _READY)]
-        while pending and workers:
-            worker = min(workers, key=lambda w: len(w.tasks))
-            if len(worker.tasks) >= room:
+        workers = self._workers
+        while pending:
+            best: _Worker | None = None
+            best_load = room
+            for worker in workers:
+                if worker.state <= _READY:  # starting or ready
+                    load = len(worker.tasks)
+                    if load < best_load:
+                        best, best_load = worker, load
+            if best is None:
                 return
-            self._send(worker, pending.popleft())
-            if worker.state == _RETIRING:
-                workers.remove(worker)
+            self._send(best, pending.popleft())
 
     def _send(self, worker: _Worker, task: _ProcTask) -> None:
         call = task.call
@@ -763,14 +768,21 @@ class ProcessExecutor(Executor):
         self._cancel(task, task.cancel_error)
 
     def _learn(self, seconds: float) -> None:
-        """Adapt the prefetch to how long tasks take."""
+        """Adapt the prefetch to how long tasks take.
+
+        Short tasks get a deep queue per worker (the pipe round trip would otherwise
+        dominate); tasks longer than the target get none: a task queued behind a
+        long one in one worker could sit there while another worker goes idle, and
+        one round trip per long task costs nothing.
+        """
         if not self._adaptive:
             return
         average = self._seconds_per_task
         average = seconds if average is None else 0.9 * average + 0.1 * seconds
         self._seconds_per_task = average
-        wanted = max(1, min(_PREFETCH_MAX, int(_PREFETCH_TARGET / max(average, 1e-9))))
-        if wanted > 2 * self._prefetch or wanted < self._prefetch // 2:
+        wanted = min(_PREFETCH_MAX, int(_PREFETCH_TARGET / max(average, 1e-9)))
+        current = self._prefetch
+        if wanted > 2 * current or wanted < current // 2 or (wanted == 0 < current):
             self._prefetch = wanted
             self._capacity.set_limit(self._slots())
 
