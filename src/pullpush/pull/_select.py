@@ -23,7 +23,7 @@ class PullDedupeObj(PullObj1To1Link[T, T]):
         cache: the set of keys seen so far (mutable; pre-seed it, or ``clear()`` it to
             forget).
         consecutive: compare only with the previous item's key instead of every key
-            seen (decision C12); ``cache`` is then unused.
+            seen (decision C12); ``cache`` is then unused. Fixed at construction.
     """
 
     def __init__(
@@ -37,7 +37,12 @@ class PullDedupeObj(PullObj1To1Link[T, T]):
         super().__init__(source)
         self.obj2id = obj2id
         self.cache: set[Any] = set() if cache is None else cache
-        self.consecutive = consecutive
+        self._consecutive = consecutive
+
+    @property
+    def consecutive(self) -> bool:
+        """Whether only adjacent repeats are dropped (fixed at construction)."""
+        return self._consecutive
 
     @property
     def obj2id(self) -> str | Callable[[T], Any] | None:
@@ -51,20 +56,22 @@ class PullDedupeObj(PullObj1To1Link[T, T]):
         self._obj2id = value
 
     async def pull_impl(self) -> AsyncGenerator[T, Any]:
-        previous: Any = _NOTHING
+        if self._consecutive:
+            previous: Any = _NOTHING
+            async for item in pull_iter(self.source):
+                key_of = self._key
+                key = item if key_of is None else key_of(item)
+                if key != previous:
+                    previous = key
+                    yield item
+            return
         async for item in pull_iter(self.source):
             key_of = self._key
             key = item if key_of is None else key_of(item)
-            if self.consecutive:
-                if key == previous:
-                    continue
-                previous = key
-            else:
-                cache = self.cache
-                if key in cache:
-                    continue
+            cache = self.cache
+            if key not in cache:
                 cache.add(key)
-            yield item
+                yield item
 
 
 _NOTHING: Any = object()

@@ -62,11 +62,14 @@ class PullMapObj(PullObj1To1Link[IN, OUT]):
         self.transform = transform
 
     async def pull_impl(self) -> AsyncGenerator[OUT, Any]:
-        plain = PLAIN_TYPES
+        plain: type = int  # the last result type seen not to be awaitable
         async for item in pull_iter(self.source):
             value = self.transform(item)
-            if type(value) not in plain and is_awaitable(value):
-                value = await value
+            if type(value) is not plain:
+                if is_awaitable(value):
+                    value = await value
+                else:
+                    plain = type(value)
             yield value
 
 
@@ -96,11 +99,14 @@ class PullFilterObj(PullObj1To1Link[T, T]):
         self.filter = filter
 
     async def pull_impl(self) -> AsyncGenerator[T, Any]:
-        plain = PLAIN_TYPES
+        plain: type = bool  # the last result type seen not to be awaitable
         async for item in pull_iter(self.source):
             keep = self.filter(item)
-            if type(keep) not in plain and is_awaitable(keep):
-                keep = await keep
+            if type(keep) is not plain:
+                if is_awaitable(keep):
+                    keep = await keep
+                else:
+                    plain = type(keep)
             if keep:
                 yield item
 
@@ -126,7 +132,7 @@ class PullReduceObj(PullObj1To1Link[IN, OUT]):
         self.accum = accum
 
     async def pull_impl(self) -> AsyncGenerator[OUT, Any]:
-        plain = PLAIN_TYPES
+        plain: type = int  # the last result type seen not to be awaitable
         async for item in pull_iter(self.source):
             accum = self.accum
             value: Any
@@ -134,8 +140,11 @@ class PullReduceObj(PullObj1To1Link[IN, OUT]):
                 value = item
             else:
                 value = self.reducer(accum, item)
-                if type(value) not in plain and is_awaitable(value):
-                    value = await value
+                if type(value) is not plain:
+                    if is_awaitable(value):
+                        value = await value
+                    else:
+                        plain = type(value)
             self.accum = value
             yield value
 
