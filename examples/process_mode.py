@@ -15,9 +15,8 @@ import asyncio
 import functools
 import hashlib
 from collections.abc import Generator
-from typing import Literal
 
-from pullpush import CapacitySource, HierarchicalTaskPoolRunner
+from pullpush import CapacitySource, ExecutorSpec, HierarchicalTaskPoolRunner, ProcessExecutor
 
 
 def checksum(block: bytes, rounds: int) -> Generator[str, None, str]:
@@ -30,7 +29,7 @@ def checksum(block: bytes, rounds: int) -> Generator[str, None, str]:
     return digest.hex()
 
 
-async def run(executor: Literal["inline", "process"]) -> dict[int, str]:
+async def run(executor: ExecutorSpec) -> dict[int, str]:
     blocks = [bytes([i]) * 1024 for i in range(8)]
     tasks = [functools.partial(checksum, block, 3000) for block in blocks]
     runner = HierarchicalTaskPoolRunner("checksums", tasks, CapacitySource(4), executor=executor)
@@ -49,6 +48,12 @@ async def main() -> None:
     in_processes = await run("process")
     inline = await run("inline")
     assert in_processes == inline  # same answers, computed in worker processes
+
+    # One pool shared by several runs: started once, closed once.
+    async with ProcessExecutor(max_workers=2) as pool:
+        first = await run(pool)
+        second = await run(pool)
+    assert first == second == inline
     print(f"{len(in_processes)} checksums, identical inline and in processes")
 
 

@@ -15,6 +15,8 @@ Both sources go through :func:`rechunk`, which cuts text into chunks of about
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import random
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -114,7 +116,7 @@ class CorpusSpec:
         self._noun = _made_up(rng, 4000, [], seen)
         self._verb = _made_up(rng, 1500, _REAL_VERBS, seen)
         self._adj = _made_up(rng, 1000, _REAL_ADJECTIVES, seen)
-        endings = [".", ".", ".", ".", "?", "!", ";"]
+        endings = [".", ".", ".", ".", ".", "?", "!"]
         self._pool = []
         for _ in range(_POOL_SENTENCES):
             words = self._clause(rng)
@@ -143,24 +145,29 @@ class CorpusSpec:
         return words
 
     def pages(self) -> Iterator[str]:
-        """Yield the document page by page (about 64 KiB each)."""
+        """Yield the document page by page (about 64 KiB each, whole sentences)."""
+        pool = self._pool
+        mean = sum(len(sentence) + 1 for sentence in pool) / len(pool)
         left = self.size
         index = 0
         while left > 0:
             rng = random.Random(self.seed * 1_000_003 + index)
-            picked: list[str] = []
-            length = -1
             target = min(_PAGE_CHARS, left)
-            while length < target:
-                sentence = rng.choice(self._pool)
-                if length + 1 + len(sentence) > left:
-                    break
-                picked.append(sentence)
-                length += 1 + len(sentence)
-            if not picked:
+            # Draw sentences in batches (much cheaper than one by one), then keep the
+            # longest prefix that fits: ends[i] is the length up to sentence i's space.
+            picked: list[str] = []
+            ends: list[int] = []
+            while not ends or ends[-1] < target:
+                batch = rng.choices(pool, k=int(target / mean * 1.1) + 8)
+                start = ends[-1] if ends else 0
+                picked += batch
+                ends += itertools.accumulate((len(s) + 1 for s in batch), initial=start)
+                del ends[len(ends) - len(batch) - 1]  # the initial value
+            count = bisect.bisect_right(ends, target)
+            if count == 0:  # not even one sentence fits in what is left
                 return
-            yield " ".join(picked) + " "
-            left -= length + 1
+            yield " ".join(picked[:count]) + " "
+            left -= ends[count - 1]
             index += 1
 
 
