@@ -1,7 +1,7 @@
 """pullpush's modes (inline, thread, process) against other process pools, on four
 workloads, all in one run.
 
-    python bench/modes.py [--repeats 3] [--workers N] [--scale 1.0]
+    python bench/modes.py [--repeats 3] [--warmup 1] [--workers N] [--scale 1.0]
     ./scripts/bench modes [--repeats 3]        (installs the bench extra first)
 
 Workloads (the same tasks for every contender):
@@ -26,8 +26,9 @@ default (``--workers``); pullpush's thread mode uses 16 threads for ``mixed``.
 How numbers are taken: every pool is started and warmed (one no-op task per worker)
 before the clock starts, and closed after it stops, so the times are the workload's
 alone. Each round runs every contender on every workload, in the same process, one
-pool alive at a time; the table shows medians over ``--repeats`` rounds and the spread
-(max - min) / median. Every run's results are checked against the first one.
+pool alive at a time; a first ``--warmup`` round is not counted; the table shows medians
+over ``--repeats`` rounds and the spread (max - min) / median. Every run's results are
+checked against the first one.
 """
 
 from __future__ import annotations
@@ -299,12 +300,12 @@ def contenders(workers: int) -> list[Contender]:
 
 
 async def measure(
-    loads: list[Workload], players: list[Contender], repeats: int
+    loads: list[Workload], players: list[Contender], repeats: int, warmup: int
 ) -> dict[str, dict[str, list[float]]]:
-    """seconds[workload][contender]: one entry per round."""
+    """seconds[workload][contender]: one entry per round (warm-up rounds dropped)."""
     seconds: dict[str, dict[str, list[float]]] = {w.name: {} for w in loads}
     expected: dict[str, Any] = {}
-    for round_ in range(repeats):
+    for round_ in range(-warmup, repeats):
         for player in players:
             await player.open()
             try:
@@ -312,13 +313,15 @@ async def measure(
                     start = time.perf_counter()
                     results = await player.run(load)
                     elapsed = time.perf_counter() - start
-                    seconds[load.name].setdefault(player.name, []).append(elapsed)
+                    if round_ >= 0:
+                        seconds[load.name].setdefault(player.name, []).append(elapsed)
                     mark = fingerprint(results)
                     if expected.setdefault(load.name, mark) != mark:
                         raise AssertionError(f"{player.name} gave other results on {load.name}")
             finally:
                 await player.close()
-            print(f"  round {round_ + 1}/{repeats}: {player.name} done", flush=True)
+            what = "warm-up" if round_ < 0 else f"round {round_ + 1}/{repeats}"
+            print(f"  {what}: {player.name} done", flush=True)
     return seconds
 
 
@@ -414,7 +417,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     loads = workloads(args.scale)
     players = contenders(args.workers)
-    seconds = await measure(loads, players, args.repeats)
+    seconds = await measure(loads, players, args.repeats, args.warmup)
     results = rows(loads, players, seconds)
     print()
     print(table(results))
@@ -432,6 +435,9 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--repeats", type=int, default=3, help="rounds (median), default 3")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="rounds run first and not counted, default 1"
+    )
     parser.add_argument("--workers", type=int, default=2, help="threads/processes, default 2")
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply every workload's size (default 1)"
