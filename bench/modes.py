@@ -70,6 +70,7 @@ from pullpush import (
 from pullpush.demo import CorpusSpec
 from pullpush.demo._analysis import analyse_chunk
 from pullpush.demo._corpus import rechunk
+from pullpush.demo._run import usable_cpus
 
 CAPACITY = 64  # the runner's own limit: the executor's slots are the real one
 
@@ -147,7 +148,7 @@ class Contender:
 
     @property
     def cores(self) -> int:
-        return self.workers
+        return min(self.workers, usable_cpus())
 
     async def open(self) -> None:
         pass
@@ -170,7 +171,7 @@ class Pullpush(Contender):
 
     @property
     def cores(self) -> int:
-        return 1 if self.mode == "inline" else self.workers
+        return 1 if self.mode == "inline" else super().cores
 
     async def open(self) -> None:
         if self.mode == "inline":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ._analysis import TOP_BIGRAMS_PER_CHUNK
 from ._corpus import CorpusSpec, corpus_chunks, file_chunks
-from ._run import MODES, ModeRun, NoProgress, Progress, TqdmProgress, run_mode
+from ._run import MODES, ModeRun, NoProgress, Progress, TqdmProgress, run_mode, usable_cpus
 
 __all__ = ["main"]
 
@@ -46,13 +46,6 @@ examples:
 exit status: 0 when every mode gave the same results, 1 when a mode failed or
 the results differ, 2 for bad arguments, 130 when interrupted (Ctrl-C).
 """
-
-
-def _usable_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _positive_int(text: str) -> int:
@@ -94,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help="threads or worker processes (default: the CPUs this process may use, "
-        f"here {_usable_cpus()})",
+        f"here {usable_cpus()})",
     )
     parser.add_argument(
         "--capacity",
@@ -171,7 +164,7 @@ def _size(chars: int) -> str:
 
 
 async def _demo(args: argparse.Namespace, input_size: int) -> int:
-    workers: int = args.workers or _usable_cpus()
+    workers: int = args.workers or usable_cpus()
     capacity: int = args.capacity or 2 * workers
     chunk_chars: int = args.chunk_kib * 1024
     modes = list(MODES) if args.mode == "all" else [args.mode]
@@ -193,7 +186,7 @@ async def _demo(args: argparse.Namespace, input_size: int) -> int:
     print(f"pullpush demo: {what}, chunks of {args.chunk_kib} KiB")
     print(
         f"modes: {', '.join(modes)}; {workers} worker(s), capacity {capacity}; "
-        f"{_usable_cpus()} usable CPU(s), Python {platform.python_version()} "
+        f"{usable_cpus()} usable CPU(s), Python {platform.python_version()} "
         f"on {platform.system()} {platform.machine()}"
     )
     progress: Progress = NoProgress()

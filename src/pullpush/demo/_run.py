@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -34,7 +35,8 @@ class ModeRun:
 
     mode: str
     cores: int
-    """Cores the mode can use: 1 inline, ``workers`` in threads or processes."""
+    """Cores the mode can use: 1 inline; in threads or processes, ``workers`` or the
+    CPUs this process may use, whichever is fewer."""
     seconds: float
     """Wall time, from starting the pool to merging the last result."""
     envelopes: int
@@ -97,6 +99,14 @@ class TqdmProgress:
         self._bars = []
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def make_executor(mode: str, workers: int) -> Executor:
     """The executor of ``mode``: ``"inline"``, ``"thread"`` or ``"process"``."""
     if mode == "inline":
@@ -154,5 +164,5 @@ async def run_mode(
         seconds = time.perf_counter() - started
     finally:
         progress.finish()
-    cores = 1 if mode == "inline" else workers
+    cores = 1 if mode == "inline" else min(workers, usable_cpus())
     return ModeRun(mode, cores, seconds, envelopes, totals)
