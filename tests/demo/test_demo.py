@@ -12,9 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from pullpush.demo import CorpusSpec, Totals, analyse_chunk, corpus_chunks, file_chunks, run_mode
+from pullpush.demo import (
+    CorpusSpec,
+    ModeRun,
+    Totals,
+    analyse_chunk,
+    corpus_chunks,
+    file_chunks,
+    run_mode,
+)
 from pullpush.demo._analysis import STAGES, ChunkResult
-from pullpush.demo._cli import main
+from pullpush.demo._cli import main, report, results_table
 from pullpush.demo._corpus import rechunk
 
 
@@ -107,7 +115,7 @@ def test_command_line_runs_every_mode(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["--size", "0.3", "--chunk-kib", "64", "--no-progress", "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert "identical results in inline, thread, process" in out
-    assert "| process | 2 |" in out
+    assert "| process | " in out
     assert "top 3 words:" in out
 
 
@@ -148,3 +156,13 @@ def test_module_entry_point_help() -> None:
         check=True,
     )
     assert "--chunk-kib" in done.stdout
+
+
+def test_differing_results_are_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    one, other = Totals(), Totals()
+    one.add(run_analysis(0, "a b c")[1])
+    other.add(run_analysis(0, "a b d")[1])
+    runs = [ModeRun("inline", 1, 1.0, 5, one), ModeRun("process", 2, 0.5, 5, other)]
+    assert report(runs, 3) == 1
+    assert "RESULTS DIFFER: process" in capsys.readouterr().err
+    assert "| process | 2 | 0.50 | 2.00x | 100% |" in results_table(runs)

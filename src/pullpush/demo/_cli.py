@@ -192,11 +192,11 @@ async def _demo(args: argparse.Namespace, input_size: int) -> int:
     progress: Progress = NoProgress()
     if not args.no_progress and sys.stderr.isatty():
         try:
-            progress = TqdmProgress()
             import tqdm  # noqa: F401
         except ImportError:
-            progress = NoProgress()
             print("(no progress bars: install tqdm, e.g. pip install 'pullpush[demo]')")
+        else:
+            progress = TqdmProgress()
 
     runs: list[ModeRun] = []
     for mode in modes:
@@ -210,10 +210,11 @@ async def _demo(args: argparse.Namespace, input_size: int) -> int:
                 expected_chunks=expected,
             )
         except Exception as error:
-            print(f"error: the {mode} mode failed: {type(error).__name__}: {error}")
-            cause = error.__cause__
-            if cause is not None:
-                print(f"caused by: {cause}")
+            print(
+                f"error: the {mode} mode failed: {type(error).__name__}: {error}", file=sys.stderr
+            )
+            if error.__cause__ is not None:  # a worker's traceback
+                print(f"caused by: {error.__cause__}", file=sys.stderr)
             return 1
         expected = run.totals.chunks  # exact for the next modes
         runs.append(run)
@@ -254,7 +255,8 @@ def report(runs: list[ModeRun], top: int) -> int:
     if different:
         print(
             f"RESULTS DIFFER: {', '.join(different)} did not give the same results as "
-            f"{runs[0].mode}; this is a bug, please report it"
+            f"{runs[0].mode}; this is a bug, please report it",
+            file=sys.stderr,
         )
         return 1
     names = ", ".join(r.mode for r in runs)
