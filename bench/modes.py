@@ -37,12 +37,14 @@ import argparse
 import asyncio
 import concurrent.futures
 import functools
+import json
 import math
 import random
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from _harness import RESULTS_DIR, machine, write_json
@@ -339,6 +341,7 @@ def rows(
             out.append(
                 {
                     "workload": load.name,
+                    "label": load.label,
                     "contender": player.name,
                     "cores": player.cores,
                     "seconds": runs,
@@ -367,9 +370,8 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(
-    loads: list[Workload], players: list[Contender], results: list[dict[str, Any]], title: str
-) -> str:
+def plot(results: list[dict[str, Any]], title: str) -> str:
+    """Draw the speedups as grouped bars to ``results/modes.png``; return its path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -385,21 +387,44 @@ def plot(
         "aiomultiprocess": "#31a354",
     }
     speedups = {(r["workload"], r["contender"]): r["speedup"] for r in results}
+    # Whiskers: the speedup of the slowest and of the fastest round.
+    ranges = {
+        (r["workload"], r["contender"]): (
+            r["speedup"] * r["median"] / max(r["seconds"]),
+            r["speedup"] * r["median"] / min(r["seconds"]),
+        )
+        for r in results
+    }
+    loads = list(dict.fromkeys(r["workload"] for r in results))
+    labels = {r["workload"]: r.get("label", r["workload"]) for r in results}
+    players = list(dict.fromkeys(r["contender"] for r in results))
+    cores = max(r["cores"] for r in results)
     figure, axes = plt.subplots(figsize=(12, 6), dpi=110)
     width = 0.8 / len(players)
     for i, player in enumerate(players):
         xs = [w + (i - (len(players) - 1) / 2) * width for w in range(len(loads))]
-        ys = [speedups[(load.name, player.name)] for load in loads]
-        bars = axes.bar(xs, ys, width, label=player.name, color=colors.get(player.name))
-        axes.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=7, padding=2)
-    cores = max(p.cores for p in players)
+        ys = [speedups[(load, player)] for load in loads]
+        lows = [y - ranges[(load, player)][0] for y, load in zip(ys, loads, strict=True)]
+        highs = [ranges[(load, player)][1] - y for y, load in zip(ys, loads, strict=True)]
+        bars = axes.bar(xs, ys, width, label=player, color=colors.get(player))
+        axes.errorbar(
+            xs, ys, yerr=[lows, highs], fmt="none", elinewidth=0.8, capsize=2, ecolor="#444444"
+        )
+        axes.bar_label(
+            bars,
+            labels=[f"{y:.2f}" for y in ys],
+            label_type="center",
+            fontsize=7,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"},
+        )
     axes.axhline(cores, color="black", linestyle="--", linewidth=1)
     axes.text(len(loads) - 0.5, cores, f" ideal on {cores} cores", va="bottom", ha="right")
     axes.axhline(1, color="grey", linestyle=":", linewidth=1)
-    axes.set_xticks(range(len(loads)), [load.label for load in loads])
+    axes.set_xticks(range(len(loads)), [labels[load] for load in loads])
     axes.set_ylabel("speedup vs pullpush inline (higher is better)")
     axes.set_title(title, fontsize=10)
-    axes.set_ylim(0, max(max(speedups.values()) * 1.15, cores * 1.15))
+    top = max(high for _, high in ranges.values())
+    axes.set_ylim(0, max(top * 1.08, cores * 1.15))
     axes.legend(ncol=len(players), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     axes.spines[["top", "right"]].set_visible(False)
     figure.tight_layout()
@@ -408,6 +433,22 @@ def plot(
     figure.savefig(path)
     plt.close(figure)
     return str(path)
+
+
+def replot(path: str) -> None:
+    """Draw the chart again from a JSON file this script wrote (``--plot FILE``)."""
+    data = json.loads(Path(path).read_text())
+    results = data["results"]
+    info = data["machine"]
+    print(plot(results, chart_title(data["workers"], len(results[0]["seconds"]), info)))
+
+
+def chart_title(workers: int, repeats: int, info: dict[str, Any]) -> str:
+    return (
+        f"pullpush modes vs other pools: {workers} workers; bars: median of {repeats} rounds, "
+        f"whiskers: slowest and fastest round\n"
+        f"Python {info['python']}, {info['cpus_usable']} usable CPUs, {info['date']}"
+    )
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -423,11 +464,8 @@ async def main_async(args: argparse.Namespace) -> None:
     print()
     print(table(results))
     path = write_json("modes", {"machine": info, "workers": args.workers, "results": results})
-    title = (
-        f"pullpush modes vs other pools: {args.workers} workers, median of {args.repeats}\n"
-        f"Python {info['python']}, {info['cpus_usable']} usable CPUs, {info['date']}"
-    )
-    print(f"\nwrote {path} and {plot(loads, players, results, title)}")
+    title = chart_title(args.workers, args.repeats, info)
+    print(f"\nwrote {path} and {plot(results, title)}")
 
 
 def main() -> None:
@@ -443,7 +481,12 @@ def main() -> None:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply every workload's size (default 1)"
     )
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--plot", metavar="JSON", help="only redraw the chart from a JSON file")
+    args = parser.parse_args()
+    if args.plot:
+        replot(args.plot)
+    else:
+        asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
