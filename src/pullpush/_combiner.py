@@ -32,7 +32,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 from typing import Any, Generic, TypeVar
 
 from ._exceptions import PullPushError
-from ._obj import aclose_quietly, pull_iter
+from ._obj import PullObj, aclose_quietly, pull_iter
 from ._util import check_int
 
 __all__ = ["AnyFailedError", "AsyncIteratorCombiner"]
@@ -306,9 +306,19 @@ class AsyncIteratorCombiner(Generic[T]):
         return self.race_shaped(_index_and_value, yield_final_values)
 
     async def race_shaped(
-        self, shape: Callable[[int, T], R], yield_final_values: bool = False
+        self,
+        shape: Callable[[int, T], R],
+        yield_final_values: bool = False,
+        owner: PullObj[Any] | None = None,
     ) -> AsyncGenerator[R, None]:
-        """Like :meth:`race_generator`, yielding ``shape(source index, value)``."""
+        """Like :meth:`race_generator`, yielding ``shape(source index, value)``.
+
+        With ``owner`` (the pull object whose cycle this generator is), the
+        generator also does what a pull object's consumer-facing iteration does: it
+        ends after the item in flight once ``owner.close()`` was called, and when it
+        is left early or fails it closes ``owner`` and its upstream. The racing pull
+        objects iterate it directly this way, saving a generator layer per item.
+        """
         completed = False
         ready = self._ready
         self._start_pumps()
@@ -320,10 +330,16 @@ class AsyncIteratorCombiner(Generic[T]):
                 slot, ok, value = self._take()
                 if ok or (yield_final_values and value is not _NO_FINAL):
                     yield shape(slot.index, value)
+                    if owner is not None and owner._closing:
+                        break
             completed = True
         finally:
             if not completed:
                 await self._stop_pumps()
+                if owner is not None:
+                    await owner.aclose()
+            elif owner is not None and owner._closing:
+                await owner.aclose()
 
     async def round_robin_generator(
         self, yield_final_values: bool = False

@@ -90,6 +90,11 @@ class PullObj(AsyncGenerator[T, Any]):
     restartable: bool = False
     """Whether the next pull after a finished cycle starts a new cycle by itself."""
 
+    _closes_itself: bool = False
+    """Whether this class's cycle generator itself honours a graceful close and closes
+    the object when it is left early or fails (then ``async for`` iterates the cycle
+    directly, without the generic consumer wrapper)."""
+
     def __init__(self) -> None:
         # Invariant: _agen is the current cycle (None before the first pull); a cycle
         # is finished exactly when its frame is gone (ag_frame is None).
@@ -174,6 +179,8 @@ class PullObj(AsyncGenerator[T, Any]):
     # -- AsyncGenerator protocol --------------------------------------------------------
 
     def __aiter__(self) -> AsyncGenerator[T, Any]:
+        if self._closes_itself:
+            return self._cycle()
         return self._consume()
 
     async def _consume(self) -> AsyncGenerator[T, Any]:

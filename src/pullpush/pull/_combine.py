@@ -151,6 +151,10 @@ class PullRoundRobinObj(_Combining[T]):
                 yield item
 
 
+def _value_only(index: int, value: T) -> T:
+    return value
+
+
 class _Racing(_Combining[R]):
     def __init__(
         self,
@@ -172,14 +176,17 @@ class PullRaceObj(_Racing[AttributedResult[T]]):
     module docs.
     """
 
+    _closes_itself = True
+
     def pull_impl(self) -> AsyncGenerator[AttributedResult[T], Any]:
         # The combiner's generator is this object's cycle: no extra layer per item.
         sources = list(self.sources)
+        new, attributed = tuple.__new__, AttributedResult
 
         def attribute(index: int, value: T) -> AttributedResult[T]:
-            return AttributedResult(sources[index], value)
+            return new(attributed, (sources[index], value))  # NamedTuple.__new__, faster
 
-        return self._combiner().race_shaped(attribute, self.yield_return)
+        return self._combiner().race_shaped(attribute, self.yield_return, self)
 
 
 class PullRaceValuesObj(_Racing[T]):
@@ -187,9 +194,11 @@ class PullRaceValuesObj(_Racing[T]):
     the :class:`AttributedResult` (decision C15; ``PullChain.race`` and
     ``PullChain.merge_race`` are built on it)."""
 
+    _closes_itself = True
+
     def pull_impl(self) -> AsyncGenerator[T, Any]:
         # The combiner's generator is this object's cycle: no extra layer per item.
-        return self._combiner().race_generator(self.yield_return)
+        return self._combiner().race_shaped(_value_only, self.yield_return, self)
 
 
 class PullRaceRobinObj(_Combining[T]):
@@ -284,13 +293,16 @@ class PullLabeledRoundRobinObj(_LabeledCombining[L, LabeledValue[L, Any]]):
 class PullLabeledRaceObj(_LabeledCombining[L, LabeledValue[L, Any]]):
     """Yield ``LabeledValue(label, item)`` in arrival order."""
 
+    _closes_itself = True
+
     def pull_impl(self) -> AsyncGenerator[LabeledValue[L, Any], Any]:
         labels, combiner = self._combiner()
+        new, labeled = tuple.__new__, LabeledValue
 
         def label(index: int, value: Any) -> LabeledValue[L, Any]:
-            return LabeledValue(labels[index], value)
+            return new(labeled, (labels[index], value))  # NamedTuple.__new__, faster
 
-        return combiner.race_shaped(label)
+        return combiner.race_shaped(label, False, self)
 
 
 class PullLabeledRaceRobinObj(_LabeledCombining[L, LabeledValue[L, Any]]):

@@ -135,6 +135,9 @@ class SourceFromIterable(SourceObj[T]):
             )
         self._ahead: Any = _NOTHING
         self._exhausted = False
+        # Invariant: set when the sync loop must look up from the iterator (a peek
+        # took an item ahead, or a close was asked): one check per item.
+        self._interrupted = False
 
     def peek(self) -> T | None:
         """Return the next item without consuming it (see the class docs for async)."""
@@ -143,6 +146,7 @@ class SourceFromIterable(SourceObj[T]):
                 self._ahead = next(self._sync)
             except StopIteration:
                 self._exhausted = True
+            self._interrupted = True
         return None if self._ahead is _NOTHING else self._ahead
 
     async def apeek(self) -> T | None:
@@ -164,9 +168,10 @@ class SourceFromIterable(SourceObj[T]):
             if self._exhausted:
                 return
             if sync is not None:
+                self._interrupted = False
                 for item in sync:
                     yield item
-                    if self._closing or self._ahead is not _NOTHING:
+                    if self._interrupted:
                         break
                 else:
                     self._exhausted = True
@@ -178,6 +183,9 @@ class SourceFromIterable(SourceObj[T]):
                     self._exhausted = True
                     return
                 yield item
+
+    def _interrupt(self) -> None:
+        self._interrupted = True
 
     async def aclose(self) -> None:
         await super().aclose()
