@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope
+from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope, make_envelopes
 from ._exceptions import ImpossibleCostError, PullPushError, TaskTimeoutError
 from ._obj import pull_iter
 from ._sync import ParkingLot
@@ -58,21 +58,21 @@ _STARTED, _ENDED, _MUST_WAIT = 0, 1, 2
 class _Running:
     """A task in flight, from submit to its terminal event."""
 
-    __slots__ = ("cost", "handle", "key", "release", "scheduled", "task_id", "timer")
+    __slots__ = ("cost", "handle", "key", "scheduled", "slots", "task_id", "timer")
 
     def __init__(
         self,
         task_id: int,
         key: Any,
-        release: Callable[[], None],
+        slots: CapacitySource | None,
         scheduled: ScheduledTask[Any] | None,
         cost: Any = None,
     ) -> None:
         self.task_id = task_id
         self.key = key
-        # Gives back what the runner holds for the task besides ``cost`` (which the
-        # scheduled runner releases itself, as measurements may correct it).
-        self.release = release
+        # The executor's slots the task holds a unit of (None: an unlimited executor).
+        # What else it holds, the runner's _release knows (its capacity, its cost).
+        self.slots = slots
         self.scheduled = scheduled
         self.cost = cost
         self.handle: TaskHandle | None = None
@@ -82,19 +82,19 @@ class _Running:
 class _Start:
     """What the dispatcher decided to start next, with its capacity already held."""
 
-    __slots__ = ("cost", "key", "release", "runner", "scheduled", "timeout")
+    __slots__ = ("cost", "key", "runner", "scheduled", "slots", "timeout")
 
     def __init__(
         self,
         runner: Any,
-        release: Callable[[], None],
+        slots: CapacitySource | None,
         key: Any = None,
         timeout: float | None = None,
         scheduled: ScheduledTask[Any] | None = None,
         cost: Any = None,
     ) -> None:
         self.runner = runner
-        self.release = release
+        self.slots = slots
         self.key = key
         self.timeout = timeout
         self.scheduled = scheduled
@@ -197,7 +197,11 @@ class _PoolRunner(Generic[K]):
         self._feed = _TaskFeed(source, metrics)
         # Invariant: _running maps the id of every task submitted and not yet ended.
         self._running: dict[int, _Running] = {}
-        self._buffer: deque[TaskProgressEnvelope] = deque()
+        # Invariant: the envelopes reported and not yet yielded, in order; an entry is
+        # one envelope, or a list of one task's INTERMEDIATE envelopes (a batch the
+        # executor reported at once). _unread counts the envelopes in it.
+        self._buffer: deque[TaskProgressEnvelope | list[TaskProgressEnvelope]] = deque()
+        self._unread = 0
         self._room = ParkingLot()  # the dispatcher parks here while the buffer is full
         self._consumer: asyncio.Future[None] | None = None
         self._next_id = 0
@@ -214,7 +218,8 @@ class _PoolRunner(Generic[K]):
         return f"<{type(self).__name__} {self.name!r} {self.statistics()!r}>"
 
     def statistics(self) -> RunnerStatistics:
-        """Tasks started, running, completed and failed; envelopes delivered."""
+        """Tasks started, running, completed and failed; envelopes delivered (a batch of
+        one task's INTERMEDIATE envelopes counts once its first one is yielded)."""
         return RunnerStatistics(
             self._next_id, len(self._running), self._completed, self._failed, self._envelopes
         )
@@ -249,19 +254,19 @@ class _PoolRunner(Generic[K]):
 
     def _release(self, record: _Running) -> None:
         """Give back everything the task held."""
-        record.release()
+        raise NotImplementedError
 
     def task_resources(self, task_id: int, usage: Any) -> None:
         """What the executor measured a task using (``TaskEvents`` option); the
         scheduled runner reconciles costs with it."""
 
-    async def _acquire_slot(self) -> Callable[[], None]:
-        """Take one executor slot; return what gives it back."""
+    async def _acquire_slot(self) -> CapacitySource | None:
+        """Take one executor slot; return the slots it came from (``None``: the
+        executor is unlimited, nothing was taken)."""
         slots = self._executor.capacity if self._executor is not None else None
-        if slots is None:
-            return _nothing
-        await slots.acquire()
-        return slots.release
+        if slots is not None:
+            await slots.acquire()
+        return slots
 
     # -- TaskEvents (called by the executor on the loop) ------------------------------------
 
@@ -270,6 +275,18 @@ class _PoolRunner(Generic[K]):
         if record is None or self._closing:
             return
         self._emit(make_envelope(_INTERMEDIATE, task_id, record.key, value))
+
+    def task_intermediates(self, task_id: int, values: list[Any]) -> None:
+        record = self._running.get(task_id)
+        if record is None or self._closing or not values:
+            return
+        batch = make_envelopes(_INTERMEDIATE, task_id, record.key, values)
+        if self.metrics is not None:  # metrics
+            for envelope in batch:
+                self.metrics.on_envelope(envelope)
+        self._buffer.append(batch)
+        self._unread += len(batch)
+        self._wake_consumer()
 
     def task_final(self, task_id: int, value: Any) -> None:
         record = self._end(task_id)
@@ -302,13 +319,16 @@ class _PoolRunner(Generic[K]):
         self._release(record)
         if self.metrics is not None:  # metrics
             self.metrics.on_task_ended(task_id)
-        self._wake_consumer()
-        return None if self._closing else record
+        if self._closing:
+            self._wake_consumer()  # it waits for _running to empty; nothing is emitted
+            return None
+        return record
 
     def _emit(self, envelope: TaskProgressEnvelope) -> None:
         if self.metrics is not None:  # metrics
             self.metrics.on_envelope(envelope)
         self._buffer.append(envelope)
+        self._unread += 1
         self._wake_consumer()
 
     def _wake_consumer(self) -> None:
@@ -325,9 +345,9 @@ class _PoolRunner(Generic[K]):
         return _MUST_WAIT
 
     async def _dispatch(self) -> None:
-        buffer, room = self._buffer, self._room
+        room = self._room
         while True:
-            while len(buffer) >= self.max_unread:
+            while self._unread >= self.max_unread:
                 await room.park()
             step = self._dispatch_now()
             if step == _STARTED:
@@ -344,7 +364,7 @@ class _PoolRunner(Generic[K]):
                 self._emit(start)
                 continue
             self._launch(
-                start.runner, start.release, start.key, start.timeout, start.scheduled, start.cost
+                start.runner, start.slots, start.key, start.timeout, start.scheduled, start.cost
             )
 
     def _new_id(self) -> int:
@@ -355,7 +375,7 @@ class _PoolRunner(Generic[K]):
     def _launch(
         self,
         runner: Any,
-        release: Callable[[], None],
+        slots: CapacitySource | None,
         key: Any,
         timeout: float | None,
         scheduled: ScheduledTask[Any] | None,
@@ -365,7 +385,7 @@ class _PoolRunner(Generic[K]):
         assert executor is not None
         task_id = self._next_id
         self._next_id += 1
-        record = _Running(task_id, key, release, scheduled, cost)
+        record = _Running(task_id, key, slots, scheduled, cost)
         # The record exists before submit: an executor may report at once.
         self._running[task_id] = record
         if self.metrics is not None:  # metrics
@@ -422,8 +442,23 @@ class _PoolRunner(Generic[K]):
             max_unread = self.max_unread
             while True:
                 if buffer:
-                    envelope = buffer.popleft()
-                    if room and len(buffer) < max_unread:
+                    entry = buffer.popleft()
+                    if isinstance(entry, list):
+                        # A batch of one task's INTERMEDIATE envelopes: yielded one by
+                        # one, its credits returned once the consumer has taken them all.
+                        self._unread -= len(entry)
+                        if room and self._unread < max_unread:
+                            room.unpark()
+                        self._envelopes += len(entry)
+                        for envelope in entry:
+                            yield envelope
+                        record = running.get(entry[0].task_id)
+                        if record is not None and record.handle is not None:
+                            record.handle.ack(len(entry))
+                        continue
+                    envelope = entry
+                    self._unread -= 1
+                    if room and self._unread < max_unread:
                         room.unpark()
                     kind = envelope.type
                     if kind is _INTERMEDIATE:
@@ -470,6 +505,7 @@ class _PoolRunner(Generic[K]):
                     self._consumer = None
         finally:
             self._buffer.clear()
+            self._unread = 0
             self._retried.clear()
             self._room.unpark_all()
             self._executor = None
@@ -478,8 +514,9 @@ class _PoolRunner(Generic[K]):
                 await executor.aclose()
 
 
-def _nothing() -> None:
-    pass
+def _release_slot(slots: CapacitySource | None) -> None:
+    if slots is not None:
+        slots.release()
 
 
 class HierarchicalTaskPoolRunner(_PoolRunner[None]):
@@ -558,15 +595,7 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
             self._held = runner
             return _MUST_WAIT
         self._held = _NONE
-        if slots is None:
-            release = capacity.release
-        else:
-
-            def release() -> None:
-                capacity.release()
-                slots.release()
-
-        self._launch(runner, release, None, self.timeout, None)
+        self._launch(runner, slots, None, self.timeout, None)
         return _STARTED
 
     async def _next_start(self) -> _Start | TaskProgressEnvelope | None:
@@ -579,23 +608,23 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
             if not callable(runner):
                 return self._rejected(runner)
         try:
-            release_slot = await self._acquire_slot()
+            slots = await self._acquire_slot()
         except BaseException:
             self._held = runner  # cancelled while waiting: keep the task for later
             raise
-        capacity = self.capacity
         try:
-            await capacity.acquire()
+            await self.capacity.acquire()
         except BaseException:
-            release_slot()
+            if slots is not None:
+                slots.release()
             self._held = runner
             raise
+        return _Start(runner, slots, None, self.timeout)
 
-        def release() -> None:
-            capacity.release()
-            release_slot()
-
-        return _Start(runner, release, None, self.timeout)
+    def _release(self, record: _Running) -> None:
+        self.capacity.release()
+        if record.slots is not None:
+            record.slots.release()
 
 
 class ScheduledTaskPoolRunner(_PoolRunner[K]):
@@ -702,15 +731,16 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
                 )
         return make_envelope(_ERROR, self._new_id(), task.key, None, error)
 
-    def _start(self, task: ScheduledTask[K], release_slot: Callable[[], None]) -> _Start:
+    def _start(self, task: ScheduledTask[K], slots: CapacitySource | None) -> _Start:
         cost = task.cost if task.cost is not None else DEFAULT_COST
         self.capacity.acquire_immediate(cost)
         timeout = task.timeout if task.timeout is not None else self.timeout
-        return _Start(task.runner, release_slot, task.key, timeout, task, cost)
+        return _Start(task.runner, slots, task.key, timeout, task, cost)
 
     def _release(self, record: _Running) -> None:
         self.capacity.release(record.cost)
-        record.release()
+        if record.slots is not None:
+            record.slots.release()
 
     def task_resources(self, task_id: int, usage: Any) -> None:
         """Reconcile a running task's cost with what its executor measured.
@@ -736,33 +766,33 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
         record.cost = actual
 
     async def _next_start(self) -> _Start | TaskProgressEnvelope | None:
-        release_slot = await self._acquire_slot()
+        slots = await self._acquire_slot()
         try:
             while True:
                 head = await self._head()
                 if head is _END:
-                    release_slot()
+                    _release_slot(slots)
                     return None
                 rejected = self._check(head)
                 if rejected is not None:
                     await self._take()
-                    release_slot()
+                    _release_slot(slots)
                     return rejected
                 cost = head.cost if head.cost is not None else DEFAULT_COST
                 if self.capacity.can_acquire(cost):
                     task = await self._take()
                     if task is head or task is None:
-                        return self._start(head, release_slot)
+                        return self._start(head, slots)
                     # A dynamic source handed over another task than it showed: it
                     # becomes the head and is checked afresh.
                     self._lookahead.appendleft(task)
                     continue
                 backfilled = await self._backfill()
                 if backfilled is not None:
-                    return self._start(backfilled, release_slot)
+                    return self._start(backfilled, slots)
                 await self._wait_for_capacity(cost)
         except BaseException:
-            release_slot()
+            _release_slot(slots)
             raise
 
     async def _backfill(self) -> ScheduledTask[K] | None:

@@ -13,6 +13,7 @@ from pullpush import (
     BufferMode,
     CapacitySource,
     EnvelopeType,
+    Executor,
     Final,
     HierarchicalTaskPoolRunner,
     PushPullBufferObj,
@@ -260,8 +261,8 @@ async def test_bad_tasks_get_error_envelopes_and_the_runner_goes_on() -> None:
     assert [e.task_id for e in envelopes] == [0, 1]
 
 
-async def test_a_slow_consumer_stops_the_runner_starting_tasks() -> None:
-    started = []
+def recording_tasks(started: list[int], n: int) -> list[Any]:
+    """``n`` task runners that note their index in ``started`` when they run."""
 
     def task(i: int) -> Any:
         def run() -> int:
@@ -270,8 +271,13 @@ async def test_a_slow_consumer_stops_the_runner_starting_tasks() -> None:
 
         return run
 
+    return [task(i) for i in range(n)]
+
+
+async def test_a_slow_consumer_stops_the_runner_starting_tasks() -> None:
+    started: list[int] = []
     runner = HierarchicalTaskPoolRunner(
-        "eager", [task(i) for i in range(100)], CapacitySource(50), max_unread=5
+        "eager", recording_tasks(started, 100), CapacitySource(50), max_unread=5
     )
     stream = runner.run_tasks()
     await stream.__anext__()
@@ -308,3 +314,71 @@ def test_bad_arguments() -> None:
         HierarchicalTaskPoolRunner("x", [], CapacitySource(1), timeout=0)
     with pytest.raises(ValueError, match="max_unread must be >= 1"):
         HierarchicalTaskPoolRunner("x", [], CapacitySource(1), max_unread=0)
+
+
+class _BatchingExecutor(Executor):
+    """Reports each task's values as one batch through ``task_intermediates``, as the
+    process executor does; a task ends once its whole batch was acknowledged."""
+
+    name = "batching"
+
+    def __init__(self, values: list[int]) -> None:
+        super().__init__()
+        self.values = values
+        self.acks: list[int] = []
+
+    def submit(self, task_id: int, runner: Any, events: Any) -> Any:
+        executor = self
+        result = runner()
+
+        class Handle:
+            acked = 0
+
+            def cancel(self, error: BaseException | None = None) -> None:
+                events.task_error(task_id, error or asyncio.CancelledError())
+
+            def ack(self, count: int = 1) -> None:
+                executor.acks.append(count)
+                self.acked += count
+                if self.acked == len(executor.values):
+                    events.task_final(task_id, result)
+
+        events.task_intermediates(task_id, list(self.values))
+        return Handle()
+
+
+async def test_a_batch_of_intermediates_is_yielded_in_order_then_acknowledged() -> None:
+    executor = _BatchingExecutor([10, 11, 12])
+    runner = HierarchicalTaskPoolRunner(
+        "batches", [lambda: "a", lambda: "b"], CapacitySource(2), executor=executor
+    )
+    envelopes = await collect(runner.run_tasks())
+    by_task: dict[int, list[tuple[str, Any]]] = {}
+    for envelope in envelopes:
+        by_task.setdefault(envelope.task_id, []).append((envelope.type.value, envelope.value))
+    assert by_task == {
+        0: [("INTERMEDIATE", 10), ("INTERMEDIATE", 11), ("INTERMEDIATE", 12), ("FINAL", "a")],
+        1: [("INTERMEDIATE", 10), ("INTERMEDIATE", 11), ("INTERMEDIATE", 12), ("FINAL", "b")],
+    }
+    assert all(isinstance(e, TaskProgressEnvelope) for e in envelopes)
+    assert executor.acks == [3, 3]  # each batch acknowledged once it was consumed
+    assert runner.statistics().envelopes == 8
+    assert executor.capacity is None and runner.capacity.available == 2
+
+
+async def test_max_unread_counts_the_envelopes_of_batches() -> None:
+    started: list[int] = []
+    # Each task reports 4 envelopes in one batch: with max_unread=10, at most three
+    # batches may wait unread before the runner stops starting tasks.
+    runner = HierarchicalTaskPoolRunner(
+        "eager",
+        recording_tasks(started, 50),
+        CapacitySource(50),
+        executor=_BatchingExecutor([0, 1, 2, 3]),
+        max_unread=10,
+    )
+    stream = runner.run_tasks()
+    await stream.__anext__()
+    await settle(20)
+    assert 2 <= len(started) <= 4
+    await stream.aclose()

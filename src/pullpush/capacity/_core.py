@@ -143,8 +143,10 @@ class CapacityLevel(Generic[C]):
         # Invariant: the levels of this subtree (self included) whose _waiters is
         # non-empty.
         self._queued: dict[CapacityLevel[Any], None] = {}
-        # The levels of this subtree (self included) that have a wait_obj.
-        self._watchers: weakref.WeakSet[CapacityLevel[Any]] = weakref.WeakSet()
+        # The levels of this subtree (self included) that have a wait_obj; None until
+        # the first one registers (a WeakSet costs a Python call to test for emptiness,
+        # and releases test it every time).
+        self._watchers: weakref.WeakSet[CapacityLevel[Any]] | None = None
         self._wait_obj: WaitObject[bool] | None = None
 
     # -- what a cost means at one level (subclasses) --------------------------------------
@@ -253,7 +255,7 @@ class CapacityLevel(Generic[C]):
         if top._queued:
             top._dispatch()
         watchers = top._watchers
-        if watchers:  # cheap when empty; iterating a WeakSet is not
+        if watchers is not None and watchers:
             for level in list(watchers):
                 wait_obj = level._wait_obj
                 if wait_obj is not None:
@@ -358,6 +360,8 @@ class CapacityLevel(Generic[C]):
         if self._wait_obj is None:
             self._wait_obj = WaitObject(f"{type(self).__name__} capacity")
             for level in self._chain:
+                if level._watchers is None:
+                    level._watchers = weakref.WeakSet()
                 level._watchers.add(self)
         return self._wait_obj
 

@@ -132,6 +132,10 @@ class CapacitySource(CapacityLevel[int]):
         # Invariant: 0 <= _in_use; units taken at this level (by acquires here or below,
         # granted waiters included) and not yet released.
         self._in_use = 0
+        # Whether every level of the chain is a plain CapacitySource (no resource parent,
+        # no subclass): then acquire_nowait() and release() run the unit arithmetic
+        # inline instead of the generic per-level calls. Fixed for life.
+        self._unit_chain = all(type(level) is CapacitySource for level in self._chain)
 
     # -- one level ------------------------------------------------------------------------
 
@@ -237,7 +241,18 @@ class CapacitySource(CapacityLevel[int]):
 
         The cheap twin of :meth:`try_acquire` (no result object), for hot paths.
         """
-        return self._try_take(1)
+        if not self._unit_chain:
+            return self._try_take(1)
+        # The same steps as _try_take(1) with every level a CapacitySource, inlined.
+        if self._waiters:
+            return False
+        chain = self._chain
+        for level in chain:
+            if level._in_use >= level._limit:  # type: ignore[attr-defined]
+                return False
+        for level in chain:
+            level._in_use += 1  # type: ignore[attr-defined]
+        return True
 
     async def acquire(self, timeout: float | None = None) -> int:
         """Take one unit at this level and every ancestor, waiting until possible.
@@ -274,6 +289,20 @@ class CapacitySource(CapacityLevel[int]):
         Raises:
             OverReleaseError: no unit is in use at some level; nothing changed.
         """
+        if self._unit_chain:
+            # The same steps as _chain_release(1) with every level a CapacitySource,
+            # inlined; an over-release takes the generic path, which raises.
+            chain = self._chain
+            for level in chain:
+                if not level._in_use:  # type: ignore[attr-defined]
+                    break
+            else:
+                for level in chain:
+                    level._in_use -= 1  # type: ignore[attr-defined]
+                top = chain[-1]
+                if top._queued or top._watchers is not None:
+                    self._grown(top)
+                return
         self._chain_release(1)
 
     def set_limit(self, limit: int) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "TaskEvents",
     "TaskHandle",
     "TaskRunner",
+    "intermediates_reporter",
 ]
 
 TaskRunner = Callable[[], Any]
@@ -55,6 +56,11 @@ class TaskEvents(Protocol):
 
     def task_intermediate(self, task_id: int, value: Any) -> None:
         """The task yielded ``value``."""
+
+    # Optional: ``task_intermediates(task_id, values)``, the task yielded each of
+    # ``values`` (a list, in order). An executor that receives values in batches (the
+    # process executor) calls it when the receiver has it, and ``task_intermediate``
+    # once per value otherwise; the runners take a whole batch at once.
 
     def task_final(self, task_id: int, value: Any) -> None:
         """The task finished with ``value``."""
@@ -201,6 +207,21 @@ class Executor(abc.ABC):
                 handle.cancel()
                 while not collector.ended:
                     await collector.wait()
+
+
+def intermediates_reporter(events: TaskEvents) -> Callable[[int, list[Any]], None]:
+    """What reports a batch of INTERMEDIATE values to ``events``: its
+    ``task_intermediates`` when it has one, else ``task_intermediate`` per value."""
+    batch: Callable[[int, list[Any]], None] | None = getattr(events, "task_intermediates", None)
+    if batch is not None:
+        return batch
+    one = events.task_intermediate
+
+    def one_by_one(task_id: int, values: list[Any]) -> None:
+        for value in values:
+            one(task_id, value)
+
+    return one_by_one
 
 
 def _bind(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskRunner:

@@ -14,8 +14,10 @@ process).
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Generator
+from itertools import islice
 from types import CoroutineType, GeneratorType
 from typing import Any
 
@@ -48,11 +50,15 @@ class Credits:
         self._lot: ParkingLot | None = None
 
     async def take(self) -> None:
+        await self.wait_for_room()
+        self.outstanding += 1
+
+    async def wait_for_room(self) -> None:
+        """Wait until fewer than ``window`` are outstanding (take nothing)."""
         while self.outstanding >= self.window:
             if self._lot is None:
                 self._lot = ParkingLot()
             await self._lot.park()
-        self.outstanding += 1
 
     def refund(self) -> None:
         self.outstanding -= 1
@@ -94,47 +100,119 @@ def run_sync_step(runner: Callable[[], Any]) -> tuple[bool, Any]:
 
 async def drive(
     result: Any,
-    emit: Callable[[Any], None],
+    emit: Callable[[list[Any]], None],
     credits: Credits | None = None,
     yield_every: float | None = None,
 ) -> Any:
-    """Drive what a task runner returned to its FINAL value, calling ``emit(value)``
-    for each INTERMEDIATE value (after taking a credit, when ``credits`` is given).
+    """Drive what a task runner returned to its FINAL value, calling ``emit(values)``
+    with its INTERMEDIATE values: a non-empty list each time, in the order produced,
+    each value covered by a credit taken before it was computed (when ``credits`` is
+    given).
 
-    A sync generator runs on the loop between its yields; with ``yield_every`` the
-    loop gets a turn whenever that many seconds passed since the last one (so a
-    worker still reads cancellations while a CPU-bound generator runs).
+    A sync generator runs on the loop between its yields and its values are emitted
+    in batches: when half the credit window is spent (so the consumer can take one
+    batch while the next is computed), when the generator ends or fails
+    (the values before an error are emitted before it propagates), and, with
+    ``yield_every``, at a loop turn taken whenever that many seconds passed since the
+    last one (so a worker still reads cancellations and flushes progress while a
+    CPU-bound generator runs). The clock is read every value while values are slow
+    and every few (up to ``MAX_STRIDE``) while they come fast. An async iterable's
+    values are emitted one at a time, as they arrive.
     """
     if hasattr(type(result), "__await__"):
         result = await result
         if not needs_driving(result):
             return result
     if type(result) is GeneratorType:
-        clock = time.perf_counter
-        last_turn = clock()
-        try:
-            while True:
-                if credits is not None:
-                    await credits.take()
-                try:
-                    item = next(result)
-                except StopIteration as stop:
-                    if credits is not None:
-                        credits.refund()
-                    return stop.value
-                emit(item)
-                if yield_every is not None and clock() - last_turn > yield_every:
-                    await asyncio.sleep(0)
-                    last_turn = clock()
-        finally:
-            result.close()
+        return await _drive_sync(result, emit, credits, yield_every)
     if hasattr(type(result), "__aiter__"):
         return await _drive_async(result, emit, credits)
     return result
 
 
+MAX_STRIDE = 16
+"""Most values a sync generator produces between two looks at the clock."""
+
+
+async def _drive_sync(
+    generator: Generator[Any, None, Any],
+    emit: Callable[[list[Any]], None],
+    credits: Credits | None,
+    yield_every: float | None,
+) -> Any:
+    # The hot loop of a streaming task. Values are pulled ``stride`` at a time by
+    # list.extend(islice(...)), a loop in C; the generator runs behind a ``yield from``
+    # wrapper that keeps its return value. Credits are settled per batch: nothing else
+    # runs on this loop until it awaits, so no acknowledgement can interleave.
+    if credits is None:
+        credits = Credits(sys.maxsize)
+    # A batch holds at most half the window, so the consumer can read one batch (and
+    # send its credits back) while the task computes the next.
+    half_window = max(1, credits.window // 2)
+    returned: list[Any] = []
+    values = _keep_return_value(generator, returned)
+    clock = time.perf_counter
+    fast, slow = (yield_every or 0.0) / 16, (yield_every or 0.0) / 4
+    stride = 1  # values between two looks at the clock
+    last_turn = last_look = clock()
+    batch: list[Any] = []
+    try:
+        while True:
+            room = credits.window - credits.outstanding
+            if room <= 0:
+                await credits.wait_for_room()
+                continue
+            if room > half_window:
+                room = half_window
+            turn_due = False
+            if yield_every is None:
+                batch.extend(islice(values, room))
+            else:
+                while room:
+                    chunk = stride if stride < room else room
+                    batch.extend(islice(values, chunk))
+                    if returned:
+                        break
+                    room -= chunk
+                    now = clock()
+                    gap, last_look = now - last_look, now
+                    if gap < fast:
+                        stride = min(2 * stride, MAX_STRIDE)
+                    elif gap > slow:
+                        stride = 1
+                    if now - last_turn > yield_every:
+                        turn_due = True
+                        break
+            if batch:
+                # Invariant: outstanding counts every value emitted and not acknowledged.
+                credits.outstanding += len(batch)
+                out, batch = batch, []
+                emit(out)
+            if returned:
+                return returned[0]
+            if turn_due:
+                await asyncio.sleep(0)
+                last_turn = last_look = clock()
+    except BaseException:
+        # The values produced before the error are delivered before it.
+        if batch:
+            credits.outstanding += len(batch)
+            out, batch = batch, []
+            emit(out)
+        raise
+    finally:
+        values.close()
+        generator.close()  # in case the wrapper never started
+
+
+def _keep_return_value(
+    generator: Generator[Any, None, Any], returned: list[Any]
+) -> Generator[Any, None, None]:
+    returned.append((yield from generator))
+
+
 async def _drive_async(
-    stream: AsyncIterable[Any], emit: Callable[[Any], None], credits: Credits | None
+    stream: AsyncIterable[Any], emit: Callable[[list[Any]], None], credits: Credits | None
 ) -> Any:
     iterator = stream.__aiter__()
     final: Any = None
@@ -158,7 +236,7 @@ async def _drive_async(
                     credits.refund()
                 final, finished = item.value, True
                 continue
-            emit(item)
+            emit([item])
     finally:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:

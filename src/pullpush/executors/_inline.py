@@ -8,7 +8,14 @@ import asyncio
 import inspect
 from typing import Any
 
-from ._base import Executor, ExecutorClosedError, TaskEvents, TaskHandle, TaskRunner
+from ._base import (
+    Executor,
+    ExecutorClosedError,
+    TaskEvents,
+    TaskHandle,
+    TaskRunner,
+    intermediates_reporter,
+)
 from ._drive import Credits, drive, run_sync_step
 
 __all__ = ["InlineExecutor"]
@@ -86,9 +93,10 @@ class _InlineTask:
     async def _run(self) -> None:
         self._started = True
         events, task_id = self._events, self.task_id
+        report = intermediates_reporter(events)
 
-        def emit(value: Any) -> None:
-            events.task_intermediate(task_id, value)
+        def emit(values: list[Any]) -> None:
+            report(task_id, values)
 
         try:
             value = await drive(self._result, emit, self._credits)

@@ -139,8 +139,8 @@ def _async_stream(
         if wake is not None and not wake.done():
             wake.set_result(None)
 
-    def emit(value: Any) -> None:
-        ready.append(value)
+    def emit(values: list[Any]) -> None:
+        ready.extend(values)
         wake_up()
 
     task = loop.create_task(drive(stream, emit, credits))

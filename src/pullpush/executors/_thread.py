@@ -9,7 +9,8 @@ W one worker thread running its loop L::
                                               finishes a task takes the next one
     W  run the runner: run_sync_step(), then drive() in an asyncio task of L
     W  every event ──> W's outbox ──(empty -> non-empty only)──> C.call_soon_threadsafe(flush)
-    C  flush: the whole outbox, in order, to TaskEvents
+    C  flush: the whole outbox, in order, to TaskEvents (an INTERMEDIATE event is a
+       batch of a generator's values, see drive())
     C  ack(n) ──> W's ack inbox ──(empty -> non-empty only)──> L.call_soon_threadsafe(apply)
     W  apply: Credits.ack(n) on L, which resumes a task paused by flow control
     C  cancel ──> flag read by W  +  L.call_soon_threadsafe(cancel the asyncio task)
@@ -37,12 +38,23 @@ from typing import Any
 
 from .._util import check_int
 from ..capacity import CapacitySource
-from ._base import Executor, ExecutorClosedError, TaskEvents, TaskHandle, TaskRunner
+from ._base import (
+    Executor,
+    ExecutorClosedError,
+    TaskEvents,
+    TaskHandle,
+    TaskRunner,
+    intermediates_reporter,
+)
 from ._drive import Credits, drive, run_sync_step
 
 __all__ = ["ThreadExecutor"]
 
-_INTERMEDIATE, _FINAL, _ERROR = 0, 1, 2
+_INTERMEDIATE, _FINAL, _ERROR = 0, 1, 2  # an _INTERMEDIATE event carries a list of values
+
+YIELD_EVERY = 0.005
+"""Seconds a sync generator runs before its thread's loop gets a turn (its values are
+posted then, and acknowledgements and cancellations are applied)."""
 
 # _ThreadTask.state, guarded by ThreadExecutor._lock.
 _PENDING = 0  # in ThreadExecutor._pending, waiting for a thread
@@ -397,7 +409,7 @@ class _Worker:
                 if kind == _INTERMEDIATE:
                     # After cancel() nothing more is reported but the end.
                     if not task.cancel_requested:
-                        task.events.task_intermediate(task.task_id, value)
+                        task.intermediates(task.task_id, value)
                 else:
                     task.report_end(kind, value)
             except Exception as error:  # noqa: PERF203 - a TaskEvents bug must not lose the batch
@@ -437,6 +449,7 @@ class _ThreadTask:
         "ended",
         "events",
         "executor",
+        "intermediates",
         "runner",
         "started",
         "state",
@@ -451,6 +464,7 @@ class _ThreadTask:
         self.task_id = task_id
         self.runner = runner
         self.events = events
+        self.intermediates = intermediates_reporter(events)
         self.context = contextvars.copy_context()
         self.state = _PENDING
         self.worker: _Worker | None = None
@@ -496,14 +510,14 @@ class _ThreadTask:
         self.started = True
         post = worker.post
 
-        def emit(value: Any) -> None:
+        def emit(values: list[Any]) -> None:
             if self.cancel_requested:
-                # Stop a sync generator (which never awaits) at its next yield.
+                # Stop a sync generator (which awaits only between batches) at once.
                 raise asyncio.CancelledError
-            post(self, _INTERMEDIATE, value)
+            post(self, _INTERMEDIATE, values)
 
         try:
-            value = await drive(result, emit, self.credits)
+            value = await drive(result, emit, self.credits, yield_every=YIELD_EVERY)
         except asyncio.CancelledError as cancelled:
             worker.end(self, _ERROR, cancelled)
         except GeneratorExit:

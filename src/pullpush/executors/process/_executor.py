@@ -12,10 +12,11 @@ Data flow::
         flush once per loop turn  ==== frames =========>   on_readable: decode
                                                             run (sync) or create
                                                             a task (async/streams)
-                                                            queue INTERMEDIATE/FINAL
-    on_readable (add_reader)   <=== frames ============   flush: end of read, task
-        decode, unpickle blobs                           result pipe  done, or 2 ms
-        events.task_intermediate / final / error
+                                                            queue FINAL, and runs of
+                                                            INTERMEDIATE values
+    on_readable (add_reader)   <=== frames ============   flush: once per loop turn,
+        decode, unpickle blobs                 result pipe  and each half window
+        events.task_intermediates (a run) / final / error
     ack(n) -> CREDIT (batched) ===================>    credits: a stream pauses
                                                             when its window is spent
     sentinel readable -> _on_exit: drain the result pipe,
@@ -33,7 +34,7 @@ Steps of a task:
    of the event loop go out as one frame.
 3. The worker runs it and streams envelopes back (see ``_worker.py``).
 4. The parent turns each message into a ``TaskEvents`` call, on the loop: no thread
-   and no asyncio task per task.
+   and no asyncio task per task; a run of values is one call.
 
 Failures: a worker that dies fails only the task(s) it was running, with
 :class:`WorkerCrashedError`; tasks it held but had not started go to another worker.
@@ -70,7 +71,7 @@ from ..._exceptions import (
 )
 from ..._util import check_int, check_seconds
 from ...capacity import CapacitySource
-from .._base import Executor, TaskEvents, TaskHandle, TaskRunner
+from .._base import Executor, TaskEvents, TaskHandle, TaskRunner, intermediates_reporter
 from . import _protocol as wire
 from . import _worker
 
@@ -92,15 +93,9 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-class _Call:
-    """A task's call, ready to be sent: the function to define first, if any."""
-
-    __slots__ = ("fn_blob", "fn_id", "message")
-
-    def __init__(self, message: tuple[Any, ...], fn_id: int | None, fn_blob: bytes | None):
-        self.message = message
-        self.fn_id = fn_id
-        self.fn_blob = fn_blob
+_Call = tuple[tuple[Any, ...], "int | None", "bytes | None"]
+"""A task's call, ready to be sent: the message, and the function it needs defined in
+the worker first (id and blob), if any."""
 
 
 class _ProcTask:
@@ -115,6 +110,7 @@ class _ProcTask:
         "escalation",
         "events",
         "executor",
+        "intermediates",
         "task_id",
         "wire_id",
         "worker",
@@ -130,6 +126,8 @@ class _ProcTask:
         self.task_id = task_id
         self.wire_id = wire_id
         self.events = events
+        # What reports the task's INTERMEDIATE batches (looked up at the first one).
+        self.intermediates: Callable[[int, list[Any]], None] | None = None
         self.call: _Call | None = None
         self.worker: _Worker | None = None
         # Invariant: done once the terminal event was reported; nothing after that.
@@ -548,18 +546,19 @@ class ProcessExecutor(Executor):
                 raise TaskPicklingError(
                     f"the task runner ({type(runner).__qualname__}) could not be pickled: {error}"
                 ) from error
-            return _Call((wire.CALL_BLOB, wire_id, blob), None, None)
+            return (wire.CALL_BLOB, wire_id, blob), None, None
         fn_id, fn_blob = cached
-        if kwargs is None and all(type(a) in wire.RAW_TYPES for a in args):
-            return _Call((wire.CALL, wire_id, fn_id, args), fn_id, fn_blob)
+        if kwargs is None and wire.RAW_TYPES.issuperset(map(type, args)):
+            return (wire.CALL, wire_id, fn_id, args), fn_id, fn_blob
         try:
             args_blob = wire.dumps((args, kwargs or {}))
-        except pickle.PicklingError as error:
+        except (pickle.PicklingError, SystemExit) as error:
             name = getattr(function, "__qualname__", repr(function))
+            why = f"it called sys.exit({error.code!r})" if isinstance(error, SystemExit) else error
             raise TaskPicklingError(
-                f"the arguments of {name} could not be pickled: {error}"
+                f"{_culprit(args, kwargs or {})} of {name} could not be pickled: {why}"
             ) from error
-        return _Call((wire.CALL_ARGS, wire_id, fn_id, args_blob), fn_id, fn_blob)
+        return (wire.CALL_ARGS, wire_id, fn_id, args_blob), fn_id, fn_blob
 
     def _function_id(self, function: Any) -> tuple[int, bytes] | None:
         """The cache id and blob of ``function``, or ``None`` if it is not cacheable."""
@@ -613,20 +612,20 @@ class ProcessExecutor(Executor):
             self._send(best, pending.popleft())
 
     def _send(self, worker: _Worker, task: _ProcTask) -> None:
-        call = task.call
-        assert call is not None
-        if call.fn_id is not None:
+        assert task.call is not None
+        message, fn_id, fn_blob = task.call
+        if fn_id is not None:
             defined = worker.defined
-            if call.fn_id in defined:
-                defined.move_to_end(call.fn_id)
+            if fn_id in defined:
+                defined.move_to_end(fn_id)
             else:
-                assert call.fn_blob is not None
-                worker.writer.send((wire.DEFINE, call.fn_id, call.fn_blob))
-                defined[call.fn_id] = None
+                assert fn_blob is not None
+                worker.writer.send((wire.DEFINE, fn_id, fn_blob))
+                defined[fn_id] = None
                 if len(defined) > _FUNCTIONS_PER_WORKER:
                     old, _ = defined.popitem(last=False)
                     worker.writer.send((wire.FORGET, old))
-        worker.writer.send(call.message)
+        worker.writer.send(message)
         task.worker = worker
         worker.tasks[task.wire_id] = task
         worker.sent += 1
@@ -677,16 +676,21 @@ class ProcessExecutor(Executor):
         if kind == wire.INTERMEDIATE:
             task = worker.tasks.get(message[1])
             if task is not None and not task.done:
-                task.events.task_intermediate(task.task_id, message[2])
+                report = task.intermediates
+                if report is None:
+                    report = task.intermediates = intermediates_reporter(task.events)
+                report(task.task_id, message[2])
         elif kind == wire.FINAL:
             task = worker.tasks.pop(message[1], None)
             if task is not None:
-                self._learn(message[3])
+                if self._adaptive:
+                    self._learn(message[3])
                 self._end(task)
                 if message[4] is not None:
                     self._report_memory(task, message[4])
                 task.events.task_final(task.task_id, message[2])
-                self._retire_if_idle(worker)
+                if worker.state == _RETIRING:
+                    self._retire_if_idle(worker)
         elif kind == wire.INTERMEDIATE_BLOB:
             task = worker.tasks.get(message[1])
             if task is not None and not task.done:
@@ -699,7 +703,8 @@ class ProcessExecutor(Executor):
         elif kind == wire.FINAL_BLOB:
             task = worker.tasks.pop(message[1], None)
             if task is not None:
-                self._learn(message[4])
+                if self._adaptive:
+                    self._learn(message[4])
                 self._end(task)
                 if message[5] is not None:
                     self._report_memory(task, message[5])
@@ -768,15 +773,13 @@ class ProcessExecutor(Executor):
         self._cancel(task, task.cancel_error)
 
     def _learn(self, seconds: float) -> None:
-        """Adapt the prefetch to how long tasks take.
+        """Adapt the prefetch to how long tasks take (``prefetch="auto"`` only).
 
         Short tasks get a deep queue per worker (the pipe round trip would otherwise
         dominate); tasks longer than the target get none: a task queued behind a
         long one in one worker could sit there while another worker goes idle, and
         one round trip per long task costs nothing.
         """
-        if not self._adaptive:
-            return
         average = self._seconds_per_task
         average = seconds if average is None else 0.9 * average + 0.1 * seconds
         self._seconds_per_task = average
@@ -923,6 +926,18 @@ class ProcessExecutor(Executor):
                 with contextlib.suppress(Exception):
                     worker.process.kill()
                     worker.process.join(1.0)
+
+
+def _culprit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """Which argument cannot be pickled, with its type (for the error message)."""
+    named = [(f"argument {i}", a) for i, a in enumerate(args)]
+    named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for where, value in named:
+        try:
+            wire.dumps(value)
+        except (Exception, SystemExit):  # noqa: PERF203 - an error path, not a hot one
+            return f"{where} ({type(value).__qualname__})"
+    return "the arguments"
 
 
 def _unpickling_error(task: _ProcTask, what: str, error: BaseException) -> TaskPicklingError:

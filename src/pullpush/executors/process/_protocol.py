@@ -10,7 +10,9 @@ frame is written with one system call where the pipe allows.
 A **message** is a tuple whose first item is its type. Values that can fail to
 pickle or unpickle travel as separate *blobs* (bytes pickled on their own), so that
 one bad value fails one task, never a whole frame; values of the builtin scalar types
-travel raw (they cannot fail) to save a pickle round trip per message.
+travel raw (they cannot fail) to save a pickle round trip per message. Consecutive raw
+INTERMEDIATE values of one task share one message (a run), so a task streaming small
+values costs a list append per value on the wire, not a message.
 
 Parent to worker, on the **call pipe**::
 
@@ -26,7 +28,7 @@ Parent to worker, on the **call pipe**::
 Worker to parent, on the **result pipe**::
 
     (READY, pid)
-    (INTERMEDIATE, task_id, value)          value raw
+    (INTERMEDIATE, task_id, values)         a list of raw values, in the order yielded
     (INTERMEDIATE_BLOB, task_id, blob, type_name)
     (FINAL, task_id, value, seconds, peak_mib)    value raw; seconds the task ran;
                                                   peak_mib the worker's peak resident
@@ -191,18 +193,24 @@ class FrameReader:
 class FrameWriter:
     """Queue messages, then write them as frames through a non-blocking pipe.
 
-    :meth:`send` only queues. :meth:`flush` encodes everything queued into one frame
-    and writes what the pipe takes now; when it returns ``False`` bytes are left, and
-    the owner calls :meth:`write_pending` once the fd is writable again.
+    :meth:`send` and :meth:`send_intermediates` only queue. :meth:`flush` encodes
+    everything queued into one frame and writes what the pipe takes now; when it
+    returns ``False`` bytes are left, and the owner calls :meth:`write_pending` once
+    the fd is writable again.
     """
 
-    __slots__ = ("_chunks", "fd", "messages")
+    __slots__ = ("_chunks", "_run", "_run_task", "fd", "messages")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.messages: list[Any] = []
         # Invariant: the encoded bytes not yet written, in order.
         self._chunks: list[memoryview] = []
+        # Invariant: when _run is not None, it is the value list of the last message
+        # queued, an INTERMEDIATE of task _run_task: a raw value of that task may join
+        # it without reordering anything.
+        self._run: list[Any] | None = None
+        self._run_task = -1
 
     @property
     def pending(self) -> bool:
@@ -211,7 +219,20 @@ class FrameWriter:
 
     def send(self, message: Any) -> None:
         """Queue ``message`` for the next frame."""
+        self._run = None
         self.messages.append(message)
+
+    def send_intermediates(self, task_id: int, values: list[Any]) -> None:
+        """Queue raw INTERMEDIATE ``values`` of ``task_id`` (the list is taken over):
+        appended to the last message when that is a run of the same task's values,
+        else queued as a new run."""
+        run = self._run
+        if run is not None and self._run_task == task_id:
+            run.extend(values)
+            return
+        self._run = values
+        self._run_task = task_id
+        self.messages.append((INTERMEDIATE, task_id, values))
 
     def flush(self) -> bool:
         """Encode the queued messages into one frame and write as much as possible;
@@ -223,6 +244,7 @@ class FrameWriter:
         if self.messages:
             head, payload = encode_frame(self.messages)
             self.messages = []
+            self._run = None
             self._chunks.append(memoryview(head))
             self._chunks.append(memoryview(payload))
         return self.write_pending()

@@ -10,9 +10,11 @@ How one call runs:
    iterable runs as an asyncio task, sending INTERMEDIATEs within its credit window.
 4. The FINAL or ERROR message is queued, then the slot is cleared.
 
-Output is flushed at the end of each read of the call pipe, when a task finishes,
-and whenever the oldest unflushed message is older than ``FLUSH_AFTER`` seconds (so
-progress from a long CPU-bound generator still streams out).
+Output is flushed once per turn of the loop in which something was queued (so at the
+end of each read of the call pipe and when a task finishes), while many calls start
+in a row every ``FLUSH_AFTER`` seconds, and at least every ``YIELD_EVERY`` seconds
+while a CPU-bound generator runs (it gives the loop a turn then; see ``drive``). A
+generator's values leave in runs, one message per run.
 
 The worker exits when the parent says STOP (after its work is done), when the call
 pipe reaches EOF (the parent died), or when its parent dies (``PR_SET_PDEATHSIG``).
@@ -50,7 +52,6 @@ from ._protocol import (
     FINAL_BLOB,
     FORGET,
     INIT_FAILED,
-    INTERMEDIATE,
     INTERMEDIATE_BLOB,
     RAW_TYPES,
     READY,
@@ -65,9 +66,12 @@ from ._protocol import (
 __all__ = ["main"]
 
 FLUSH_AFTER = 0.002
-"""Seconds the oldest queued message may wait before a flush is forced."""
-YIELD_EVERY = 0.01
-"""Seconds a sync generator may run before the loop gets a turn (to read CANCEL)."""
+"""Seconds queued output may wait while the worker starts one call after another."""
+FLUSH_EVERY = 4096
+"""Messages and values queued that force a flush at once."""
+YIELD_EVERY = 0.002
+"""Seconds a sync generator may run before the loop gets a turn: its progress is
+flushed then, and CANCEL and CREDIT messages are read."""
 MEMORY_CHECK_EVERY = 0.1
 """Seconds between two checks of this process's memory against its limit."""
 
@@ -182,7 +186,9 @@ class _Worker:
         # Invariant: the slots of ``running`` not used by a started task.
         self.free_slots: list[int] = list(range(len(running)))[::-1]
         self.tasks: dict[int, _Task] = {}
-        self.oldest_unflushed: float | None = None
+        # Invariant: unflushed counts the messages and values queued since the last
+        # flush; a flush is scheduled (flush_scheduled) while it is not zero.
+        self.unflushed = 0
         self.flush_scheduled = False
         self.writer_waiting = False
         self.stopping = False
@@ -257,11 +263,12 @@ class _Worker:
 
     def start_queued(self) -> None:
         queue, free = self.queue, self.free_slots
+        started = time.perf_counter()
         while queue and free:
             self.start(queue.popleft(), free.pop())
-            oldest = self.oldest_unflushed
-            if oldest is not None and time.perf_counter() - oldest > FLUSH_AFTER:
+            if self.unflushed and time.perf_counter() - started > FLUSH_AFTER:
                 self.flush()
+                started = time.perf_counter()
         self.end_if_idle()
 
     def start(self, message: tuple[Any, ...], slot: int) -> None:
@@ -349,24 +356,38 @@ class _Worker:
 
     # -- output ------------------------------------------------------------------------------
 
-    def emitter(self, task_id: int) -> Callable[[Any], None]:
-        send = self.writer.send
+    def emitter(self, task_id: int) -> Callable[[list[Any]], None]:
+        send_intermediates = self.writer.send_intermediates
         note = self.note_output
+        half_window = max(1, self.credit_window // 2)
 
-        def emit(value: Any) -> None:
-            if type(value) in RAW_TYPES:
-                send((INTERMEDIATE, task_id, value))
+        def emit(values: list[Any]) -> None:
+            if RAW_TYPES.issuperset(map(type, values)):
+                send_intermediates(task_id, values)
             else:
-                try:
-                    blob = dumps(value)
-                except pickle.PicklingError as error:
-                    raise _pickling_error("a value the task yielded", error) from None
-                except SystemExit as exit:  # pickling ran code that called sys.exit
-                    self.exit(exit)
-                send((INTERMEDIATE_BLOB, task_id, blob, _type_name(value)))
-            note()
+                for value in values:
+                    if type(value) in RAW_TYPES:
+                        send_intermediates(task_id, [value])
+                    else:
+                        self.send_blob(task_id, value)
+            if len(values) >= half_window:
+                # drive() emits half a window at a time while a generator runs on:
+                # out now, so the parent consumes it while the next half is computed.
+                self.flush()
+            else:
+                note(len(values))
 
         return emit
+
+    def send_blob(self, task_id: int, value: Any) -> None:
+        """Queue an INTERMEDIATE value that is not of a raw type, pickled on its own."""
+        try:
+            blob = dumps(value)
+        except pickle.PicklingError as error:
+            raise _pickling_error("a value the task yielded", error) from None
+        except SystemExit as exit:  # pickling ran code that called sys.exit
+            self.exit(exit)
+        self.writer.send((INTERMEDIATE_BLOB, task_id, blob, _type_name(value)))
 
     def peak_mib(self) -> float | None:
         """The process's peak resident memory since the last reset, in MiB."""
@@ -401,14 +422,18 @@ class _Worker:
         )
         self.note_output()
 
-    def note_output(self) -> None:
-        now = time.perf_counter()
-        oldest = self.oldest_unflushed
-        if oldest is None:
-            self.oldest_unflushed = now
-            self.schedule_flush()
-        elif now - oldest > FLUSH_AFTER or len(self.writer.messages) >= 4096:
+    def note_output(self, count: int = 1) -> None:
+        """``count`` more messages or values are queued: make sure they leave soon.
+
+        A flush is scheduled for the loop's next turn (a streaming task gives the loop
+        a turn every ``YIELD_EVERY`` seconds at least); ``FLUSH_EVERY`` queued values
+        force one at once.
+        """
+        self.unflushed = unflushed = self.unflushed + count
+        if unflushed >= FLUSH_EVERY:
             self.flush()
+        else:
+            self.schedule_flush()
 
     def schedule_flush(self) -> None:
         if not self.flush_scheduled:
@@ -417,7 +442,7 @@ class _Worker:
 
     def flush(self) -> None:
         self.flush_scheduled = False
-        self.oldest_unflushed = None
+        self.unflushed = 0
         try:
             done = self.writer.flush()
         except OSError:  # the parent is gone
