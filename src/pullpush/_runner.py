@@ -129,7 +129,7 @@ class _TaskFeed:
     """Reads a task source of any kind: a sync iterable (no awaiting), or an async
     iterable / pull object (read through its raw cycle)."""
 
-    __slots__ = ("_async", "_metrics", "_sync")
+    __slots__ = ("_async", "_metrics", "_sync", "never_waits")
 
     def __init__(self, source: object, metrics: RunnerMetricsCollector | None = None) -> None:
         self._metrics = metrics
@@ -144,11 +144,8 @@ class _TaskFeed:
                 f"source must be an iterable, async iterable or pull object of task runners, "
                 f"got {type(source).__name__}"
             )
-
-    @property
-    def never_waits(self) -> bool:
+        self.never_waits = self._sync is not None
         """Whether taking the next task never waits (a sync iterable)."""
-        return self._sync is not None
 
     def next_now(self) -> Any:
         """The next task of a sync source, or ``_END`` (only when ``never_waits``)."""
@@ -446,9 +443,10 @@ class _PoolRunner(Generic[K]):
                     if isinstance(entry, list):
                         # A batch of one task's INTERMEDIATE envelopes: yielded one by
                         # one, its credits returned once the consumer has taken them all.
+                        unread = self._unread
                         self._unread -= len(entry)
-                        if room and self._unread < max_unread:
-                            room.unpark()
+                        if unread >= max_unread > self._unread:
+                            room.unpark()  # the dispatcher may be parked (it parks at max)
                         self._envelopes += len(entry)
                         for envelope in entry:
                             yield envelope
@@ -458,7 +456,7 @@ class _PoolRunner(Generic[K]):
                         continue
                     envelope = entry
                     self._unread -= 1
-                    if room and self._unread < max_unread:
+                    if self._unread == max_unread - 1:
                         room.unpark()
                     kind = envelope.type
                     if kind is _INTERMEDIATE:

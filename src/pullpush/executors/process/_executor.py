@@ -303,6 +303,10 @@ class ProcessExecutor(Executor):
         self._context: Any = None
         # Function cache: id(function) -> (fn_id, blob, the function or a weakref to it).
         self._functions: dict[int, tuple[int, bytes, Any]] = {}
+        # The function most recently submitted, and its cache entry (the common case is
+        # many tasks of one function).
+        self._last_function: Any = None
+        self._last_function_id: tuple[int, bytes] | None = None
         self._next_fn_id = 0
         self._next_wire_id = 0
         self._seconds_per_task: float | None = None
@@ -356,8 +360,7 @@ class ProcessExecutor(Executor):
         self._loop = asyncio.get_running_loop()
         self._context = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
-            # Workers fork from a server that already imported what they need.
-            self._context.set_forkserver_preload([_worker.__name__])
+            _preload_forkserver()
         _live_executors.add(self)
         self._workers = [_Worker(i, self.credit_window) for i in range(self.max_workers)]
         for worker in self._workers:
@@ -437,6 +440,7 @@ class ProcessExecutor(Executor):
 
     async def _aclose(self) -> None:
         _live_executors.discard(self)
+        self._last_function = self._last_function_id = None
         closed = ExecutorClosedError("the ProcessExecutor closed while the task was pending")
         while self._pending:
             self._fail(self._pending.popleft(), closed)
@@ -562,6 +566,15 @@ class ProcessExecutor(Executor):
 
     def _function_id(self, function: Any) -> tuple[int, bytes] | None:
         """The cache id and blob of ``function``, or ``None`` if it is not cacheable."""
+        if function is self._last_function:
+            return self._last_function_id
+        found = self._cached_function_id(function)
+        if found is not None:
+            # Held strongly while it is the last one: its id cannot be reused meanwhile.
+            self._last_function, self._last_function_id = function, found
+        return found
+
+    def _cached_function_id(self, function: Any) -> tuple[int, bytes] | None:
         entry = self._functions.get(id(function))
         if entry is not None:
             fn_id, blob, held = entry
@@ -926,6 +939,18 @@ class ProcessExecutor(Executor):
                 with contextlib.suppress(Exception):
                     worker.process.kill()
                     worker.process.join(1.0)
+
+
+def _preload_forkserver() -> None:
+    """Have the forkserver import the worker side before it forks any worker (when it
+    starts; a server already running keeps its list), added to the list already set
+    rather than replacing it (by default ``["__main__"]``)."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    current = list(getattr(server, "_preload_modules", ["__main__"]))
+    if _worker.__name__ not in current:
+        forkserver.set_forkserver_preload([*current, _worker.__name__])
 
 
 def _culprit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import multiprocessing.sharedctypes  # noqa: F401 - preloaded with this module (see below)
 import os
 import pickle
 import signal
@@ -64,6 +65,9 @@ from ._protocol import (
 )
 
 __all__ = ["main"]
+
+# multiprocessing.sharedctypes is imported above only so that it comes preloaded with
+# this module in the forkserver: a worker unpickles its running array with it.
 
 FLUSH_AFTER = 0.002
 """Seconds queued output may wait while the worker starts one call after another."""
