@@ -151,3 +151,23 @@ def raise_error_dies_when_pickled(how: str) -> None:
 
 def make_dies_when_unpickled(how: str) -> DiesWhenUnpickled:
     return DiesWhenUnpickled(how)
+
+
+def spin_ignoring_sigterm(seconds: float) -> str:
+    """CPU-bound code that ignores SIGTERM: only SIGKILL stops it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return spin(seconds)
+
+
+async def where_and_when(seconds: float) -> tuple[int, str, float, float]:
+    """This worker's pid, its loop's module, and when the task ran (monotonic clock,
+    which is system-wide on Linux, so intervals of different tasks compare)."""
+    start = time.monotonic()
+    await asyncio.sleep(seconds)
+    loop = asyncio.get_running_loop()
+    return os.getpid(), type(loop).__module__, start, time.monotonic()
+
+
+async def started_then_waits() -> AsyncGenerator[str, None]:
+    yield "started"
+    await asyncio.sleep(3600)

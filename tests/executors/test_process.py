@@ -13,6 +13,7 @@ from typing import Any
 
 import _process_tasks as tasks
 import cloudpickle
+import psutil
 import pytest
 
 from pullpush import (
@@ -336,3 +337,122 @@ async def test_measured_memory_reconciles_a_scheduled_tasks_cost() -> None:
     tiny = reconciled[1].actual["memory_mb"]
     assert hog >= 120 > tiny  # the worker's peak includes its ~20 MiB baseline
     assert capacity.available == {"memory_mb": 4000}
+
+
+async def test_a_worker_ignoring_sigterm_is_killed_after_the_grace() -> None:
+    async with (
+        assert_no_leaks(),
+        ProcessExecutor(1, cancel_grace=0.1, kill_grace=0.3) as executor,
+    ):
+        collector = _Collector()
+        handle = executor.submit(0, functools.partial(tasks.spin_ignoring_sigterm, 60), collector)
+        await asyncio.sleep(0.3)  # it runs, and has set SIGTERM to be ignored
+        handle.cancel(TaskTimeoutError("enough"))
+        while not collector.ended:
+            await asyncio.sleep(0.01)
+        assert isinstance(collector.error, TaskTimeoutError)  # the cancel's error, not a crash
+        stats = executor.statistics()
+        assert (stats.workers_lost, stats.workers_started) == (1, 2)  # SIGKILLed and replaced
+        assert await executor.run(tasks.identity, "after") == "after"
+
+
+async def test_async_tasks_share_a_worker_and_its_uvloop() -> None:
+    async with ProcessExecutor(1, tasks_per_worker=4, prefetch=0) as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "shared",
+            [functools.partial(tasks.where_and_when, 0.3) for _ in range(4)],
+            CapacitySource(4),
+            executor=executor,
+        )
+        results = [e.value for e in await collect(runner.run_tasks())]
+    assert len({pid for pid, _, _, _ in results}) == 1
+    assert {module for _, module, _, _ in results} == {"uvloop"}
+    # All four ran at once in that one worker: every interval overlaps every other.
+    latest_start = max(start for _, _, start, _ in results)
+    earliest_end = min(end for _, _, _, end in results)
+    assert latest_start < earliest_end
+
+
+async def test_leaving_the_stream_early_cancels_tasks_in_their_workers() -> None:
+    capacity = CapacitySource(4)
+    async with assert_no_leaks(), ProcessExecutor(2, cancel_grace=30) as executor:
+        pids = set(executor.pids)
+        runner = HierarchicalTaskPoolRunner(
+            "early", [tasks.started_then_waits] * 4, capacity, executor=executor
+        )
+        stream = runner.run_tasks()
+        async for envelope in stream:
+            assert envelope.value == "started"
+            break  # leave while every task waits in its worker
+        await stream.aclose()
+        assert capacity.available == 4 and executor.capacity.in_use == 0
+        assert executor.statistics().in_flight == 0
+        assert set(executor.pids) == pids  # cancelled inside the workers, none killed
+        # And with aclose() straight away, before reading anything:
+        stream = runner.run_tasks()
+        await stream.aclose()
+        assert capacity.available == 4
+
+
+async def test_a_million_envelopes_while_the_consumer_sleeps() -> None:
+    """Flow control: the consumer sleeps while the task could stream a million values;
+    the task pauses at its window, the parent's memory stays flat, nothing is lost."""
+    window = 256
+    async with ProcessExecutor(1, credit_window=window) as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "million",
+            [functools.partial(tasks.count, 1_000_000)],
+            CapacitySource(1),
+            executor=executor,
+        )
+        stream = runner.run_tasks()
+        first = await stream.__anext__()
+        assert first.value == 0
+        rss_before = psutil.Process().memory_info().rss
+        await asyncio.sleep(1.0)  # a consumer that does not read
+        assert runner.statistics().envelopes <= window  # the task waits, it did not run on
+        expected = 1
+        intermediate = EnvelopeType.INTERMEDIATE
+        async for envelope in stream:
+            if envelope.type is intermediate:
+                assert envelope.value == expected
+                expected += 1
+                if expected % 250_000 == 0:
+                    assert psutil.Process().memory_info().rss - rss_before < 64 * 2**20
+                    await asyncio.sleep(0.2)  # and stalls now and then
+            else:
+                assert envelope.value == "counted 1000000"
+        assert expected == 1_000_000
+
+
+async def test_a_task_waiting_for_a_worker_holds_no_user_capacity() -> None:
+    user = CapacitySource(10)
+    async with ProcessExecutor(2, prefetch=0) as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "exact", [tasks.started_then_waits] * 6, user, executor=executor
+        )
+        stream = runner.run_tasks()
+        seen = 0
+        async for _ in stream:
+            seen += 1
+            if seen == 2:
+                break
+        await asyncio.sleep(0.2)
+        # Two tasks run (one per worker); the other four wait for a worker slot and
+        # hold none of the user's capacity meanwhile.
+        assert user.in_use == 2 and executor.capacity.in_use == 2
+        await stream.aclose()
+        assert user.in_use == 0
+
+
+async def test_a_worker_whose_call_pipe_closes_exits() -> None:
+    """Pipe EOF alone ends a worker (the path that also covers a parent that died
+    where no parent-death signal exists)."""
+    async with assert_no_leaks(), ProcessExecutor(1) as executor:
+        await executor.run(tasks.identity, 1)
+        worker = executor._workers[0]
+        process = psutil.Process(worker.pid)
+        worker.connections[0].close()  # the call pipe's write end: what a dead parent closes
+        await asyncio.get_running_loop().run_in_executor(None, process.wait, 2)  # or raises
+        assert await executor.run(tasks.identity, 2) == 2  # replaced
+        assert executor.statistics().workers_lost == 1

@@ -161,7 +161,7 @@ PARENT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn", "fork"])
 def test_workers_exit_within_two_seconds_when_the_parent_is_killed(start_method: str) -> None:
     script = PARENT.replace(
         "ProcessExecutor(2)", f"ProcessExecutor(2, start_method={start_method!r})"
