@@ -705,13 +705,17 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
         task = await self._feed.next()
         return task if task is not _END else None
 
-    def _check(self, task: Any) -> TaskProgressEnvelope | None:
-        """An immediate ERROR envelope for a task that cannot run, else ``None``."""
+    def _check(self, task: Any) -> BaseException | None:
+        """Why ``task`` can never run (its ERROR envelope's error), else ``None``.
+
+        Only the caller that emits the rejection takes an id for it, so a task checked
+        more than once (as a backfill candidate, then as the head) uses one id.
+        """
         if not isinstance(task, ScheduledTask):
-            error: BaseException = TypeError(
+            return TypeError(
                 f"the source must yield ScheduledTask objects, got {type(task).__name__}"
             )
-            return make_envelope(_ERROR, self._new_id(), None, None, error)
+        error: BaseException
         if not callable(task.runner):
             error = TypeError(f"task {task.key!r}: runner must be callable")
         else:
@@ -727,7 +731,7 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
                     f"task {task.key!r}: cost {dict(cost)!r} exceeds the limits of "
                     f"capacity {self.capacity!r}"
                 )
-        return make_envelope(_ERROR, self._new_id(), task.key, None, error)
+        return error
 
     def _start(self, task: ScheduledTask[K], slots: CapacitySource | None) -> _Start:
         cost = task.cost if task.cost is not None else DEFAULT_COST
@@ -771,11 +775,12 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
                 if head is _END:
                     _release_slot(slots)
                     return None
-                rejected = self._check(head)
-                if rejected is not None:
+                problem = self._check(head)
+                if problem is not None:
                     await self._take()
                     _release_slot(slots)
-                    return rejected
+                    key = head.key if isinstance(head, ScheduledTask) else None
+                    return make_envelope(_ERROR, self._new_id(), key, None, problem)
                 cost = head.cost if head.cost is not None else DEFAULT_COST
                 if self.capacity.can_acquire(cost):
                     task = await self._take()

@@ -74,7 +74,36 @@ async def test_every_task_runner_kind_gives_its_envelopes() -> None:
     async def resolves_to_stream() -> AsyncGenerator[Any, None]:
         return async_generator()  # type: ignore[return-value]
 
-    runners = [plain, coroutine, generator, async_generator, resolves_to_stream]
+    class Countdown:
+        """An async iterable that is not an async generator."""
+
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __aiter__(self) -> Countdown:
+            return self
+
+        async def __anext__(self) -> Any:
+            self.n -= 1
+            if self.n < 0:
+                raise StopAsyncIteration
+            return self.n if self.n else Final("lift-off")
+
+    def a_future() -> asyncio.Future[str]:
+        """An awaitable that is not a coroutine."""
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(future.set_result, "future")
+        return future
+
+    runners = [
+        plain,
+        coroutine,
+        generator,
+        async_generator,
+        resolves_to_stream,
+        lambda: Countdown(3),
+        a_future,
+    ]
     runner = HierarchicalTaskPoolRunner("kinds", runners, CapacitySource(1))
     envelopes = await collect(runner.run_tasks())
     by_task: dict[int, list[tuple[str, Any]]] = {}
@@ -86,6 +115,8 @@ async def test_every_task_runner_kind_gives_its_envelopes() -> None:
         2: [("INTERMEDIATE", 1), ("INTERMEDIATE", 2), ("FINAL", "generator")],
         3: [("INTERMEDIATE", 1), ("FINAL", "async generator")],
         4: [("INTERMEDIATE", 1), ("FINAL", "async generator")],
+        5: [("INTERMEDIATE", 2), ("INTERMEDIATE", 1), ("FINAL", "lift-off")],
+        6: [("FINAL", "future")],
     }
 
 

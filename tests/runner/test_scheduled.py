@@ -89,6 +89,51 @@ async def test_an_impossible_cost_gets_an_error_at_once_and_the_runner_goes_on()
     assert isinstance(error, ImpossibleCostError) and "gpu" in str(error)
 
 
+async def test_bad_tasks_get_an_error_envelope_and_the_runner_goes_on() -> None:
+    tasks: list[Any] = [
+        ScheduledTask("negative", value("never"), {"cpu": -1}),
+        ScheduledTask("not callable", 42, {"cpu": 1}),
+        ScheduledTask("too big", value("never"), {"cpu": 3}),
+        ScheduledTask("fine", value("ok"), {"cpu": 1}),
+    ]
+    capacity = ResourceCapacitySource({"cpu": 2})
+    runner = ScheduledTaskPoolRunner("bad", tasks, capacity)
+    envelopes = await collect(runner.run_tasks())
+    assert keyed(envelopes) == {
+        "negative": "ERROR",
+        "not callable": "ERROR",
+        "too big": "ERROR",
+        "fine": "FINAL",
+    }
+    errors = {e.key: e.error for e in envelopes if e.type is EnvelopeType.ERROR}
+    assert isinstance(errors["negative"], ValueError) and "cpu" in str(errors["negative"])
+    assert isinstance(errors["not callable"], TypeError)
+    assert "callable" in str(errors["not callable"])
+    assert isinstance(errors["too big"], ImpossibleCostError)
+    assert capacity.available == {"cpu": 2}
+
+
+async def test_backfill_checks_do_not_use_up_task_ids() -> None:
+    """Regression: a backfill candidate whose cost is impossible took an id each time
+    it was checked, so ids had gaps (ids without an envelope) once it reached the
+    head. Found by test_scheduled_runner_invariants_over_a_resource_hierarchy."""
+    tasks = [
+        ScheduledTask("long", value("long", 0.05), {"cpu": 2}),
+        ScheduledTask("waits", value("waits"), {"cpu": 1}),
+        ScheduledTask("impossible", value("never"), {"cpu": 5}),
+        ScheduledTask("free", value("free"), {"cpu": 0}),
+    ]
+    runner = ScheduledTaskPoolRunner("ids", tasks, ResourceCapacitySource({"cpu": 2}), backfill=2)
+    envelopes = await collect(runner.run_tasks())
+    assert keyed(envelopes) == {
+        "long": "FINAL",
+        "waits": "FINAL",
+        "impossible": "ERROR",
+        "free": "FINAL",
+    }
+    assert sorted(e.task_id for e in envelopes) == [0, 1, 2, 3]
+
+
 async def test_head_of_line_order_without_backfill_and_skipping_with_it() -> None:
     async def order(backfill: int) -> list[str]:
         capacity = ResourceCapacitySource({"slots": 4})
