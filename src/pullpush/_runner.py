@@ -613,8 +613,7 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
         try:
             await self.capacity.acquire()
         except BaseException:
-            if slots is not None:
-                slots.release()
+            _release_slot(slots)
             self._held = runner
             raise
         return _Start(runner, slots, None, self.timeout)
