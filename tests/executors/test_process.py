@@ -351,9 +351,9 @@ async def test_a_worker_ignoring_sigterm_is_killed_after_the_grace() -> None:
         while not collector.ended:
             await asyncio.sleep(0.01)
         assert isinstance(collector.error, TaskTimeoutError)  # the cancel's error, not a crash
+        assert await executor.run(tasks.identity, "after") == "after"
         stats = executor.statistics()
         assert (stats.workers_lost, stats.workers_started) == (1, 2)  # SIGKILLed and replaced
-        assert await executor.run(tasks.identity, "after") == "after"
 
 
 async def test_async_tasks_share_a_worker_and_its_uvloop() -> None:
