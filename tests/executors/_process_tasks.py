@@ -171,3 +171,40 @@ async def where_and_when(seconds: float) -> tuple[int, str, float, float]:
 async def started_then_waits() -> AsyncGenerator[str, None]:
     yield "started"
     await asyncio.sleep(3600)
+
+
+async def swallows_cancel() -> str:
+    """Catches its cancellation and returns a value instead."""
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        return "swallowed"
+    return "slept"
+
+
+class CloseError(Exception):
+    """Raised by a generator as it is closed."""
+
+
+def raises_on_close() -> Generator[int, None, None]:
+    try:
+        i = 0
+        while True:
+            time.sleep(0.01)
+            yield i
+            i += 1
+    finally:
+        raise CloseError("raised while closing")
+
+
+def doze(value: Any, seconds: float) -> Any:
+    """Blocks (never awaits) for ``seconds``, then returns ``value``."""
+    time.sleep(seconds)
+    return value
+
+
+def occupy() -> Generator[int, None, None]:
+    """Reports this worker's pid, then keeps it spinning in pure Python forever."""
+    yield os.getpid()  # the first value goes out at once (drive())
+    while True:
+        pass

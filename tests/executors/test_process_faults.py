@@ -11,6 +11,7 @@ end the caller's own process, which no executor can survive, so they are not tes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import signal
@@ -32,6 +33,7 @@ from pullpush import (
     ProcessExecutor,
     RemoteTraceback,
     TaskPicklingError,
+    TaskTimeoutError,
     WorkerCrashedError,
 )
 from pullpush.testing import assert_no_leaks, collect
@@ -147,12 +149,17 @@ async def test_tasks_queued_on_a_dying_worker_run_elsewhere() -> None:
 PARENT = textwrap.dedent(
     """
     import asyncio, os, sys, time
+    import _process_tasks as tasks
     from pullpush import ProcessExecutor
 
     async def main():
-        executor = ProcessExecutor(2)
+        executor = ProcessExecutor(2, start_method=sys.argv[1])
         await executor.start()
         await executor.run(os.getpid)
+        if sys.argv[2] == "busy":  # both workers spin in pure Python, never reading
+            streams = [executor.stream(tasks.occupy) for _ in range(2)]
+            for stream in streams:
+                await stream.__anext__()
         print(" ".join(map(str, executor.pids)), flush=True)
         await asyncio.sleep(3600)
 
@@ -161,13 +168,22 @@ PARENT = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("busy", ["idle", "busy"])
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn", "fork"])
-def test_workers_exit_within_two_seconds_when_the_parent_is_killed(start_method: str) -> None:
-    script = PARENT.replace(
-        "ProcessExecutor(2)", f"ProcessExecutor(2, start_method={start_method!r})"
-    )
+def test_workers_exit_within_two_seconds_when_the_parent_is_killed(
+    start_method: str, busy: str
+) -> None:
+    """Busy forkserver workers are the hard case (regression, found by the stress
+    suite): their parent is the forkserver, so no parent-death signal comes, and their
+    loop never reads the call pipe's end; a watchdog thread sees the pipe hang up."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(tasks.__file__)])}
+    script = PARENT
     parent = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+        [sys.executable, "-c", script, start_method, busy],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+        env=env,
     )
     try:
         assert parent.stdout is not None
@@ -192,3 +208,74 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+async def test_a_cancelled_task_ends_with_the_cancel_whatever_it_does_as_it_stops() -> None:
+    """Regression (found by the stress suite): a timed-out task that caught the
+    cancellation and returned, or a generator that raised as it was closed, ended with
+    its own result or error instead of TaskTimeoutError."""
+    runners = [tasks.swallows_cancel, tasks.raises_on_close]
+    async with assert_no_leaks(), ProcessExecutor(2) as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "stops", runners, CapacitySource(2), executor=executor, timeout=0.3
+        )
+        envelopes = await collect(runner.run_tasks())
+    ends = {e.task_id: e.error for e in envelopes if e.type is not EnvelopeType.INTERMEDIATE}
+    assert [type(ends[0]), type(ends[1])] == [TaskTimeoutError, TaskTimeoutError]
+    closing = ends[1].__context__  # what the generator raised as it stopped is kept
+    assert type(closing).__name__ == "CloseError" and isinstance(closing.__cause__, RemoteTraceback)
+
+
+async def test_cancelling_a_queued_task_does_not_kill_the_task_running_before_it() -> None:
+    """Regression (found by the stress suite): a task cancelled while it waited in a
+    worker's queue behind a task that never awaits got that worker terminated after
+    cancel_grace, failing the innocent running task with WorkerCrashedError."""
+    async with ProcessExecutor(1, prefetch=1, cancel_grace=0.1) as executor:
+        innocent, queued = _Recorder(), _Recorder()
+        executor.submit(0, functools.partial(tasks.doze, "done", 1.0), innocent)
+        handle = executor.submit(1, tasks.sleep_forever, queued)
+        await asyncio.sleep(0.2)
+        handle.cancel(TaskTimeoutError("gave up"))
+        while innocent.end is None or queued.end is None:
+            await asyncio.sleep(0.01)
+        assert innocent.end == ("FINAL", "done")
+        assert queued.end[0] == "ERROR" and isinstance(queued.end[1], TaskTimeoutError)
+        assert executor.statistics().workers_lost == 0
+
+
+async def test_cancelling_tasks_while_the_workers_start_does_not_break_the_pool() -> None:
+    """Regression (found by the stress suite): tasks cancelled while their workers were
+    still starting got those workers terminated as stuck; such deaths counted as
+    'died before ready', and three in a row broke the pool for good."""
+    async with ProcessExecutor(
+        2, cancel_grace=0.05, initializer=time.sleep, initargs=(0.5,)
+    ) as executor:
+        for _ in range(3):
+            runner = HierarchicalTaskPoolRunner(
+                "early",
+                [functools.partial(tasks.where_and_when, 1.0) for _ in range(4)],
+                CapacitySource(4),
+                executor=executor,
+            )
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(collect(runner.run_tasks()), 0.01)  # leave at once
+            await asyncio.sleep(0.2)  # past cancel_grace, the workers still starting
+        # (A worker slow to read a CANCEL on a loaded machine may still be replaced:
+        # the grace is tiny. What must not happen is a broken pool.)
+        assert await executor.run(tasks.identity, 1) == 1
+
+
+class _Recorder:
+    """A TaskEvents that keeps a task's end: ("FINAL", value) or ("ERROR", error)."""
+
+    def __init__(self) -> None:
+        self.end: tuple[str, Any] | None = None
+
+    def task_intermediate(self, task_id: int, value: Any) -> None:
+        pass
+
+    def task_final(self, task_id: int, value: Any) -> None:
+        self.end = ("FINAL", value)
+
+    def task_error(self, task_id: int, error: BaseException) -> None:
+        self.end = ("ERROR", error)

@@ -116,8 +116,9 @@ async def drive(
     ``yield_every``, at a loop turn taken whenever that many seconds passed since the
     last one (so a worker still reads cancellations and flushes progress while a
     CPU-bound generator runs). The clock is read every value while values are slow
-    and every few (up to ``MAX_STRIDE``) while they come fast. An async iterable's
-    values are emitted one at a time, as they arrive.
+    and every few (up to ``MAX_STRIDE``) while they come fast; while values are slow,
+    and for the first one, each is emitted (with a loop turn) as soon as it is
+    yielded. An async iterable's values are emitted one at a time, as they arrive.
     """
     if hasattr(type(result), "__await__"):
         result = await result
@@ -176,11 +177,13 @@ async def _drive_sync(
                     room -= chunk
                     now = clock()
                     gap, last_look = now - last_look, now
+                    # Slow values (and the first) go out one by one, at once.
+                    due = stride == 1 or now - last_turn > yield_every
                     if gap < fast:
                         stride = min(2 * stride, MAX_STRIDE)
                     elif gap > slow:
                         stride = 1
-                    if now - last_turn > yield_every:
+                    if due:
                         turn_due = True
                         break
             if batch:

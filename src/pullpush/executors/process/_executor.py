@@ -701,7 +701,10 @@ class ProcessExecutor(Executor):
                 self._end(task)
                 if message[4] is not None:
                     self._report_memory(task, message[4])
-                task.events.task_final(task.task_id, message[2])
+                if task.cancel_error is None:
+                    task.events.task_final(task.task_id, message[2])
+                else:  # cancelled: the cancel's error wins, even over a result
+                    task.events.task_error(task.task_id, task.cancel_error)
                 if worker.state == _RETIRING:
                     self._retire_if_idle(worker)
         elif kind == wire.INTERMEDIATE_BLOB:
@@ -721,6 +724,10 @@ class ProcessExecutor(Executor):
                 self._end(task)
                 if message[5] is not None:
                     self._report_memory(task, message[5])
+                if task.cancel_error is not None:
+                    task.events.task_error(task.task_id, task.cancel_error)
+                    self._retire_if_idle(worker)
+                    return
                 try:
                     value = pickle.loads(message[2])
                 except (Exception, SystemExit) as error:
@@ -768,11 +775,15 @@ class ProcessExecutor(Executor):
             except (Exception, SystemExit) as unpickling:
                 error = RemoteTaskError(type_name, text)
                 error.__context__ = unpickling
-        if isinstance(error, asyncio.CancelledError) and task.cancel_error is not None:
-            error = task.cancel_error
-        else:
+        if task.cancel_error is None:
             error.__cause__ = RemoteTraceback(traceback_text)
-        return error
+            return error
+        # Cancelled: the cancel's error wins. Whatever else the task raised as it
+        # stopped (a generator raising while being closed...) is its context.
+        if not isinstance(error, asyncio.CancelledError):
+            error.__cause__ = RemoteTraceback(traceback_text)
+            task.cancel_error.__context__ = error
+        return task.cancel_error
 
     def _report_memory(self, task: _ProcTask, peak_mib: float) -> None:
         """Tell the submitter what the task used, if it listens (``task_resources``)."""
@@ -842,10 +853,17 @@ class ProcessExecutor(Executor):
             task.escalation = self._loop.call_later(self.cancel_grace, self._escalate, task)
 
     def _escalate(self, task: _ProcTask) -> None:
-        """A cancelled task did not end in time: its worker is stuck. Terminate it."""
+        """A cancelled task did not end in time: if it runs, its worker is stuck in it.
+        Terminate that worker. A task that has not started yet (queued behind another
+        in its worker, or in a worker still starting) is never a reason to kill the
+        worker: it is dropped when the worker reads the CANCEL, so look again later."""
         task.escalation = None
         worker = task.worker
         if task.done or worker is None or worker.state == _DEAD or worker.process is None:
+            return
+        if task.wire_id not in worker.running[:]:
+            if self._loop is not None:
+                task.escalation = self._loop.call_later(self.cancel_grace, self._escalate, task)
             return
         worker.terminating_for.add(task.wire_id)
         worker.process.terminate()
@@ -903,7 +921,12 @@ class ProcessExecutor(Executor):
         self._release(worker)
         if worker.exited is not None and not worker.exited.done():
             worker.exited.set_result(None)
-        if worker.state_before_exit == _STARTING and not self._closed:
+        if (
+            worker.state_before_exit == _STARTING
+            and not self._closed
+            and not worker.terminating_for
+        ):
+            # It died before it could say it was ready (and not because it was told to).
             self._early_deaths += 1
             if self._early_deaths >= _INIT_FAILURES_ALLOWED:
                 how = f"exit code {code}" if code is None or code >= 0 else f"signal {-code}"

@@ -17,7 +17,9 @@ while a CPU-bound generator runs (it gives the loop a turn then; see ``drive``).
 generator's values leave in runs, one message per run.
 
 The worker exits when the parent says STOP (after its work is done), when the call
-pipe reaches EOF (the parent died), or when its parent dies (``PR_SET_PDEATHSIG``).
+pipe reaches EOF (the parent died), or when its parent dies (``PR_SET_PDEATHSIG``,
+and a watchdog thread that sees the call pipe hang up even while a task keeps the
+loop busy).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ import ctypes
 import multiprocessing.sharedctypes  # noqa: F401 - preloaded with this module (see below)
 import os
 import pickle
+import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -85,6 +89,7 @@ def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     call_fd, result_fd = call_conn.fileno(), result_conn.fileno()
+    _watch_parent(call_fd)
     os.set_blocking(call_fd, False)
     set_pipe_size(result_fd)
     initializer = options.get("initializer")
@@ -126,6 +131,31 @@ def _die_with_parent() -> None:
         pass
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def _watch_parent(call_fd: int) -> None:
+    """Exit as soon as the parent is gone, even while a task keeps this process busy.
+
+    ``PR_SET_PDEATHSIG`` fires when the *parent process* dies, and a forkserver
+    worker's parent is the forkserver, which outlives the executor's process. The
+    loop sees the call pipe's end only when it gets a turn, which a task stuck in
+    CPU-bound or blocking code never gives it. So a daemon thread waits in ``poll()``
+    for the pipe's hang-up (asking for no event reads nothing: POLLHUP is always
+    reported) and ends the process at once. The parent closes its end only when the
+    worker is done with, or when the parent itself dies.
+    """
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(call_fd, 0)
+        while True:
+            for _, event in poller.poll():
+                if event & select.POLLNVAL:
+                    return  # this process closed the pipe: it is exiting anyway
+                if event & (select.POLLHUP | select.POLLERR):
+                    os._exit(1)
+
+    threading.Thread(target=watch, name="pullpush-parent-watch", daemon=True).start()
 
 
 def _type_name(obj: object) -> str:
