@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import pytest
 
 from pullpush import (
+    PullConcatObj,
+    PullEagerObj,
     PullFilterObj,
+    PullLabeledZipObj,
     PullMapObj,
     PullObj,
     PullObj1To1Link,
+    PullObjManyTo1Link,
+    PullRoundRobinObj,
+    PullZipObj,
     PushPullBufferObj,
     SourceBufferObj,
     SourceObj,
@@ -195,3 +201,114 @@ async def test_default_pull_impl_is_empty() -> None:
 def test_link_rejects_a_source_that_is_not_async_iterable(bad: object) -> None:
     with pytest.raises(TypeError, match="source must be an async iterable"):
         PullObj1To1Link(bad)  # type: ignore[arg-type]
+
+
+# -- mutable sources: a swap takes effect on the next cycle ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [PullObj1To1Link, lambda source: PullMapObj(source, lambda x: x)],
+    ids=["PullObj1To1Link", "PullMapObj"],
+)
+async def test_a_source_swapped_mid_cycle_is_read_from_the_next_cycle_on(
+    make: Callable[[Any], PullObj[Any]],
+) -> None:
+    old, new = TrackedSource([1, 2, 3]), TrackedSource(["a", "b"])
+    link = make(old)
+    assert await link.__anext__() == 1
+    link.source = new  # type: ignore[attr-defined]
+    # The running cycle iterates the old source to its end; the new one waits.
+    assert await collect(link) == [2, 3]
+    assert link.done and old.exhausted and new.pulls == 0
+    link.restart()
+    await assert_items(link, ["a", "b"])
+    assert new.closed
+
+
+async def test_a_source_swapped_before_the_first_pull_is_the_one_read() -> None:
+    old, new = TrackedSource([1]), TrackedSource(["a"])
+    link: PullObj1To1Link[Any, Any] = PullObj1To1Link(old)
+    link.source = new
+    await assert_items(link, ["a"])
+    assert old.pulls == 0
+
+
+@pytest.mark.parametrize(
+    ("combine", "first", "rest_of_cycle", "next_cycle"),
+    [
+        (PullConcatObj, 1, [2, 3], ["a", "b", "c"]),
+        (PullRoundRobinObj, 1, [3, 2], ["a", "b", "c"]),
+        (PullZipObj, (1, 3), [(2,)], [("a", "b"), ("c",)]),
+    ],
+)
+async def test_swapped_sources_of_a_combiner_are_read_from_the_next_cycle_on(
+    combine: Callable[[list[Any]], PullObjManyTo1Link[Any, Any]],
+    first: Any,
+    rest_of_cycle: list[Any],
+    next_cycle: list[Any],
+) -> None:
+    old = [TrackedSource([1, 2]), TrackedSource([3])]
+    new = [TrackedSource(["a"]), TrackedSource(["b", "c"])]
+    combiner = combine(old)
+    assert await combiner.__anext__() == first
+    combiner.sources = list(new)
+    assert await collect(combiner) == rest_of_cycle
+    assert combiner.done and all(s.exhausted for s in old)
+    assert [s.pulls for s in new] == [0, 0]
+    combiner.restart()
+    await assert_items(combiner, next_cycle)
+    assert all(s.closed for s in new)
+
+
+async def test_swapped_labeled_sources_are_read_from_the_next_cycle_on() -> None:
+    zipped = PullLabeledZipObj({"n": TrackedSource([1, 2])})
+    assert await zipped.__anext__() == {"n": 1}
+    zipped.labeled_sources = {"s": TrackedSource(["a"])}
+    assert await collect(zipped) == [{"n": 2}]
+    zipped.restart()
+    await assert_items(zipped, [{"s": "a"}])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda sources: PullObj1To1Link(sources[0]),
+        lambda sources: PullMapObj(sources[0], lambda x: x),
+        lambda sources: PullEagerObj(sources[0]),
+        PullConcatObj,
+        PullRoundRobinObj,
+        PullZipObj,
+    ],
+    ids=["link", "map", "eager", "concat", "round_robin", "zip"],
+)
+@pytest.mark.parametrize("leave", ["aclose", "break"])
+async def test_closing_after_a_mid_cycle_swap_closes_the_source_still_being_read(
+    make: Callable[[list[Any]], PullObj[Any]], leave: str
+) -> None:
+    # Regression: only the new source (never read) was closed; the old one, which
+    # the running cycle was still reading, was left open.
+    old = [TrackedSource(range(100)), TrackedSource(range(100))]
+    new = [TrackedSource(range(100)), TrackedSource(range(100))]
+    obj = make(old)
+    many = isinstance(obj, PullObjManyTo1Link)
+    read = old if many else old[:1]
+
+    def swap() -> None:
+        if isinstance(obj, PullObjManyTo1Link):
+            obj.sources = list(new)
+        else:
+            obj.source = new[0]  # type: ignore[attr-defined]
+
+    if leave == "aclose":
+        await obj.__anext__()
+        swap()
+        await obj.aclose()
+    else:
+        async for _ in obj:
+            swap()
+            break
+        await settle()
+    assert obj.closed
+    assert all(s.closed for s in read), read
+    assert not any(s.pulls for s in new)

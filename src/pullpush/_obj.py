@@ -84,7 +84,8 @@ class PullObj(AsyncGenerator[T, Any]):
 
     Subclasses override :meth:`pull_impl`. Public configuration fields of
     subclasses stay mutable: callables and scalars take effect on the next item,
-    a swapped ``source`` on the next cycle.
+    a swapped ``source`` (or ``sources``) on the next cycle. Until then the running
+    cycle reads the old one, so closing the object closes the old one too.
     """
 
     restartable: bool = False
@@ -101,6 +102,10 @@ class PullObj(AsyncGenerator[T, Any]):
         self._agen: AsyncGeneratorType[T, Any] | None = None
         self._closing = False
         self._closed = False
+        # Invariant: _reading holds the upstreams the current cycle started on. A
+        # source swapped out mid-cycle is still read until the cycle ends, so closing
+        # reaches it too (see _closing_targets).
+        self._reading: tuple[object, ...] = ()
 
     # -- what subclasses provide ----------------------------------------------------
 
@@ -157,8 +162,19 @@ class PullObj(AsyncGenerator[T, Any]):
         if agen is None or (agen.ag_frame is None and self.restartable and not self._closing):
             if self._closed:
                 return _no_items()
+            self._reading = tuple(self._upstreams())
             agen = self._agen = cast("AsyncGeneratorType[T, Any]", self.pull_impl())
         return agen
+
+    def _closing_targets(self) -> list[object]:
+        """The upstreams a close reaches: the current ones, and those the live cycle
+        started on (a ``source`` swapped out mid-cycle is still being read)."""
+        targets = list(self._upstreams())
+        agen = self._agen
+        if self._reading and agen is not None and agen.ag_frame is not None:
+            current = {id(upstream) for upstream in targets}
+            targets.extend(u for u in self._reading if id(u) not in current)
+        return targets
 
     def restart(self) -> None:
         """Start a new cycle on the next pull, reopening a closed or finished object.
@@ -173,6 +189,7 @@ class PullObj(AsyncGenerator[T, Any]):
         if agen is not None and agen.ag_running:
             raise RuntimeError(f"cannot restart {type(self).__name__} while a pull is in flight")
         self._agen = None
+        self._reading = ()
         self._closing = False
         self._closed = False
 
@@ -245,6 +262,7 @@ class PullObj(AsyncGenerator[T, Any]):
         self._closed = True
         self._closing = True
         agen = self._agen
+        upstreams = self._closing_targets()  # before the cycle ends
         try:
             if agen is not None:
                 if agen.ag_running:
@@ -252,7 +270,7 @@ class PullObj(AsyncGenerator[T, Any]):
                 else:
                     await agen.aclose()
         finally:
-            for upstream in self._upstreams():
+            for upstream in upstreams:
                 await aclose_quietly(upstream)
 
     def close(self) -> None:
@@ -261,7 +279,7 @@ class PullObj(AsyncGenerator[T, Any]):
             return
         self._closing = True
         self._interrupt()
-        for upstream in self._upstreams():
+        for upstream in self._closing_targets():
             if isinstance(upstream, PullObj):
                 upstream.close()
 

@@ -511,6 +511,7 @@ async def test_mutation_merge_and_compile_consume_too() -> None:
         lambda c: c.replace(1, lambda src: PullMapObj(src, str)),
         lambda c: c.merge_concat(numbers(9)),
         lambda c: c.compile(),
+        lambda c: c.as_type(int),
     ):
         chain = chain_of(1).map(lambda n: n)
         make(chain)
@@ -601,6 +602,19 @@ async def test_mutation_of_a_started_chain_applies_from_the_next_pull() -> None:
     modified = chain.insert_after(1, lambda src: PullMapObj(src, lambda n: n + 1))
     assert await modified.collect() == [21, 31, 41]
     await settle()
+
+
+async def test_as_type_only_retypes_the_chain_and_consumes_the_old_reference() -> None:
+    merged = chain_of(1, 2).merge_concat(numbers(3))
+    assert await merged.first() == 1
+    typed = merged.as_type(int)
+    assert typed is not merged and merged.consumed and not typed.consumed
+    assert typed.links == merged.links
+    with pytest.raises(ChainConsumedError):
+        await merged.first()
+    assert await typed.map(lambda n: n * 10).collect() == [20, 30]  # goes on where it was
+    # Nothing is checked or converted: it is a cast for the type checker.
+    assert await chain_of("a", None).as_type(int).collect() == ["a", None]
 
 
 async def test_mutation_refuses_a_link_it_cannot_rewire() -> None:

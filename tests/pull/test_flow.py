@@ -53,6 +53,28 @@ async def test_eager_close_cancels_the_read_ahead() -> None:
     assert tracked.closed
 
 
+async def test_eager_buffer_size_change_applies_from_the_next_pull() -> None:
+    tracked = TrackedSource(range(20))
+    eager = PullEagerObj(tracked, buffer_size=1)
+    assert await eager.__anext__() == 0
+    await settle()
+    assert tracked.pulls == 2  # one taken, one ahead
+    eager.buffer_size = 4
+    assert await eager.__anext__() == 1
+    await settle()
+    assert tracked.pulls == 6  # two taken, four ahead
+    eager.buffer_size = 2
+    # Items already held are kept (nothing is lost); reading resumes below two.
+    assert await eager.__anext__() == 2
+    assert await eager.__anext__() == 3
+    await settle()
+    assert tracked.pulls == 6  # 4 and 5 held
+    assert await eager.__anext__() == 4
+    await settle()
+    assert tracked.pulls == 7  # 5 and 6 held
+    await assert_items(eager, list(range(5, 20)))
+
+
 def test_eager_rejects_a_zero_buffer() -> None:
     with pytest.raises(ValueError, match="buffer_size must be >= 1"):
         PullEagerObj(SourceBufferObj(), 0)

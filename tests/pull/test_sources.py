@@ -140,6 +140,45 @@ async def test_closing_a_waiting_timer_ends_its_pull() -> None:
         await asyncio.wait_for(pull, 1)
 
 
+async def test_timer_interval_change_applies_to_the_tick_being_waited_for() -> None:
+    # Regression: lowering the interval while a pull waited left it waiting for the
+    # old interval (an hour-long timer could not be sped up).
+    timer = PullTimerObj(60)
+    pull = asyncio.ensure_future(timer.__anext__())
+    await asyncio.sleep(0.01)
+    timer.interval = 0.001
+    assert await asyncio.wait_for(pull, 2) is None
+    await timer.aclose()
+    # Raising it also applies to the pending tick: due `interval` after the last.
+    loop = asyncio.get_running_loop()
+    timer = PullTimerObj(0.05)
+    start = loop.time()
+    pull = asyncio.ensure_future(timer.__anext__())
+    await asyncio.sleep(0.01)
+    timer.interval = 0.15
+    assert await asyncio.wait_for(pull, 2) is None
+    assert loop.time() - start >= 0.149
+    await timer.aclose()
+
+
+async def test_timer_interval_change_applies_from_the_next_tick() -> None:
+    loop = asyncio.get_running_loop()
+    timer = PullTimerObj(0.001)
+    assert await timer.__anext__() is None
+    timer.interval = 0.05
+    gaps = []
+    for _ in range(2):
+        before = loop.time()
+        assert await timer.__anext__() is None
+        gaps.append(loop.time() - before)
+    assert min(gaps) >= 0.045, gaps
+    await timer.aclose()
+
+
 def test_timer_rejects_a_zero_interval() -> None:
     with pytest.raises(ValueError, match="interval must be > 0"):
         PullTimerObj(0)
+    timer = PullTimerObj(1)
+    with pytest.raises(ValueError, match="interval must be > 0"):
+        timer.interval = 0
+    assert timer.interval == 1

@@ -52,6 +52,14 @@ class BidirectionalChain(AsyncGenerator[OUT, IN], Generic[IN, OUT]):
     closed after the calls in progress or queued finish. Cancelling a call that
     waits for its turn withdraws it; cancelling one in progress interrupts its
     stage. ``async for`` is not meaningful (it would send ``None``).
+
+    FireFoundry's deprecated generator utilities are not ported; their replacements
+    need no initial value and no priming:
+
+    * ``TwoWayIdentity(initial)``: :meth:`identity`;
+    * ``TwoWayMap(fn, initial)``: :meth:`of`;
+    * ``TwoWayForward(factory, initialIn, initialOut)``: :meth:`from_generator`;
+    * ``TwoWayCompose(a, b)``: :meth:`then` (it also takes a chain) or :meth:`map`.
     """
 
     def __init__(self, stages: Iterable[_Stage] = ()) -> None:

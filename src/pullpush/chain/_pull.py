@@ -431,6 +431,25 @@ class PullChain(PullChainBase[T]):
             raise IndexError("the source (index 0) cannot be replaced: build a new chain")
         return self._splice(i, 1, factory)
 
+    def as_type(self, tp: type[U]) -> PullChain[U]:
+        """Return this chain typed as ``PullChain[tp]`` (FireFoundry's ``as<U>()``).
+
+        For the type checker only, like :func:`typing.cast`: nothing is checked or
+        converted at run time. Useful after a merge or a mutation, which type their
+        result ``PullChain[Any]``, to go on fluently::
+
+            total = chain.merge_concat(more).as_type(int).reduce(operator.add, 0)
+
+        ``tp`` is a class or a parameterized generic (``int``, ``list[str]``,
+        ``tuple[int, str]``); for a union or another type form, which a type
+        checker does not accept as ``type[U]``, write
+        ``typing.cast("PullChain[int | None]", chain)`` instead. Like every chain
+        method it returns a new chain over the same links and consumes this
+        reference; a chain pulled from already goes on where it was.
+        """
+        self._check()
+        return self._successor(list(self._stages), list(self._ops))
+
     def _index(self, index: int) -> int:
         return check_index("index", index, len(self._stages))
 

@@ -203,14 +203,26 @@ class PullTimerObj(SourceObj[Any]):
 
     The timer is paced by its consumer: a tick is due ``interval`` seconds after the
     previous one was taken, so a slow consumer never finds ticks piled up. Both
-    fields are mutable; a new ``interval`` applies to the next tick.
+    fields are mutable; a new ``interval`` applies to the next tick, the one being
+    waited for included: it is then due ``interval`` seconds after the previous
+    tick (at once if that time has passed).
     """
 
     def __init__(self, interval: float, generate_timestamp: bool = False) -> None:
         super().__init__()
-        self.interval = check_seconds("interval", interval, positive=True)
-        self.generate_timestamp = generate_timestamp
         self._lot = ParkingLot()
+        self.interval = interval
+        self.generate_timestamp = generate_timestamp
+
+    @property
+    def interval(self) -> float:
+        """Seconds between ticks (mutable; positive)."""
+        return self._interval
+
+    @interval.setter
+    def interval(self, interval: float) -> None:
+        self._interval: float = check_seconds("interval", interval, positive=True)
+        self._lot.unpark_all()  # a pull waiting for the next tick re-reads the interval
 
     def _interrupt(self) -> None:
         self._lot.unpark_all()
