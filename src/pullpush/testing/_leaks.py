@@ -41,18 +41,36 @@ class LeakReport:
 
 
 def _children() -> set[int]:
-    # multiprocessing's own shared helpers (forkserver, resource tracker) may stay,
-    # as they do for the standard library (SPEC 6).
+    """Live descendants of this process, but multiprocessing's own shared helpers
+    (the forkserver, the resource tracker), which may stay as they do for the
+    standard library (SPEC 6). They are told apart by pid, not by command line: every
+    process the forkserver starts carries the forkserver's command line."""
+    shared = _shared_pids()
     pids = set()
     for child in psutil.Process().children(recursive=True):
-        try:
-            cmdline = " ".join(child.cmdline())
-        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        if child.pid in shared:
             continue
-        if "forkserver" in cmdline or "resource_tracker" in cmdline:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.NoSuchProcess:
             continue
         pids.add(child.pid)
     return pids
+
+
+def _shared_pids() -> set[int]:
+    """The pids of multiprocessing's forkserver and resource tracker, if running."""
+    import sys
+
+    pids = set()
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    if forkserver is not None:
+        pids.add(getattr(forkserver._forkserver, "_forkserver_pid", None))
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    if tracker is not None:
+        pids.add(getattr(tracker._resource_tracker, "_pid", None))
+    return {pid for pid in pids if isinstance(pid, int)}
 
 
 def _shared_fds() -> set[int]:
