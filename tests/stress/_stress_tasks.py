@@ -226,3 +226,9 @@ def record_stream(path: str, key: str) -> Generator[int, None, str]:
     time.sleep(0.02)
     yield 2
     return key
+
+
+async def pid_after(seconds: float) -> int:
+    """This worker's pid, after ``seconds`` (so concurrent calls spread over workers)."""
+    await asyncio.sleep(seconds)
+    return os.getpid()
