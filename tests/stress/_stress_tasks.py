@@ -190,6 +190,8 @@ def ends_then_raises_on_close() -> Generator[int, None, int]:
 def occupy(mode: str) -> Generator[int, None, None]:
     """Report this worker's pid, then keep the worker busy the way ``mode`` says."""
     yield os.getpid()
+    spin(0, 50_000)
+    yield os.getpid()  # after a while: the worker's loop gets a turn and sends both
     if mode == "spinning":
         while True:
             pass
