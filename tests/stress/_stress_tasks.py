@@ -234,3 +234,12 @@ async def pid_after(seconds: float) -> int:
     """This worker's pid, after ``seconds`` (so concurrent calls spread over workers)."""
     await asyncio.sleep(seconds)
     return os.getpid()
+
+
+async def swallows_cancel() -> str:
+    """Catch the cancellation and return a value instead."""
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        return "swallowed"
+    return "slept"
