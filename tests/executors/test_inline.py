@@ -156,3 +156,11 @@ async def test_fix_a_timed_out_task_ends_with_the_timeout_whatever_it_does_as_it
     ends = {e.task_id: e for e in await collect(runner.run_tasks()) if e.type != "INTERMEDIATE"}
     assert [type(ends[i].error) for i in range(3)] == [TaskTimeoutError] * 3
     assert [type(ends[i].error.__context__) for i in (1, 2)] == [CloseError] * 2
+
+
+@pytest.mark.parametrize(("window", "error"), [(0, ValueError), (-5, ValueError), ("8", TypeError)])
+def test_fix_a_credit_window_below_one_is_rejected(window: Any, error: type[Exception]) -> None:
+    # Found by the stress suite: InlineExecutor(credit_window=0) was accepted, and every
+    # streaming task then waited forever for a credit.
+    with pytest.raises(error, match="credit_window"):
+        InlineExecutor(credit_window=window)

@@ -8,6 +8,7 @@ import asyncio
 import inspect
 from typing import Any
 
+from .._util import check_int
 from ._base import Executor, ExecutorClosedError, TaskEvents, TaskHandle, TaskRunner
 from ._drive import Credits, drive, run_sync_step
 
@@ -27,7 +28,7 @@ class InlineExecutor(Executor):
 
     def __init__(self, *, credit_window: int = 256) -> None:
         super().__init__()
-        self.credit_window = credit_window
+        self.credit_window = check_int("credit_window", credit_window, minimum=1)
         self._tasks: set[_InlineTask] = set()
 
     def __repr__(self) -> str:
