@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import psutil
+import uvloop
 
 from pullpush import CapacitySource, Executor, ResourceCapacitySource
 from pullpush.executors import TaskEvents, TaskHandle, TaskRunner
@@ -71,6 +72,9 @@ def leak_found(message: str) -> AssertionError:
 async def counted_no_leaks(grace: float = 5.0) -> AsyncIterator[None]:
     """:func:`pullpush.testing.assert_no_leaks` (no pending task, child process or fd
     left behind), counting a failure in the tally."""
+    # libuv opens one pipe pair for good with the first uvloop loop of a process (its
+    # signal lock); a thread executor's loops would be the first under asyncio.
+    uvloop.new_event_loop().close()
     try:
         async with assert_no_leaks(grace):
             yield

@@ -243,3 +243,17 @@ async def swallows_cancel() -> str:
     except asyncio.CancelledError:
         return "swallowed"
     return "slept"
+
+
+def yields_nested(depth: int) -> Generator[Any, None, None]:
+    """Yield a list nested ``depth`` deep (built in the worker)."""
+    yield nested(depth)
+
+
+def exits(code: int) -> None:
+    raise SystemExit(code)
+
+
+async def yields_after_final() -> AsyncGenerator[Any, None]:
+    yield Final("early")
+    yield "too late"

@@ -21,7 +21,6 @@ from typing import Any
 
 import _stress_tasks as tasks
 import pytest
-import uvloop
 from _stress_support import (
     TALLY,
     Ledger,
@@ -226,9 +225,6 @@ async def test_cancellation_storms_leak_nothing_and_return_capacity(loop_kind: s
     rng = rng_for(f"storms-{loop_kind}")
     global_unit = CapacitySource(16)
     global_resources = ResourceCapacitySource({"cpu": 32})
-    # libuv opens one pipe pair for good with the first loop of a process (its signal
-    # lock); the thread executor's uvloop loops would be the first under asyncio.
-    uvloop.new_event_loop().close()
     children_before = _children()
     started = storms = cut_short = 0
     ways: dict[str, int] = dict.fromkeys(WAYS_OUT, 0)
