@@ -50,7 +50,7 @@ pytestmark = pytest.mark.stress
 STORMS = 100
 TASKS_PER_STORM = 400
 WAYS_OUT = ("break", "aclose", "cancel", "wait_for", "raise")
-SETTLE = 15.0  # seconds a storm's cleanup may take (a stuck worker is killed in ~0.3 s)
+SETTLE = 15.0  # seconds a storm's cleanup may take (a stuck worker is killed in ~0.5 s)
 
 
 class LeftTheLoop(Exception):
@@ -230,7 +230,7 @@ async def test_cancellation_storms_leak_nothing_and_return_capacity(loop_kind: s
     ways: dict[str, int] = dict.fromkeys(WAYS_OUT, 0)
     async with (
         counted_no_leaks(),
-        ProcessExecutor(2, cancel_grace=0.25, kill_grace=0.5) as pool,
+        ProcessExecutor(2, cancel_grace=0.5, kill_grace=0.5) as pool,
         ThreadExecutor(4) as threads,
     ):
         await wait_ready(pool)

@@ -19,6 +19,9 @@ from pullpush import (
     EnvelopeType,
     HierarchicalTaskPoolRunner,
     ProcessExecutor,
+    ResourceCapacitySource,
+    ScheduledTask,
+    ScheduledTaskPoolRunner,
     TaskTimeoutError,
 )
 from pullpush.testing import collect
@@ -98,3 +101,28 @@ async def test_a_timed_out_process_task_ends_with_the_timeout_whatever_it_does_a
         envelopes = await collect(runner.run_tasks())
     ends = {e.task_id: e for e in envelopes if e.type is not EnvelopeType.INTERMEDIATE}
     assert [type(ends[i].error) for i in (0, 1)] == [TaskTimeoutError] * 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="process executor: a task cancelled while it waits in a worker's queue behind "
+    "a task that does not await gets that worker terminated after cancel_grace, which "
+    "fails the innocent running task with WorkerCrashedError (SIGTERM)",
+)
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop_kind", ["uvloop"])
+async def test_cancelling_a_queued_task_does_not_kill_the_task_running_before_it(
+    loop_kind: str,
+) -> None:
+    scheduled = [
+        ScheduledTask("innocent", functools.partial(tasks.doze, 0, 1.0)),
+        ScheduledTask("times out", tasks.hang, timeout=0.2),  # queued behind it
+    ]
+    async with ProcessExecutor(1, prefetch=1, cancel_grace=0.1) as pool:
+        runner = ScheduledTaskPoolRunner(
+            "victim", scheduled, ResourceCapacitySource({"capacity": 2}), executor=pool
+        )
+        envelopes = await collect(runner.run_tasks())
+    ends = {e.key: e for e in envelopes}
+    assert isinstance(ends["times out"].error, TaskTimeoutError)
+    assert (ends["innocent"].type, ends["innocent"].value) == (EnvelopeType.FINAL, 0)

