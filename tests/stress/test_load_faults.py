@@ -232,7 +232,7 @@ def check_outcome(plan: Plan, outcome: Outcome) -> tuple[int, int]:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("loop_kind", ["uvloop"])
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 async def test_load_with_faults(loop_kind: str) -> None:
     rng = rng_for(f"load-{loop_kind}")
     global_level = ResourceCapacitySource(GLOBAL_LIMITS)
