@@ -9,7 +9,9 @@ import contextlib
 import functools
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import _stress_tasks as tasks
 import pytest
@@ -29,14 +31,24 @@ from pullpush.testing import collect
 pytestmark = pytest.mark.stress
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="process executor: a task that finished in a worker runs again when the next "
+def known_bug(loop_kind: str, reason: str) -> Callable[[Any], Any]:
+    """Mark a test that fails while its bug is open (strict xfail), with a timeout,
+    on the loop ``loop_kind``."""
+
+    def mark(test: Any) -> Any:
+        test = pytest.mark.parametrize("loop_kind", [loop_kind])(test)
+        test = pytest.mark.timeout(60)(test)
+        return pytest.mark.xfail(strict=True, reason=reason)(test)
+
+    return mark
+
+
+@known_bug(
+    "asyncio",
+    "process executor: a task that finished in a worker runs again when the next "
     "task kills that worker before its output was flushed (its slot is already clear, "
     "so the parent re-queues it as not started)",
 )
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("loop_kind", ["asyncio"])
 async def test_a_task_that_finished_is_not_run_again_when_the_next_kills_its_worker(
     loop_kind: str, tmp_path: Path
 ) -> None:
@@ -56,14 +68,12 @@ async def test_a_task_that_finished_is_not_run_again_when_the_next_kills_its_wor
     assert runs == {"plain": 1, "stream": 1}  # each task ran once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="process executor: a task cancelled while queued on a worker that is still "
+@known_bug(
+    "uvloop",
+    "process executor: a task cancelled while queued on a worker that is still "
     "starting gets that worker terminated as stuck after cancel_grace; such deaths count "
     "as 'died before ready', and three in a row break the pool for good",
 )
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("loop_kind", ["uvloop"])
 async def test_leaving_runs_early_while_the_workers_start_does_not_break_the_pool(
     loop_kind: str,
 ) -> None:
@@ -81,15 +91,13 @@ async def test_leaving_runs_early_while_the_workers_start_does_not_break_the_poo
         assert await pool.run(tasks.ok, 1) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="process executor: a timed-out task that does not end with CancelledError in "
+@known_bug(
+    "asyncio",
+    "process executor: a timed-out task that does not end with CancelledError in "
     "its worker (it catches it and returns; a generator's finally raises as it is closed) "
     "ends with its own FINAL value or error, not TaskTimeoutError (the executor contract "
     "says the cancel wins; the inline and thread executors do so)",
 )
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("loop_kind", ["asyncio"])
 async def test_a_timed_out_process_task_ends_with_the_timeout_whatever_it_does_as_it_stops(
     loop_kind: str,
 ) -> None:
@@ -103,14 +111,12 @@ async def test_a_timed_out_process_task_ends_with_the_timeout_whatever_it_does_a
     assert [type(ends[i].error) for i in (0, 1)] == [TaskTimeoutError] * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="process executor: a task cancelled while it waits in a worker's queue behind "
+@known_bug(
+    "uvloop",
+    "process executor: a task cancelled while it waits in a worker's queue behind "
     "a task that does not await gets that worker terminated after cancel_grace, which "
     "fails the innocent running task with WorkerCrashedError (SIGTERM)",
 )
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("loop_kind", ["uvloop"])
 async def test_cancelling_a_queued_task_does_not_kill_the_task_running_before_it(
     loop_kind: str,
 ) -> None:

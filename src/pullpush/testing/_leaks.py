@@ -59,33 +59,29 @@ def _children() -> set[int]:
     return pids
 
 
-def _shared_pids() -> set[int]:
-    """The pids of multiprocessing's forkserver and resource tracker, if running."""
+def _shared(forkserver_attribute: str, tracker_attribute: str) -> set[int]:
+    """An attribute (a pid, an fd) of multiprocessing's shared forkserver and resource
+    tracker, for those running: they outlive any pool, as for the standard library."""
     import sys
 
-    pids = set()
+    values = set()
     forkserver = sys.modules.get("multiprocessing.forkserver")
     if forkserver is not None:
-        pids.add(getattr(forkserver._forkserver, "_forkserver_pid", None))
+        values.add(getattr(forkserver._forkserver, forkserver_attribute, None))
     tracker = sys.modules.get("multiprocessing.resource_tracker")
     if tracker is not None:
-        pids.add(getattr(tracker._resource_tracker, "_pid", None))
-    return {pid for pid in pids if isinstance(pid, int)}
+        values.add(getattr(tracker._resource_tracker, tracker_attribute, None))
+    return {value for value in values if isinstance(value, int)}
+
+
+def _shared_pids() -> set[int]:
+    """The pids of the forkserver and the resource tracker."""
+    return _shared("_forkserver_pid", "_pid")
 
 
 def _shared_fds() -> set[int]:
-    """The fds of multiprocessing's own shared helpers, which outlive any pool (as
-    for the standard library): the forkserver and resource-tracker pipes."""
-    import sys
-
-    fds = set()
-    forkserver = sys.modules.get("multiprocessing.forkserver")
-    if forkserver is not None:
-        fds.add(getattr(forkserver._forkserver, "_forkserver_alive_fd", None))
-    tracker = sys.modules.get("multiprocessing.resource_tracker")
-    if tracker is not None:
-        fds.add(getattr(tracker._resource_tracker, "_fd", None))
-    return {fd for fd in fds if isinstance(fd, int)}
+    """The parent's ends of the forkserver's and the resource tracker's pipes."""
+    return _shared("_forkserver_alive_fd", "_fd")
 
 
 def _fd_count() -> int:
