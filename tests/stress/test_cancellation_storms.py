@@ -191,8 +191,9 @@ async def wait_settled(
     children: set[int],
     fds: int,
     levels: list[Any],
+    what: str,
 ) -> None:
-    """Wait (up to SETTLE s) until the storm is cleaned up; then check it is."""
+    """Wait (up to SETTLE s) until the storm ``what`` is cleaned up; then check it is."""
     deadline = time.monotonic() + SETTLE
     while time.monotonic() < deadline:
         stats = pool.statistics()
@@ -206,16 +207,16 @@ async def wait_settled(
         ):
             break
         await asyncio.sleep(0.01)
-    assert runner.executor is None and runner.running == 0, runner
+    assert runner.executor is None and runner.running == 0, (what, runner)
     for slots in (pool.capacity, executor.capacity):
         if slots is not None and slots.in_use:
-            raise leak_found(f"executor slots not returned: {slots!r}")
+            raise leak_found(f"{what}: executor slots not returned: {slots!r}")
     check_capacity_returned(*levels)
     stray = _children() - children - set(pool.pids)
     if stray or len(pool.pids) != pool.max_workers:
-        raise leak_found(f"child processes: stray {stray}, workers {pool.pids}")
+        raise leak_found(f"{what}: child processes: stray {stray}, workers {pool.pids}")
     if _fd_count() != fds:
-        raise leak_found(f"{_fd_count() - fds} file descriptors more than before the storm")
+        raise leak_found(f"{what}: {_fd_count() - fds} file descriptors more than before")
     await assert_no_pending_tasks()
 
 
@@ -255,7 +256,7 @@ async def test_cancellation_storms_leak_nothing_and_return_capacity(loop_kind: s
                 await asyncio.wait_for(leave_early(runner.run_tasks(), way, storm), SETTLE)
             except (TimeoutError, asyncio.TimeoutError):
                 raise AssertionError(f"{what}: leaving took over {SETTLE} s: {runner!r}") from None
-            await wait_settled(runner, executors[kind], pool, children_before, fds, levels)
+            await wait_settled(runner, executors[kind], pool, children_before, fds, levels, what)
             await asyncio.wait_for(wait_ready(pool), SETTLE)
             ledger.check()
             stats = runner.statistics()
