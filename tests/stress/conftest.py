@@ -18,7 +18,8 @@ from _stress_support import TALLY
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
-    reports = [r for rs in terminalreporter.stats.values() for r in rs if hasattr(r, "fspath")]
-    if any(os.path.abspath(str(r.fspath)).startswith(here) for r in reports):
+    reports = [r for rs in terminalreporter.stats.values() for r in rs]
+    ran = [r for r in reports if isinstance(r, pytest.TestReport) and r.when == "call"]
+    if any(os.path.abspath(r.fspath).startswith(here) for r in ran):
         known = len(terminalreporter.stats.get("xfailed", []))
         terminalreporter.write_line(TALLY.summary(known))
