@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -79,6 +80,29 @@ async def test_a_blocked_producer_is_released_when_the_consumer_closes() -> None
     await settle()
     await queue.source.aclose()
     assert await asyncio.wait_for(blocked, 1) is False
+
+
+@pytest.mark.parametrize("end", ["aclose", "athrow"])
+async def test_fix_producers_blocked_when_the_sink_ends_are_released_and_drop_their_values(
+    end: str,
+) -> None:
+    # Found by the stress suite: one blocked producer got False yet its value was
+    # still delivered (or left in the buffer), and the others waited forever.
+    queue: PushPullBufferObj[int] = PushPullBufferObj(maxsize=1)
+    await queue.sink.asend(0)
+    blocked = [asyncio.create_task(queue.sink.asend(i)) for i in (1, 2, 3)]
+    await settle()
+    if end == "aclose":
+        await queue.sink.aclose()
+    else:
+        await queue.sink.athrow(ValueError("producer failed"))
+    assert await asyncio.wait_for(asyncio.gather(*blocked), 1) == [False, False, False]
+    got: list[int] = []
+    with pytest.raises(ValueError) if end == "athrow" else contextlib.nullcontext():
+        async for value in queue.source:
+            got.append(value)
+    assert got == [0]  # only what was accepted
+    assert len(queue) == 0 and queue.statistics().blocked_producers == 0
 
 
 async def test_drop_oldest_keeps_the_newest_values() -> None:

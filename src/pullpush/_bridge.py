@@ -122,6 +122,11 @@ class _BoundedCollectObj(SinkCollectObj[T]):
                         self._done = True  # nobody will ever read: drop and report done
                         return
                     await state.space.park()
+                    if self._done:
+                        # The sink was closed or failed while this send waited for
+                        # room: a done object drops the value (asend returns False),
+                        # and the pull side, which may have ended, never sees it.
+                        return
             elif policy == "drop_oldest":
                 buffer.popleft()
                 state.dropped += 1
@@ -131,6 +136,14 @@ class _BoundedCollectObj(SinkCollectObj[T]):
             else:
                 raise BufferFullError(f"buffer is full (maxsize={maxsize}); value not added")
         buffer.append(value)
+
+    async def close_impl(self) -> None:
+        # Producers waiting for room would wait forever: wake them to drop their values.
+        self._state.space.unpark_all()
+
+    async def throw_impl(self, error: BaseException) -> None:
+        await super().throw_impl(error)
+        self._state.space.unpark_all()
 
 
 class _BufferSourceObj(SourceBufferObj[T]):
@@ -165,7 +178,8 @@ class PushPullBufferObj(PushPullObj[T, T]):
         maxsize: the most items held; ``None`` (default) is unbounded, as in the
             original library.
         overflow: what a push into a full buffer does: ``"block"`` (default; the
-            ``asend`` waits for room, and returns ``False`` if the consumer closed),
+            ``asend`` waits for room, and returns ``False``, dropping the value, if
+            the consumer closes or the sink is closed or failed meanwhile),
             ``"drop_oldest"``, ``"drop_newest"`` (both counted in
             :meth:`statistics`), or ``"error"`` (raises :class:`BufferFullError`).
     """

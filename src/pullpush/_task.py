@@ -28,7 +28,8 @@ class ScheduledTask(Generic[K]):
         cost: resources the task holds while it runs (default ``{"capacity": 1}``).
         on_complete: called as ``on_complete(key, result)`` before its FINAL envelope.
         on_error: called as ``on_error(key, error)`` before its ERROR envelope.
-        timeout: seconds the task may run (overrides the runner's ``timeout``).
+        timeout: seconds the task may run, > 0 (overrides the runner's ``timeout``);
+            anything else raises ``ValueError`` or ``TypeError`` here.
     """
 
     key: K
@@ -37,6 +38,10 @@ class ScheduledTask(Generic[K]):
     on_complete: Callable[[K, Any], Any] | None = None
     on_error: Callable[[K, BaseException], Any] | None = None
     timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None:
+            check_seconds("timeout", self.timeout, positive=True)
 
 
 @dataclasses.dataclass(frozen=True)

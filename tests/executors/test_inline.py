@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from pullpush import EnvelopeType, ExecutorClosedError, Final, InlineExecutor
+from pullpush import (
+    CapacitySource,
+    EnvelopeType,
+    ExecutorClosedError,
+    Final,
+    HierarchicalTaskPoolRunner,
+    InlineExecutor,
+    TaskTimeoutError,
+)
 from pullpush._util import is_awaitable
 from pullpush.executors._drive import FinalNotLastError, needs_driving
 from pullpush.testing import collect
@@ -109,3 +117,50 @@ async def test_envelope_types_compare_as_strings() -> None:
     async with InlineExecutor() as executor:
         (envelope,) = await collect(executor.stream(lambda: 7))
     assert envelope.type == "FINAL" and envelope.type is EnvelopeType.FINAL
+
+
+class CloseError(Exception):
+    pass
+
+
+async def test_fix_a_timed_out_task_ends_with_the_timeout_whatever_it_does_as_it_stops() -> None:
+    # Found by the stress suite: a cancelled task that did not end with CancelledError
+    # -- one that caught it and returned, or a generator whose ``finally`` raised --
+    # ended with its own value or error, against the executor contract (the cancel's
+    # error wins, as in the thread executor).
+    async def swallows() -> str:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return "swallowed"
+        return "slept"
+
+    def gen() -> Generator[int, None, None]:
+        try:
+            while True:
+                yield 0
+        finally:
+            raise CloseError("raised while closing")
+
+    async def agen() -> AsyncGenerator[int, None]:
+        try:
+            while True:
+                await asyncio.sleep(0.001)
+                yield 0
+        finally:
+            raise CloseError("raised while closing")
+
+    runner = HierarchicalTaskPoolRunner(
+        "stops", [swallows, gen, agen], CapacitySource(3), timeout=0.05
+    )
+    ends = {e.task_id: e for e in await collect(runner.run_tasks()) if e.type != "INTERMEDIATE"}
+    assert [type(ends[i].error) for i in range(3)] == [TaskTimeoutError] * 3
+    assert [type(ends[i].error.__context__) for i in (1, 2)] == [CloseError] * 2
+
+
+@pytest.mark.parametrize(("window", "error"), [(0, ValueError), (-5, ValueError), ("8", TypeError)])
+def test_fix_a_credit_window_below_one_is_rejected(window: Any, error: type[Exception]) -> None:
+    # Found by the stress suite: InlineExecutor(credit_window=0) was accepted, and every
+    # streaming task then waited forever for a credit.
+    with pytest.raises(error, match="credit_window"):
+        InlineExecutor(credit_window=window)

@@ -269,3 +269,15 @@ def test_scheduled_runner_rejects_a_plain_capacity_source() -> None:
         ScheduledTaskPoolRunner("x", [], CapacitySource(1))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="backfill must be >= 0"):
         ScheduledTaskPoolRunner("x", [], ResourceCapacitySource({"a": 1}), backfill=-1)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"), [(0, ValueError), (-1, ValueError), ("1", TypeError)]
+)
+def test_fix_a_scheduled_task_rejects_a_timeout_that_is_not_positive(
+    timeout: Any, error: type[Exception]
+) -> None:
+    # Found by the stress suite: ScheduledTask(timeout=-1) was accepted and timed the
+    # task out at once ("timed out after -1s"); the runner's own timeout says > 0.
+    with pytest.raises(error, match="timeout"):
+        ScheduledTask("k", print, timeout=timeout)

@@ -15,6 +15,7 @@ from pullpush.testing import RecordingSink
 pytestmark = pytest.mark.stress
 
 
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("compiled", [False, True])
 async def test_many_producers_through_a_stateful_chain(compiled: bool) -> None:
     producers, per_producer = 40, 500
@@ -44,6 +45,7 @@ async def test_many_producers_through_a_stateful_chain(compiled: bool) -> None:
     assert len(sink.items) == -(-n // 7)  # full windows plus the flushed remainder
 
 
+@pytest.mark.timeout(60)
 async def test_cancellation_storm_on_a_serial_stage() -> None:
     rng = random.Random(1234)
     sink = RecordingSink(yield_to_loop=True)

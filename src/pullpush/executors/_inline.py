@@ -8,6 +8,7 @@ import asyncio
 import inspect
 from typing import Any
 
+from .._util import check_int
 from ._base import (
     Executor,
     ExecutorClosedError,
@@ -34,7 +35,7 @@ class InlineExecutor(Executor):
 
     def __init__(self, *, credit_window: int = 256) -> None:
         super().__init__()
-        self.credit_window = credit_window
+        self.credit_window = check_int("credit_window", credit_window, minimum=1)
         self._tasks: set[_InlineTask] = set()
 
     def __repr__(self) -> str:
@@ -58,6 +59,7 @@ class _InlineTask:
 
     __slots__ = (
         "_cancel_error",
+        "_cancelled",
         "_credits",
         "_events",
         "_executor",
@@ -75,6 +77,7 @@ class _InlineTask:
         self._executor = executor
         self._credits: Credits | None = None
         self._cancel_error: BaseException | None = None
+        self._cancelled = False
         self._started = False
         self.task: asyncio.Task[None] | None = None
         try:
@@ -104,11 +107,27 @@ class _InlineTask:
             error = self._cancel_error
             events.task_error(task_id, error if error is not None else cancelled)
         except (Exception, SystemExit) as error:
-            events.task_error(task_id, error)
+            if self._cancelled:
+                self._end_cancelled(error)
+            else:
+                events.task_error(task_id, error)
         else:
-            events.task_final(task_id, value)
+            if self._cancelled:
+                self._end_cancelled(None)
+            else:
+                events.task_final(task_id, value)
         finally:
             self._executor._tasks.discard(self)
+
+    def _end_cancelled(self, own_error: BaseException | None) -> None:
+        """Interleaving: cancelled, the runner did not end with CancelledError -- it
+        caught it and returned, or raised while stopping (a generator's ``finally``).
+        The cancel wins, as the executor contract says: the task ends with the cancel's
+        error, the runner's own error as its context."""
+        error = self._cancel_error if self._cancel_error is not None else asyncio.CancelledError()
+        if own_error is not None and error.__context__ is None:
+            error.__context__ = own_error
+        self._events.task_error(self.task_id, error)
 
     def cancel(self, error: BaseException | None = None) -> None:
         task = self.task
@@ -116,6 +135,7 @@ class _InlineTask:
             return
         if self._cancel_error is None:
             self._cancel_error = error
+        self._cancelled = True
         task.cancel()
         if not self._started:
             # Interleaving: cancelled before its first step, the task never runs _run,

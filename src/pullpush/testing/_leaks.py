@@ -41,33 +41,47 @@ class LeakReport:
 
 
 def _children() -> set[int]:
-    # multiprocessing's own shared helpers (forkserver, resource tracker) may stay,
-    # as they do for the standard library (SPEC 6).
+    """Live descendants of this process, but multiprocessing's own shared helpers
+    (the forkserver, the resource tracker), which may stay as they do for the
+    standard library (SPEC 6). They are told apart by pid, not by command line: every
+    process the forkserver starts carries the forkserver's command line."""
+    shared = _shared_pids()
     pids = set()
     for child in psutil.Process().children(recursive=True):
-        try:
-            cmdline = " ".join(child.cmdline())
-        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        if child.pid in shared:
             continue
-        if "forkserver" in cmdline or "resource_tracker" in cmdline:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.NoSuchProcess:
             continue
         pids.add(child.pid)
     return pids
 
 
-def _shared_fds() -> set[int]:
-    """The fds of multiprocessing's own shared helpers, which outlive any pool (as
-    for the standard library): the forkserver and resource-tracker pipes."""
+def _shared(forkserver_attribute: str, tracker_attribute: str) -> set[int]:
+    """An attribute (a pid, an fd) of multiprocessing's shared forkserver and resource
+    tracker, for those running: they outlive any pool, as for the standard library."""
     import sys
 
-    fds = set()
+    values = set()
     forkserver = sys.modules.get("multiprocessing.forkserver")
     if forkserver is not None:
-        fds.add(getattr(forkserver._forkserver, "_forkserver_alive_fd", None))
+        values.add(getattr(forkserver._forkserver, forkserver_attribute, None))
     tracker = sys.modules.get("multiprocessing.resource_tracker")
     if tracker is not None:
-        fds.add(getattr(tracker._resource_tracker, "_fd", None))
-    return {fd for fd in fds if isinstance(fd, int)}
+        values.add(getattr(tracker._resource_tracker, tracker_attribute, None))
+    return {value for value in values if isinstance(value, int)}
+
+
+def _shared_pids() -> set[int]:
+    """The pids of the forkserver and the resource tracker."""
+    return _shared("_forkserver_pid", "_pid")
+
+
+def _shared_fds() -> set[int]:
+    """The parent's ends of the forkserver's and the resource tracker's pipes."""
+    return _shared("_forkserver_alive_fd", "_fd")
 
 
 def _fd_count() -> int:
