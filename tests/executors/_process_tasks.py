@@ -208,3 +208,21 @@ def occupy() -> Generator[int, None, None]:
     yield os.getpid()  # the first value goes out at once (drive())
     while True:
         pass
+
+
+def record_run(path: str, key: str) -> str:
+    """Appends ``key`` to the file at ``path`` each time it runs (counts runs)."""
+    with open(path, "a") as file:
+        file.write(f"{key}\n")
+    return key
+
+
+def record_stream(path: str, key: str) -> Generator[int, None, str]:
+    """Records the run, then yields 0, 1, 2 with pauses between."""
+    record_run(path, key)
+    yield 0
+    time.sleep(0.02)
+    yield 1
+    time.sleep(0.02)
+    yield 2
+    return key

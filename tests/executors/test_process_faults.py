@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import _process_tasks as tasks
@@ -279,3 +280,29 @@ class _Recorder:
 
     def task_error(self, task_id: int, error: BaseException) -> None:
         self.end = ("ERROR", error)
+
+
+async def test_what_a_crash_reruns_and_what_it_never_does(tmp_path: Path) -> None:
+    """Decided: a worker's death loses the results it had not sent yet. A task that
+    streamed is never run again (its values would come twice); its end is sent before
+    the next task starts, so it is not lost either. A plain task that had finished
+    but whose result was still unsent runs again elsewhere: at least once, like
+    Ray's retries, so every task not itself at fault completes (found by the stress
+    suite: streams used to be run again and arrive twice)."""
+    path = tmp_path / "runs"
+    runners = [
+        functools.partial(tasks.record_run, str(path), "plain"),
+        functools.partial(tasks.die, "os._exit"),
+        functools.partial(tasks.record_stream, str(path), "stream"),
+        functools.partial(tasks.die, "os._exit"),
+    ]
+    async with assert_no_leaks(), ProcessExecutor(1, prefetch=4) as executor:
+        runner = HierarchicalTaskPoolRunner("rerun", runners, CapacitySource(4), executor=executor)
+        envelopes = await collect(runner.run_tasks())
+    ends = {e.task_id: e for e in envelopes if e.type is not EnvelopeType.INTERMEDIATE}
+    assert [ends[i].type for i in range(4)] == [EnvelopeType.FINAL, EnvelopeType.ERROR] * 2
+    assert isinstance(ends[1].error, WorkerCrashedError)
+    assert isinstance(ends[3].error, WorkerCrashedError)
+    assert [e.value for e in envelopes if e.type is EnvelopeType.INTERMEDIATE] == [0, 1, 2]
+    runs = path.read_text().split()
+    assert runs.count("stream") == 1 and runs.count("plain") in (1, 2)

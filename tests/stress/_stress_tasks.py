@@ -209,40 +209,10 @@ async def aoccupy() -> AsyncGenerator[int, None]:
     await asyncio.sleep(3600)
 
 
-# -- known bugs -----------------------------------------------------------------------------
-
-
-def record_run(path: str, key: str) -> str:
-    """Append a line to ``path`` each time it runs (to count executions)."""
-    with open(path, "a") as file:
-        file.write(f"{key}\n")
-    return key
-
-
-def record_stream(path: str, key: str) -> Generator[int, None, str]:
-    """Record the run, then yield 0, 1, 2 (the later ones after a loop turn)."""
-    record_run(path, key)
-    yield 0
-    time.sleep(0.02)
-    yield 1
-    time.sleep(0.02)
-    yield 2
-    return key
-
-
 async def pid_after(seconds: float) -> int:
     """This worker's pid, after ``seconds`` (so concurrent calls spread over workers)."""
     await asyncio.sleep(seconds)
     return os.getpid()
-
-
-async def swallows_cancel() -> str:
-    """Catch the cancellation and return a value instead."""
-    try:
-        await asyncio.sleep(3600)
-    except asyncio.CancelledError:
-        return "swallowed"
-    return "slept"
 
 
 def yields_nested(depth: int) -> Generator[Any, None, None]:

@@ -21,5 +21,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     reports = [r for rs in terminalreporter.stats.values() for r in rs]
     ran = [r for r in reports if isinstance(r, pytest.TestReport) and r.when == "call"]
     if any(os.path.abspath(r.fspath).startswith(here) for r in ran):
-        known = len(terminalreporter.stats.get("xfailed", []))
-        terminalreporter.write_line(TALLY.summary(known))
+        terminalreporter.write_line(TALLY.summary())

@@ -81,17 +81,16 @@ def cases(kind: str) -> dict[str, tuple[Any, float | None, Expectation]]:
             None,
             error(tasks.CloseError, "finally"),
         ),
-        # Stopped by their timeout, they raise as they are closed: the timeout wins,
-        # but in the process executor (known bug, test_known_bugs.py).
+        # Stopped by their timeout, they raise as they are closed: the timeout wins.
         "generator raises when closed": (
             functools.partial(tasks.raises_on_close, 0.01),
             CLOSE_TIMEOUT,
-            error((TaskTimeoutError, tasks.CloseError) if process else TaskTimeoutError),
+            error(TaskTimeoutError),
         ),
         "async generator raises when closed": (
             functools.partial(tasks.araises_on_close, 0.01),
             CLOSE_TIMEOUT,
-            error((TaskTimeoutError, tasks.CloseError) if process else TaskTimeoutError),
+            error(TaskTimeoutError),
         ),
         "yields after Final": (tasks.yields_after_final, None, error(ValueError, "after Final")),
         "returns a lock": (
@@ -104,7 +103,7 @@ def cases(kind: str) -> dict[str, tuple[Any, float | None, Expectation]]:
         "takes a lock": (
             functools.partial(tasks.returns, lock),
             None,
-            error(TaskPicklingError, "arguments", "lock")
+            error(TaskPicklingError, "argument 0 (lock)", "_thread.lock")
             if process
             else final(lambda v: v is lock),
         ),
@@ -135,7 +134,7 @@ def cases(kind: str) -> dict[str, tuple[Any, float | None, Expectation]]:
         "takes a deeply nested list": (
             functools.partial(tasks.returns, tasks.nested(DEEP)),
             None,
-            error(TaskPicklingError, "arguments", "recursion")
+            error(TaskPicklingError, "argument 0 (list)", "recursion")
             if process
             else final(lambda v: type(v) is list),
         ),

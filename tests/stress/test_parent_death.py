@@ -63,16 +63,9 @@ def kill_all(pids: list[int]) -> None:
             psutil.Process(pid).kill()
 
 
-SURVIVES_WITH_FORKSERVER = pytest.mark.xfail(
-    strict=True,
-    reason="process executor: a forkserver worker busy in CPU-bound or blocking code "
-    "outlives its SIGKILLed parent: PR_SET_PDEATHSIG fires when the forkserver dies, but "
-    "the forkserver stays up while its children hold the write end of its alive pipe "
-    "(CPython passes it to every child), and a busy worker never reads the call pipe's EOF",
-)
 CASES = [
-    pytest.param("spinning", "forkserver", marks=SURVIVES_WITH_FORKSERVER),
-    pytest.param("blocked", "forkserver", marks=SURVIVES_WITH_FORKSERVER),
+    ("spinning", "forkserver"),
+    ("blocked", "forkserver"),
     ("awaiting", "forkserver"),
     ("streaming", "forkserver"),
     ("spinning", "spawn"),

@@ -111,6 +111,8 @@ class _ProcTask:
         "events",
         "executor",
         "intermediates",
+        "seen_running",
+        "streamed",
         "task_id",
         "wire_id",
         "worker",
@@ -134,6 +136,13 @@ class _ProcTask:
         self.done = False
         self.cancel_error: BaseException | None = None
         self.escalation: asyncio.TimerHandle | None = None
+        # Whether the last look (at cancel, then at each escalation check) found the
+        # task running in its worker: only a task seen running for a whole grace is
+        # stuck.
+        self.seen_running = False
+        # Whether an INTERMEDIATE of the task reached the parent: then it started, and
+        # running it again after a crash would repeat envelopes.
+        self.streamed = False
         self.acked = 0
         self.credited = 0
 
@@ -558,10 +567,8 @@ class ProcessExecutor(Executor):
             args_blob = wire.dumps((args, kwargs or {}))
         except (pickle.PicklingError, SystemExit) as error:
             name = getattr(function, "__qualname__", repr(function))
-            why = f"it called sys.exit({error.code!r})" if isinstance(error, SystemExit) else error
-            raise TaskPicklingError(
-                f"{_culprit(args, kwargs or {})} of {name} could not be pickled: {why}"
-            ) from error
+            where, why = _culprit(args, kwargs or {}, error)
+            raise TaskPicklingError(f"{where} of {name} could not be pickled: {why}") from error
         return (wire.CALL_ARGS, wire_id, fn_id, args_blob), fn_id, fn_blob
 
     def _function_id(self, function: Any) -> tuple[int, bytes] | None:
@@ -692,6 +699,7 @@ class ProcessExecutor(Executor):
                 report = task.intermediates
                 if report is None:
                     report = task.intermediates = intermediates_reporter(task.events)
+                    task.streamed = True
                 report(task.task_id, message[2])
         elif kind == wire.FINAL:
             task = worker.tasks.pop(message[1], None)
@@ -710,6 +718,7 @@ class ProcessExecutor(Executor):
         elif kind == wire.INTERMEDIATE_BLOB:
             task = worker.tasks.get(message[1])
             if task is not None and not task.done:
+                task.streamed = True
                 try:
                     value = pickle.loads(message[2])
                 except (Exception, SystemExit) as error:
@@ -850,18 +859,22 @@ class ProcessExecutor(Executor):
         worker.writer.send((wire.CANCEL, task.wire_id))
         self._flush(worker)
         if task.escalation is None and self._loop is not None:
+            task.seen_running = task.wire_id in worker.running[:]
             task.escalation = self._loop.call_later(self.cancel_grace, self._escalate, task)
 
     def _escalate(self, task: _ProcTask) -> None:
-        """A cancelled task did not end in time: if it runs, its worker is stuck in it.
-        Terminate that worker. A task that has not started yet (queued behind another
-        in its worker, or in a worker still starting) is never a reason to kill the
-        worker: it is dropped when the worker reads the CANCEL, so look again later."""
+        """A cancelled task did not end in time: if it has run all along, its worker is
+        stuck in it. Terminate that worker. A task that had not started (queued behind
+        another in its worker, or in a worker still starting) is never a reason to
+        kill the worker: it is dropped when the worker reads the CANCEL, or, if it
+        started meanwhile, gets a whole grace from then; so look again later."""
         task.escalation = None
         worker = task.worker
         if task.done or worker is None or worker.state == _DEAD or worker.process is None:
             return
-        if task.wire_id not in worker.running[:]:
+        running = task.wire_id in worker.running[:]
+        if not (running and task.seen_running):
+            task.seen_running = running
             if self._loop is not None:
                 task.escalation = self._loop.call_later(self.cancel_grace, self._escalate, task)
             return
@@ -906,7 +919,10 @@ class ProcessExecutor(Executor):
         running = {worker.running[i] for i in range(len(worker.running))} - {-1}
         orphans = []
         for task in list(worker.tasks.values()):
-            if task.wire_id in running:
+            # Started: running now, or streamed and then lost its end with the worker.
+            # Any other task is sent again: it never started, or it finished and its
+            # result was lost unsent (then it runs twice: at least once on a crash).
+            if task.wire_id in running or task.streamed:
                 cancelled = task.wire_id in worker.terminating_for or self._closed
                 if cancelled and task.cancel_error is not None:
                     error: BaseException = task.cancel_error
@@ -976,16 +992,26 @@ def _preload_forkserver() -> None:
         forkserver.set_forkserver_preload([*current, _worker.__name__])
 
 
-def _culprit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """Which argument cannot be pickled, with its type (for the error message)."""
+def _culprit(
+    args: tuple[Any, ...], kwargs: dict[str, Any], error: BaseException
+) -> tuple[str, str]:
+    """Which argument cannot be pickled (with its type) and why, for the message;
+    ``error`` is what pickling them all raised."""
     named = [(f"argument {i}", a) for i, a in enumerate(args)]
     named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
     for where, value in named:
         try:
             wire.dumps(value)
-        except (Exception, SystemExit):  # noqa: PERF203 - an error path, not a hot one
-            return f"{where} ({type(value).__qualname__})"
-    return "the arguments"
+        except (Exception, SystemExit) as own:  # noqa: PERF203 - an error path, not a hot one
+            error = own
+            where = f"{where} ({type(value).__qualname__})"
+            break
+    else:
+        where = "the arguments"
+    if isinstance(error, SystemExit):
+        return where, f"pickling it called sys.exit({error.code!r})"
+    cause = error.__cause__
+    return where, str(cause if isinstance(cause, Exception) and str(cause) else error)
 
 
 def _unpickling_error(task: _ProcTask, what: str, error: BaseException) -> TaskPicklingError:

@@ -190,12 +190,16 @@ class _BadFunction:
 class _Task:
     """An asynchronous task running in this worker."""
 
-    __slots__ = ("credits", "slot", "task")
+    __slots__ = ("credits", "result", "slot", "started", "streamed", "task")
 
-    def __init__(self, slot: int, credits: Credits) -> None:
+    def __init__(self, slot: int, credits: Credits, result: Any) -> None:
         self.slot = slot
         self.credits = credits
+        self.result = result  # what the runner returned, to be driven
         self.task: asyncio.Task[None] | None = None
+        # Invariant: set by run_async's first step; until then its finally cannot run.
+        self.started = False
+        self.streamed = False  # whether it emitted INTERMEDIATE values
 
 
 class _Worker:
@@ -286,6 +290,10 @@ class _Worker:
         if task is not None:
             if task.task is not None:
                 task.task.cancel()
+                if not task.started:
+                    # Interleaving: cancelled before its first step, run_async never
+                    # runs (not even its finally), so the task ends here.
+                    self.abandon(task_id, task)
             return
         for message in self.queue:
             if message[1] == task_id:
@@ -331,9 +339,9 @@ class _Worker:
             self.send_final(task_id, result, time.perf_counter() - started)
             self.release(slot)
             return
-        task = _Task(slot, Credits(self.credit_window))
+        task = _Task(slot, Credits(self.credit_window), result)
         self.tasks[task_id] = task
-        task.task = self.loop.create_task(self.run_async(task_id, task, result, started))
+        task.task = self.loop.create_task(self.run_async(task_id, task, started))
 
     def build(self, message: tuple[Any, ...]) -> Callable[[], Any]:
         kind = message[0]
@@ -353,8 +361,23 @@ class _Worker:
             raise _unpickling_error("task arguments", error) from error
         return lambda: function(*args, **kwargs)
 
-    async def run_async(self, task_id: int, task: _Task, result: Any, started: float) -> None:
-        emit = self.emitter(task_id)
+    def abandon(self, task_id: int, task: _Task) -> None:
+        """End a task cancelled before its first step: report it, free its slot, and
+        close what it never drove (so a coroutine does not warn it was not awaited)."""
+        del self.tasks[task_id]
+        self.send_error(task_id, asyncio.CancelledError())
+        close = getattr(task.result, "close", None)
+        if close is not None and not hasattr(task.result, "__aiter__"):
+            close()
+        task.result = None
+        self.release(task.slot)
+        self.start_queued()
+        self.schedule_flush()
+
+    async def run_async(self, task_id: int, task: _Task, started: float) -> None:
+        task.started = True
+        result, task.result = task.result, None
+        emit = self.emitter(task_id, task)
         try:
             value = await drive(result, emit, task.credits, yield_every=YIELD_EVERY)
         except SystemExit as exit:
@@ -368,6 +391,10 @@ class _Worker:
         finally:
             del self.tasks[task_id]
             self.release(task.slot)
+            if task.streamed:
+                # Out before the next call starts: should that one kill this process,
+                # the parent has this task's end (it streamed, so it cannot be rerun).
+                self.flush()
             self.start_queued()
             self.schedule_flush()
 
@@ -390,12 +417,13 @@ class _Worker:
 
     # -- output ------------------------------------------------------------------------------
 
-    def emitter(self, task_id: int) -> Callable[[list[Any]], None]:
+    def emitter(self, task_id: int, task: _Task) -> Callable[[list[Any]], None]:
         send_intermediates = self.writer.send_intermediates
         note = self.note_output
         half_window = max(1, self.credit_window // 2)
 
         def emit(values: list[Any]) -> None:
+            task.streamed = True
             if RAW_TYPES.issuperset(map(type, values)):
                 send_intermediates(task_id, values)
             else:
