@@ -94,7 +94,7 @@ def source_index(envelope: TaskProgressEnvelope) -> int | None:
 
 
 async def consume(
-    runner: HierarchicalTaskPoolRunner, stop_after: int | None
+    runner: HierarchicalTaskPoolRunner | ScheduledTaskPoolRunner[Any], stop_after: int | None
 ) -> list[TaskProgressEnvelope]:
     envelopes: list[TaskProgressEnvelope] = []
     async with contextlib.aclosing(runner.run_tasks()) as stream:
@@ -242,12 +242,7 @@ def test_scheduled_runner_invariants_over_a_resource_hierarchy(
             timeout=0.02,
             backfill=backfill,
         )
-        envelopes: list[TaskProgressEnvelope] = []
-        async with contextlib.aclosing(runner.run_tasks()) as stream:
-            async for envelope in stream:
-                envelopes.append(envelope)
-                if stop_after is not None and len(envelopes) >= stop_after:
-                    break
+        envelopes = await consume(runner, stop_after)
         limit = {name: min(pool[name], total[name]) for name in RESOURCES}
         assert all(peak[name] <= limit[name] for name in RESOURCES), (peak, limit)
         assert in_use == {name: 0 for name in RESOURCES}
