@@ -334,12 +334,13 @@ class AsyncIteratorCombiner(Generic[T]):
                         break
             completed = True
         finally:
-            if not completed:
+            # Interleavings: left early, failed or cancelled (not completed), or ended
+            # by a graceful close with pulls still in flight: stop the pumps before
+            # the sources are closed.
+            if not completed or (owner is not None and owner._closing):
                 await self._stop_pumps()
                 if owner is not None:
                     await owner.aclose()
-            elif owner is not None and owner._closing:
-                await owner.aclose()
 
     async def round_robin_generator(
         self, yield_final_values: bool = False
