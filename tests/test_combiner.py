@@ -52,6 +52,30 @@ async def test_race_discard_round_drops_the_other_pulls() -> None:
     await combiner.aclose()
 
 
+async def test_race_discard_round_drops_waiting_values_but_not_an_end() -> None:
+    class Ends:
+        """Three values at once, then an end with a final value."""
+
+        def __init__(self) -> None:
+            self.values = [1, 2, 3]
+
+        def __aiter__(self) -> Ends:
+            return self
+
+        async def __anext__(self) -> int:
+            if not self.values:
+                raise StopAsyncIteration("final")
+            return self.values.pop(0)
+
+    slow = TrackedSource(["in flight", "later"], delay=0.05)
+    combiner = AsyncIteratorCombiner(Ends(), slow)
+    assert await combiner.race(discard_round=True) == 1  # 2, 3 were waiting: dropped
+    assert await combiner.race(yield_final_values=True) == "final"
+    assert await combiner.race() == "later"  # "in flight" was dropped
+    with pytest.raises(StopAsyncIteration):
+        await combiner.race()
+
+
 async def test_race_raises_a_source_error() -> None:
     combiner = AsyncIteratorCombiner(TrackedSource([1], fail_at=0, error=KeyError("k")))
     with pytest.raises(KeyError):

@@ -3,20 +3,27 @@
 Each source of an :class:`AsyncIteratorCombiner` that has to be pulled concurrently
 with the others gets one long-lived **pump** task. A pump pulls its source one item
 at a time (a source is never pulled concurrently with itself, which async
-generators forbid) and appends each *outcome* (a value, the end, or an error) to
-its slot and to the combiner's arrival queue::
+generators forbid), appends each value to its slot, and the slot itself to the
+combiner's arrival queue -- one entry per *outcome* (a value, or the end or error
+that ends the source, which the slot keeps)::
 
-    source 0 --pump--> slot 0 outcomes --+
-    source 1 --pump--> slot 1 outcomes --+--> ready (arrival order) --> race / any
-    source 2 --pump--> slot 2 outcomes --+                          --> all / round robin
+    source 0 --pump--> slot 0 values --+
+    source 1 --pump--> slot 1 values --+--> ready: slots, in arrival order --> race / any
+    source 2 --pump--> slot 2 values --+                                  --> all / round robin
 
-Read-ahead: a pump parks while its slot holds more than ``read_ahead`` outcomes the
-consumer has not taken; taking one wakes it. ``read_ahead=0`` is FireFoundry's
-strict behaviour (a source is pulled again only once its previous value was taken).
-The default of 8 bounds memory just the same but lets a source that has items ready
-hand over several per task switch, which makes a race as fast as an
-``asyncio.Queue`` merge (``bench/operators.py``). Round-robin and concatenation do
-not race and pull strictly on demand.
+Read-ahead: a pump stops pulling while its slot holds more than ``read_ahead``
+values the consumer has not taken; taking one lets it go on. ``read_ahead=0`` is
+FireFoundry's strict behaviour (a source is pulled again only once its previous
+value was taken). The default of 8 bounds memory just the same but lets a source
+that has items ready hand over several per task switch. Round-robin and
+concatenation do not race and pull strictly on demand.
+
+Task switches are what a race pays for beyond the pulls themselves, so they are
+kept to one per batch: a pump that found its slot full first yields one turn of
+the event loop (the consumer, already scheduled, takes the batch meanwhile) and
+parks on a future only if that made no room; a consumer that finds nothing ready
+while a pump is already scheduled to run yields one turn instead of parking; a
+parked consumer is woken by the first outcome of a batch, not by each.
 
 Nothing is lost between calls: outcomes that arrive after ``race()`` returned wait
 for the next call. Leaving a generator early, or :meth:`~AsyncIteratorCombiner.aclose`,
@@ -27,8 +34,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import types
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Sequence,
+)
 from typing import Any, Generic, TypeVar
 
 from ._exceptions import PullPushError
@@ -38,21 +53,20 @@ from ._util import check_int
 __all__ = ["AnyFailedError", "AsyncIteratorCombiner"]
 
 T = TypeVar("T")
-R = TypeVar("R")
+P = TypeVar("P", bound=tuple[Any, ...])
 
 _NO_FINAL: Any = object()
 
+# How a source ended (_Slot.end).
+_END, _ERROR = 1, 2
 
-def _value_only(index: int, value: T) -> T:
-    return value
-
-
-def _index_and_value(index: int, value: T) -> tuple[int, T]:
-    return index, value
+_new_tuple = tuple.__new__
 
 
-# Outcome kinds.
-_VALUE, _END, _ERROR = 0, 1, 2
+@types.coroutine
+def _one_turn() -> Generator[None, None, None]:
+    """Let every task already scheduled run once (a bare yield, as ``sleep(0)``)."""
+    yield
 
 
 class AnyFailedError(PullPushError):
@@ -64,41 +78,47 @@ class AnyFailedError(PullPushError):
 
 
 class _Slot:
-    """One source: its iterator, its pump and how many of its outcomes wait."""
+    """One source: its iterator, its pump, and its outcomes the consumer has not taken."""
 
     __slots__ = (
         "drop_next",
-        "ended",
+        "end",
+        "final",
         "index",
         "iterator",
         "permit",
         "pulling",
         "pump",
         "read_ahead",
-        "waiting",
+        "values",
     )
 
     def __init__(self, index: int, source: AsyncIterable[Any], read_ahead: int) -> None:
         self.index = index
         self.iterator: AsyncIterator[Any] = pull_iter(source)
         self.read_ahead = read_ahead
-        # Invariant: waiting counts this slot's outcomes in the combiner's ready queue.
-        self.waiting = 0
+        # Invariant: the slot is in the combiner's ready queue once per value here,
+        # plus once for its end while that is not taken; values come out first.
+        self.values: deque[Any] = deque()
+        # Invariant: end is 0 until the pump delivered the end (_END; final: the
+        # final value or _NO_FINAL) or an error (_ERROR; final: the exception).
+        self.end = 0
+        self.final: Any = None
         self.pump: asyncio.Task[None] | None = None
-        # Invariant: permit is the future the pump is parked on (waiting for room).
+        # Invariant: permit is the future the pump is parked on (waiting for room),
+        # until the consumer makes room and lets it go.
         self.permit: asyncio.Future[None] | None = None
-        # Invariant: ended once the pump delivered an end or an error outcome.
-        self.ended = False
-        # Invariant: pulling while the pump awaits the source (cancelling it then
-        # breaks the source, as cancelling any await inside a generator does).
+        # Invariant: pulling while the pump runs and is not parked: whenever another
+        # task looks, it is then in the middle of a pull (cancelling it then breaks
+        # the source, as cancelling any await inside a generator does).
         self.pulling = False
         # Set by race(discard_round=True): drop the value of the pull in flight.
         self.drop_next = False
 
-
-# An outcome: (slot, kind, value); kind is _VALUE, _END (value: the final value or
-# _NO_FINAL) or _ERROR (value: the exception).
-_Outcome = tuple[_Slot, int, Any]
+    @property
+    def waiting(self) -> bool:
+        """Whether an outcome of this source waits for the consumer."""
+        return bool(self.values) or self.end != 0
 
 
 class AsyncIteratorCombiner(Generic[T]):
@@ -136,9 +156,17 @@ class AsyncIteratorCombiner(Generic[T]):
         # Invariant: _active holds the slots of sources whose end/error outcome has
         # not been taken yet, in source order.
         self._active: list[_Slot] = [_Slot(i, s, read_ahead) for i, s in enumerate(sources)]
-        # Invariant: every outcome not yet handed out is in _ready, in arrival order.
-        self._ready: deque[_Outcome] = deque()
+        # Invariant: every outcome not yet handed out has its slot in _ready, in
+        # arrival order (see _Slot.values).
+        self._ready: deque[_Slot] = deque()
+        # Invariant: _waiter is the future the consumer is parked on, until the
+        # first outcome to arrive wakes it (and clears it).
         self._waiter: asyncio.Future[None] | None = None
+        # Invariant: _let_out is set once a parked pump was let go since the consumer
+        # last waited; _turning counts the pumps yielding a turn with a full slot.
+        # Either way a pump is scheduled to run before the consumer's next turn.
+        self._let_out = False
+        self._turning = 0
 
     def __repr__(self) -> str:
         pumping = sum(s.pump is not None and not s.pump.done() for s in self._active)
@@ -154,83 +182,123 @@ class AsyncIteratorCombiner(Generic[T]):
 
     def _start_pumps(self, slots: list[_Slot] | None = None) -> None:
         for slot in self._active if slots is None else slots:
-            if slot.pump is None and not slot.ended:
+            if slot.pump is None and not slot.end:
                 slot.pump = asyncio.ensure_future(self._pump(slot))
 
     async def _pump(self, slot: _Slot) -> None:
+        # The loop body runs once per item: keep it to what every item needs (two
+        # appends and three checks); waking the consumer, yielding and parking
+        # happen once per batch.
         anext = slot.iterator.__anext__
-        ready = self._ready
+        values = slot.values
+        keep = values.append
+        arrive = self._ready.append
         read_ahead = slot.read_ahead
         loop = asyncio.get_running_loop()
-        while True:
-            slot.pulling = True
-            try:
+        slot.pulling = True
+        try:
+            while True:
                 value = await anext()
-            except StopAsyncIteration as end:
-                outcome: _Outcome = (slot, _END, end.args[0] if end.args else _NO_FINAL)
-            except asyncio.CancelledError:
-                raise  # the combiner is being torn down (see _stop_pumps)
-            except BaseException as error:
-                outcome = (slot, _ERROR, error)
-            else:
-                outcome = (slot, _VALUE, value)
-            slot.pulling = False
-            kind = outcome[1]
-            if kind == _VALUE and slot.drop_next:
-                slot.drop_next = False
-                continue
-            ready.append(outcome)
-            slot.waiting += 1
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-            if kind != _VALUE:
-                slot.ended = True
-                return
-            if slot.waiting > read_ahead:
-                slot.permit = loop.create_future()
-                try:
-                    await slot.permit
-                finally:
-                    slot.permit = None
+                if slot.drop_next:
+                    slot.drop_next = False
+                    continue
+                keep(value)
+                arrive(slot)
+                if self._waiter is not None:
+                    self._wake()
+                if len(values) > read_ahead:
+                    # Full. First one turn of the loop: the consumer, scheduled already
+                    # when it is busy taking, makes room without a future or a wake-up.
+                    slot.pulling = False
+                    self._turning += 1
+                    try:
+                        await _one_turn()
+                    finally:
+                        self._turning -= 1
+                    while len(values) > read_ahead:
+                        slot.permit = permit = loop.create_future()
+                        try:
+                            await permit
+                        finally:
+                            # Interleavings: let go by the consumer (which cleared
+                            # permit already), or cancelled while parked by _stop_pumps.
+                            slot.permit = None
+                    slot.pulling = True
+        except StopAsyncIteration as end:
+            slot.end, slot.final = _END, end.args[0] if end.args else _NO_FINAL
+        except asyncio.CancelledError:
+            raise  # the combiner is being torn down (see _stop_pumps)
+        except BaseException as error:
+            slot.end, slot.final = _ERROR, error
+        slot.pulling = False
+        arrive(slot)
+        if self._waiter is not None:
+            self._wake()
+
+    def _let_go(self, slot: _Slot) -> None:
+        """Wake the parked pump of ``slot`` (there is room again)."""
+        permit = slot.permit
+        slot.permit = None
+        if permit is not None and not permit.done():  # done: cancelled with the pump
+            permit.set_result(None)
+            self._let_out = True
+
+    def _wake(self) -> None:
+        """Wake the parked consumer (an outcome arrived)."""
+        waiter = self._waiter
+        self._waiter = None  # once per batch: later outcomes see no waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _wait(self) -> None:
-        """Wait until some pump delivers an outcome."""
+        """Wait until some pump may have delivered an outcome (callers check again).
+
+        When a pump is scheduled to run before the consumer's next turn (it was let
+        go, or it yields a turn with a full slot), one bare turn of the event loop
+        lets it deliver, and costs neither a future nor a wake-up. Otherwise park
+        until a pump delivers.
+        """
+        if self._let_out or self._turning:
+            self._let_out = False
+            await _one_turn()
+            return
         self._waiter = asyncio.get_running_loop().create_future()
         try:
             await self._waiter
         finally:
+            # Interleavings: woken by a pump (which cleared _waiter already), or
+            # the consumer was cancelled while waiting.
             self._waiter = None
 
     def _take(self, position: int = 0) -> tuple[_Slot, bool, Any]:
         """Remove the outcome at ``position`` of the ready queue and hand it out as
         ``(slot, True, value)`` or ``(slot, False, final value)``.
 
-        Wakes the slot's pump if this made room; removes a source that ended or
+        Lets the slot's pump go on if this made room; removes a source that ended or
         failed, raising its error.
         """
         ready = self._ready
         if position == 0:
-            slot, kind, value = ready.popleft()
+            slot = ready.popleft()
         else:
-            slot, kind, value = ready[position]
+            slot = ready[position]
             del ready[position]
-        slot.waiting -= 1
-        permit = slot.permit
-        if permit is not None and slot.waiting <= slot.read_ahead and not permit.done():
-            permit.set_result(None)
-        if kind == _VALUE:
+        values = slot.values
+        if values:
+            value = values.popleft()
+            if slot.permit is not None:
+                self._let_go(slot)
             return slot, True, value
         self._remove(slot)
-        if kind == _END:
-            return slot, False, value
-        raise value
+        if slot.end == _END:
+            return slot, False, slot.final
+        raise slot.final
 
     def _position(self, accept: Callable[[_Slot], bool]) -> int:
         """The position of the first outcome, in arrival order, of a slot ``accept``
         allows; -1 if there is none."""
-        for position, outcome in enumerate(self._ready):
-            if accept(outcome[0]):
+        for position, slot in enumerate(self._ready):
+            if accept(slot):
                 return position
         return -1
 
@@ -247,7 +315,7 @@ class AsyncIteratorCombiner(Generic[T]):
                 raise
         while not slot.waiting:
             await self._wait()
-        _, ok, value = self._take(self._position(lambda other: other is slot))
+        _, ok, value = self._take(self._ready.index(slot))
         return ok, value
 
     def _remove(self, slot: _Slot) -> None:
@@ -299,47 +367,73 @@ class AsyncIteratorCombiner(Generic[T]):
 
         Ends when every source is exhausted; leaving it early cancels the pumps.
         """
-        return self.race_shaped(_value_only, yield_final_values)
+        return self.race_shaped(None, tuple, yield_final_values)
 
     def race_indexed(self, yield_final_values: bool = False) -> AsyncGenerator[tuple[int, T], None]:
         """Like :meth:`race_generator`, yielding ``(source index, value)`` pairs."""
-        return self.race_shaped(_index_and_value, yield_final_values)
+        return self.race_shaped(range(len(self._sources)), tuple, yield_final_values)
 
     async def race_shaped(
         self,
-        shape: Callable[[int, T], R],
+        keys: Sequence[Any] | None,
+        pair: type[P],
         yield_final_values: bool = False,
         owner: PullObj[Any] | None = None,
-    ) -> AsyncGenerator[R, None]:
-        """Like :meth:`race_generator`, yielding ``shape(source index, value)``.
+    ) -> AsyncGenerator[Any, None]:
+        """Like :meth:`race_generator`; with ``keys``, yield ``pair((keys[source
+        index], value))`` (a tuple type: ``tuple``, or a named tuple) instead of the
+        value.
 
         With ``owner`` (the pull object whose cycle this generator is), the
         generator also does what a pull object's consumer-facing iteration does: it
         ends after the item in flight once ``owner.close()`` was called, and when it
         is left early or fails it closes ``owner`` and its upstream. The racing pull
-        objects iterate it directly this way, saving a generator layer per item.
+        objects' ``async for`` steps it directly this way (through
+        :class:`~pullpush._obj._Iteration`), saving a generator layer per item.
         """
         completed = False
         ready = self._ready
+        take = ready.popleft
+        active = self._active
         self._start_pumps()
         try:
-            while self._active:
+            while active:
                 if not ready:
-                    await self._wait()
+                    if self._let_out or self._turning:  # self._wait(), inlined
+                        self._let_out = False
+                        await _one_turn()
+                    else:
+                        await self._wait()
                     continue
-                slot, ok, value = self._take()
-                if ok or (yield_final_values and value is not _NO_FINAL):
-                    yield shape(slot.index, value)
-                    if owner is not None and owner._closing:
-                        break
+                # self._take(), inlined: this loop runs once per item.
+                slot = take()
+                values = slot.values
+                if values:
+                    value = values.popleft()
+                    if slot.permit is not None:
+                        self._let_go(slot)
+                else:  # the end or an error
+                    self._remove(slot)
+                    value = slot.final
+                    if slot.end == _ERROR:
+                        raise value
+                    if not yield_final_values or value is _NO_FINAL:
+                        continue
+                if keys is None:
+                    yield value
+                else:
+                    yield _new_tuple(pair, (keys[slot.index], value))
+                if owner is not None and owner._closing:
+                    break
             completed = True
         finally:
-            if not completed:
+            # Interleavings: left early, failed or cancelled (not completed), or ended
+            # by a graceful close with pulls still in flight: stop the pumps before
+            # the sources are closed.
+            if not completed or (owner is not None and owner._closing):
                 await self._stop_pumps()
                 if owner is not None:
                     await owner.aclose()
-            elif owner is not None and owner._closing:
-                await owner.aclose()
 
     async def round_robin_generator(
         self, yield_final_values: bool = False
@@ -399,16 +493,14 @@ class AsyncIteratorCombiner(Generic[T]):
                     if position < 0:
                         await self._wait()
                         continue
-                    slot = self._ready[position][0]
+                    slot, ok, value = self._take(position)
                     waiting.discard(slot)
                     if slot is cut:
-                        ok, _ = self._take_cutoff(position)
                         if not ok:
                             cut = None  # the cutoff source ended: no more cutoffs
                             continue
                         yield None
                         break
-                    _, ok, value = self._take(position)
                     if ok:
                         yield slot.index, value
             completed = True
@@ -417,18 +509,6 @@ class AsyncIteratorCombiner(Generic[T]):
                 await self._stop_pumps([cut])
             if not completed:
                 await self._stop_pumps()
-
-    def _take_cutoff(self, position: int) -> tuple[bool, Any]:
-        slot, kind, value = self._ready[position]
-        del self._ready[position]
-        slot.waiting -= 1
-        if slot.permit is not None and not slot.permit.done():
-            slot.permit.set_result(None)
-        if kind == _VALUE:
-            return True, value
-        if kind == _END:
-            return False, None
-        raise value
 
     async def all(self, yield_final_values: bool = False) -> list[T]:
         """Pull one value from every live source concurrently; return them in source
@@ -500,12 +580,23 @@ class AsyncIteratorCombiner(Generic[T]):
 
     def _discard(self) -> None:
         """Drop every value waiting, and the value of every pull in flight."""
-        position = 0
-        while position < len(self._ready):
-            if self._ready[position][1] == _VALUE:
-                self._take(position)
-            else:
-                position += 1
+        dropping = {slot: len(slot.values) for slot in self._active if slot.values}
+        if dropping:
+            # A slot's first entries are its values; an end entry stays in place.
+            ready = self._ready
+            kept = []
+            for slot in ready:
+                left = dropping.get(slot, 0)
+                if left:
+                    dropping[slot] = left - 1
+                else:
+                    kept.append(slot)
+            ready.clear()
+            ready.extend(kept)
+            for slot in dropping:
+                slot.values.clear()
+                if slot.permit is not None:
+                    self._let_go(slot)
         for slot in self._active:
             if slot.pulling:
                 slot.drop_next = True

@@ -29,6 +29,7 @@ no generator priming: the first value sent is delivered.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import (
     AsyncGenerator,
@@ -93,8 +94,9 @@ class PullObj(AsyncGenerator[T, Any]):
 
     _closes_itself: bool = False
     """Whether this class's cycle generator itself honours a graceful close and closes
-    the object when it is left early or fails (then ``async for`` iterates the cycle
-    directly, without the generic consumer wrapper)."""
+    the object when it fails or is closed (then ``async for`` iterates the cycle
+    through :class:`_Iteration`, which adds no generator layer per item, instead of
+    the generic consumer wrapper)."""
 
     def __init__(self) -> None:
         # Invariant: _agen is the current cycle (None before the first pull); a cycle
@@ -197,7 +199,7 @@ class PullObj(AsyncGenerator[T, Any]):
 
     def __aiter__(self) -> AsyncGenerator[T, Any]:
         if self._closes_itself:
-            return self._cycle()
+            return _Iteration(self, self._cycle())
         return self._consume()
 
     async def _consume(self) -> AsyncGenerator[T, Any]:
@@ -288,6 +290,61 @@ class PullObj(AsyncGenerator[T, Any]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+# Closes scheduled by dropped iterations, kept alive until they ran (the event loop
+# holds tasks weakly).
+_closing: set[asyncio.Task[None]] = set()
+
+
+class _Iteration(AsyncGenerator[T, Any]):
+    """What ``async for`` iterates over a pull object whose cycle closes itself.
+
+    Each step is the cycle's own ``__anext__``, called from C through the
+    ``__anext__`` slot: no generator layer and no Python frame per item. What the
+    generic consumer wrapper does on failure and on a graceful close, the cycle
+    does itself; what is left is leaving the loop early (``break``, ``return``, an
+    error in the loop body): that drops this object while the cycle is suspended
+    half-way, and :meth:`__del__` then closes the pull object on the event loop,
+    as Python's async-generator finalizer closes the generic wrapper. (Unlike the
+    wrapper, dropping an iteration that was never pulled also closes the object if
+    its cycle is unfinished.)
+    """
+
+    __slots__ = ("__anext__", "_cycle", "_obj")
+
+    def __init__(self, obj: PullObj[T], cycle: AsyncGenerator[T, Any]) -> None:
+        self._obj = obj
+        self._cycle = cycle
+        self.__anext__ = cycle.__anext__  # type: ignore[method-assign]
+
+    def __aiter__(self) -> _Iteration[T]:
+        return self
+
+    def asend(self, value: Any) -> Coroutine[Any, Any, T]:
+        return self._obj.asend(value)
+
+    async def athrow(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+    ) -> T:
+        return await self._obj.athrow(typ, val, tb)
+
+    async def aclose(self) -> None:
+        await self._obj.aclose()
+
+    def __del__(self) -> None:
+        if getattr(self._cycle, "ag_frame", None) is None or self._obj._closed:
+            return  # the cycle finished (it closed what it had to) or all is closed
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop here: the cycle's own finalizer closes it when collected
+        task = loop.create_task(self._obj.aclose())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
 
 async def aclose_quietly(obj: object) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+import traceback
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from pullpush import (
     PullOpDescriptor,
     PullTimeoutObj,
     SourceBufferObj,
+    SourceFromIterable,
 )
 from pullpush.testing import TrackedSource, assert_items, assert_raises, settle
 from pullpush.testing import run as run_on_loop
@@ -291,6 +293,155 @@ async def test_pipe_factories_are_called_again_by_compile() -> None:
     assert await compiled.collect() == [-1, -2]
 
 
+# -- a SourceFromIterable over a sync iterable, read inline -----------------------------------
+
+
+async def both(scenario: Callable[[bool], Awaitable[Any]]) -> Any:
+    """Run ``scenario(compiled)`` on the uncompiled and the compiled chain: they agree."""
+    plain = await scenario(False)
+    fused = await scenario(True)
+    assert fused == plain
+    return fused
+
+
+def odd(n: int) -> bool:
+    return n % 2 == 1
+
+
+async def test_a_sync_source_is_read_inline_by_the_head_segment() -> None:
+    source = SourceFromIterable(range(10))
+    compiled = PullChain.from_source(source).map(lambda n: n + 1).filter(odd).compile()
+    (stage,) = compiled.stages
+    assert "_src._next_run()" in stage.code and "async for" not in stage.code
+    assert await compiled.collect() == [1, 3, 5, 7, 9]
+    assert source.done and compiled.done
+    assert not source.closed
+
+    class Counted(SourceFromIterable[int]):
+        """A subclass may change the loop: read with the generic one."""
+
+    for other in (SourceFromIterable(agen([1, 2])), Counted([1, 2])):
+        compiled = PullChain.from_source(other).map(str).compile()
+        assert "async for v in" in compiled.stages[0].code
+        assert await compiled.collect() == ["1", "2"]
+
+
+async def test_inline_source_restart_continues_from_the_iterator() -> None:
+    async def scenario(compiled: bool) -> Any:
+        source = SourceFromIterable(iter(range(10)))
+        chain: Any = PullChain.from_source(source).filter(odd).map(lambda n: n * 10)
+        chain = chain.compile() if compiled else chain
+        first = [await chain.__anext__() for _ in range(2)]
+        chain.restart()  # the source does not rewind
+        return first, await chain.collect(), source.done, chain.done
+
+    assert await both(scenario) == ([10, 30], [50, 70, 90], True, True)
+
+
+async def test_inline_source_close_mid_stream_ends_after_the_item_and_flushes() -> None:
+    def numbers(finalized: list[str]) -> Iterator[int]:
+        try:
+            yield from range(100)
+        finally:
+            finalized.append("numbers")
+
+    async def graceful(compiled: bool) -> Any:
+        finalized: list[str] = []
+        source = SourceFromIterable(numbers(finalized))
+
+        def close_at_7(n: int) -> int:
+            if n == 7:
+                source.close()  # graceful: 8 is not pulled, the partial window is yielded
+            return n
+
+        chain: Any = PullChain.from_source(source).filter(odd).map(close_at_7).window(3)
+        chain = chain.compile() if compiled else chain
+        got = await chain.collect()
+        return got, source.closing, source.done, finalized[:]
+
+    assert await both(graceful) == ([[1, 3, 5], [7]], True, True, [])
+
+    async def at_once(compiled: bool) -> Any:
+        finalized: list[str] = []
+        source = SourceFromIterable(numbers(finalized))
+        chain: Any = PullChain.from_source(source).map(lambda n: n * 2)
+        chain = chain.compile() if compiled else chain
+        got = []
+        async for item in chain:
+            got.append(item)
+            await chain.aclose()  # at once: the generator's finally runs
+        return got, source.closed, finalized
+
+    assert await both(at_once) == ([0], True, ["numbers"])
+
+
+async def test_inline_source_errors_keep_their_traceback_and_close_the_chain() -> None:
+    def numbers() -> Iterator[int]:
+        yield 1
+        raise KeyError("source broke")
+
+    async def scenario(compiled: bool) -> Any:
+        source = SourceFromIterable(numbers())
+        chain: Any = PullChain.from_source(source).map(lambda n: n * 10)
+        chain = chain.compile() if compiled else chain
+        error = await assert_raises(chain, KeyError, items=[10], match="source broke")
+        frames = [frame.name for frame in traceback.extract_tb(error.__traceback__)]
+        return "numbers" in frames, source.closed
+
+    assert await both(scenario) == (True, True)
+
+
+async def test_inline_source_peeks_between_and_during_pulls() -> None:
+    async def scenario(compiled: bool) -> Any:
+        source = SourceFromIterable(range(10))
+        peeked: list[Any] = []
+
+        def look(n: int) -> int:
+            if n == 4:
+                peeked.append(source.peek())  # takes 5 ahead of the loop
+            return n
+
+        chain: Any = PullChain.from_source(source).map(look).filter(lambda n: n != 4)
+        chain = chain.compile() if compiled else chain
+        got = [await chain.__anext__(), await chain.__anext__()]
+        peeked.append(source.peek())  # 2 ahead, between pulls
+        got += await chain.collect()
+        return got, peeked, source.done
+
+    got, peeked, done = await both(scenario)
+    assert got == [0, 1, 2, 3, 5, 6, 7, 8, 9] and peeked == [2, 5] and done
+
+
+async def test_a_callable_closing_the_inline_source_stops_it_before_the_next_item() -> None:
+    async def scenario(compiled: bool) -> Any:
+        pulled: list[int] = []
+
+        def numbers() -> Iterator[int]:
+            for n in range(10):
+                pulled.append(n)
+                yield n
+
+        source = SourceFromIterable(numbers())
+
+        def stop_at_3(n: int) -> bool:
+            if n == 3:
+                source.close()
+            return n % 3 != 0  # 3 itself is dropped: the close is seen before 4
+
+        chain: Any = PullChain.from_source(source).filter(stop_at_3)
+        chain = chain.compile() if compiled else chain
+        return await chain.collect(), pulled
+
+    assert await both(scenario) == ([1, 2], [0, 1, 2, 3])
+
+
+async def test_a_swapped_segment_source_is_read_with_the_generic_loop() -> None:
+    compiled = PullChain.from_source(SourceFromIterable([1, 2])).map(str).compile()
+    (stage,) = compiled.stages
+    stage.source = numbers(3, 4)  # a link's source is mutable: applies to its next cycle
+    assert await compiled.collect() == ["3", "4"]
+
+
 # -- compiled == uncompiled, for random recipes ---------------------------------------------
 
 
@@ -340,8 +491,18 @@ KINDS = [
 ]
 
 
-def build_chain(source: list[int], recipe: list[Step], log: list[Any]) -> PullChain[Any]:
-    chain: PullChain[Any] = PullChain.from_source(agen(source))
+SOURCES = ["async generator", "sync iterator (inline)", "async iterable"]
+
+
+def build_chain(
+    source: list[int], recipe: list[Step], log: list[Any], kind: str = SOURCES[0]
+) -> PullChain[Any]:
+    head: Any = agen(source)
+    if kind == SOURCES[1]:
+        head = SourceFromIterable(iter(source))
+    elif kind == SOURCES[2]:
+        head = SourceFromIterable(agen(source))
+    chain: PullChain[Any] = PullChain.from_source(head)
     for position, (kind, n, flag) in enumerate(recipe):
         if kind == "map":
             # n == 3 divides by zero on some values: errors must match too
@@ -399,22 +560,23 @@ async def outcome(chain: Any) -> tuple[list[Any], Any]:
     return items, None
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=240, deadline=None)
 @given(
     recipe=st.lists(
         st.tuples(st.sampled_from(KINDS), st.integers(min_value=1, max_value=3), st.booleans()),
         max_size=6,
     ),
     source=st.lists(st.integers(min_value=0, max_value=12), max_size=10),
+    kind=st.sampled_from(SOURCES),
 )
 def test_compiled_chain_matches_the_uncompiled_chain(
-    loop_kind: str, recipe: list[Step], source: list[int]
+    loop_kind: str, recipe: list[Step], source: list[int], kind: str
 ) -> None:
     async def scenario() -> None:
         log: list[Any] = []
-        plain = await outcome(build_chain(source, recipe, log))
+        plain = await outcome(build_chain(source, recipe, log, kind))
         fused_log: list[Any] = []
-        fused = await outcome(build_chain(source, recipe, fused_log).compile())
+        fused = await outcome(build_chain(source, recipe, fused_log, kind).compile())
         assert fused == plain
         if plain[1] is None or not any(kind == "eager" for kind, _, _ in recipe):
             # Each callback sees the same items in the same order (eager reads ahead

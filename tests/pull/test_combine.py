@@ -218,20 +218,12 @@ async def test_race_error_propagates_and_closes_the_other_sources() -> None:
     assert healthy.closed
 
 
-_RACE_LEFT_OPEN = pytest.mark.xfail(
-    strict=True,
-    reason="racing objects iterate their stored cycle directly (_closes_itself, "
-    "_combine.py/_combiner.py): after `break` that generator is still referenced by the "
-    "object, so it is never finalized and the object, its pumps and sources stay open",
-)
-
-
 @pytest.mark.parametrize(
     "combine",
     [
-        pytest.param(PullRaceObj, marks=_RACE_LEFT_OPEN),
-        pytest.param(PullRaceValuesObj, marks=_RACE_LEFT_OPEN),
-        pytest.param(lambda s: PullLabeledRaceObj(dict(enumerate(s))), marks=_RACE_LEFT_OPEN),
+        PullRaceObj,
+        PullRaceValuesObj,
+        lambda s: PullLabeledRaceObj(dict(enumerate(s))),
         PullRaceRobinObj,
         PullZipObj,
         PullRoundRobinObj,
@@ -250,6 +242,62 @@ async def test_leaving_async_for_early_closes_the_combiner_and_its_sources(
         assert combined.closed and all(source.closed for source in sources), sources
     finally:
         await combined.aclose()
+
+
+def racing(kind: str, sources: list[Any]) -> Any:
+    if kind == "labeled":
+        return PullLabeledRaceObj(dict(enumerate(sources)))
+    return PullRaceObj(sources) if kind == "attributed" else PullRaceValuesObj(sources)
+
+
+RACING = ["attributed", "values", "labeled"]
+
+
+@pytest.mark.parametrize("kind", RACING)
+async def test_leaving_a_race_loop_early_closes_it_regression_c0c1b6f(kind: str) -> None:
+    # c0c1b6f let `async for` iterate a race's cycle directly, which the object keeps:
+    # `break` dropped nothing, so the race and its pumps stayed open.
+    fast, slow = TrackedSource(range(100)), TrackedSource(range(100), delay=0.01)
+    race = racing(kind, [fast, slow])
+    async for _ in race:
+        break
+    await settle()
+    assert race.closed and fast.closed and slow.closed
+    assert "closed" in repr(race)
+
+    async def fail_in_body(race: Any) -> None:
+        async for _ in race:
+            raise KeyError("body")
+
+    fast, slow = TrackedSource(range(100)), TrackedSource(range(100), delay=0.01)
+    race = racing(kind, [fast, slow])
+    with pytest.raises(KeyError):
+        await fail_in_body(race)
+    await settle()
+    assert race.closed and fast.closed and slow.closed
+
+
+@pytest.mark.parametrize("kind", RACING)
+async def test_race_close_ends_after_the_item_in_flight(kind: str) -> None:
+    source = TrackedSource(range(100), yield_to_loop=True)
+    race = racing(kind, [source])
+    got = []
+    async for item in race:
+        got.append(item)
+        race.close()
+    assert len(got) == 1
+    await settle()
+    assert race.closed and source.closed
+
+
+@pytest.mark.parametrize("kind", RACING)
+async def test_a_race_pulled_with_anext_stays_open_and_iterates_on(kind: str) -> None:
+    source = TrackedSource(range(3))
+    race = racing(kind, [source])
+    first = await race.__anext__()
+    rest = [item async for item in race]
+    assert len(rest) == 2 and first not in rest
+    assert race.done and not race.closed
 
 
 async def test_race_robin_gives_every_source_one_value_per_round() -> None:

@@ -86,6 +86,34 @@ def test_race_preserves_every_item_exactly_once_in_source_order(
 
 
 @settings(max_examples=60, deadline=None)
+@given(lists=many, pattern=turns, pace=turns, read_ahead=st.integers(min_value=0, max_value=3))
+def test_race_read_ahead_bounds_every_source_and_loses_nothing(
+    lists: list[list[int]], pattern: list[int], pace: list[int], read_ahead: int, loop_kind: str
+) -> None:
+    # Sources that often never wait and a consumer that sometimes does: the pumps go
+    # through every path (full, yielding a turn, parked, let go) with any read-ahead.
+    pulled = [0] * len(lists)
+
+    async def counted(i: int, values: list[int]) -> AsyncGenerator[int, None]:
+        async for value in jittery(values, pattern[i:] + pattern[:i]):
+            pulled[i] += 1
+            yield value
+
+    async def scenario() -> list[list[int]]:
+        got: list[list[int]] = [[] for _ in lists]
+        sources = [counted(i, v) for i, v in enumerate(lists)]
+        async for result in PullRaceObj(sources, read_ahead=read_ahead):
+            i = sources.index(result.source)
+            got[i].append(result.value)
+            assert all(pulled[j] - len(got[j]) <= read_ahead + 1 for j in range(len(lists)))
+            for _ in range(pace[sum(map(len, got)) % len(pace)]):
+                await asyncio.sleep(0)
+        return got
+
+    assert run(scenario(), loop=loop_kind) == lists
+
+
+@settings(max_examples=60, deadline=None)
 @given(lists=many, pattern=turns)
 def test_race_robin_rounds_hold_one_item_per_live_source(
     lists: list[list[int]], pattern: list[int], loop_kind: str

@@ -15,6 +15,12 @@ segment instead of one per operator -- and compiles it with :func:`exec`
   upstream ends, head first, exactly as the uncompiled operators yield them.
 * **Barriers** -- eager, timeout, window_timeout, pipe and the merges stay the
   uncompiled operators; they split fusion into segments.
+* **Inline source** -- when the chain's source is a :class:`SourceFromIterable`
+  over a sync iterable, the head segment's loop is the source's own sync loop
+  (``_next_run`` / ``_run_ended``, checking ``_interrupted`` before each item)
+  with the operations in its body: no async generator step per source item.
+  Peek, graceful and immediate close, restart and exhaustion behave as when the
+  source is pulled.
 
 Every callable is applied as the uncompiled operator applies it: a coroutine
 function is awaited directly, any other callable's result is awaited when it is
@@ -23,11 +29,12 @@ awaitable (so async predicates and reducers work on the fast path).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from typing import Any, Final, TypeVar
 
 from .._obj import PullObj, PullObj1To1Link, check_pull_source, pull_iter
 from .._util import make_selector
+from ..pull._sources import SourceFromIterable
 from ..pull._transform import _NO_INITIAL, is_flattenable
 from ._codegen import RUNTIME, CodeWriter, load_factory
 from ._ops import turnstile_callback
@@ -79,14 +86,37 @@ _HELPERS: Final = {
 class _Writer(CodeWriter):
     """Write the source of one segment's ``pull_impl``."""
 
-    def __init__(self, ops: tuple[PullOpDescriptor, ...]) -> None:
+    def __init__(self, ops: tuple[PullOpDescriptor, ...], inline_source: bool = False) -> None:
         super().__init__()
         self.ops = ops
+        self.inline_source = inline_source
         # Per-cycle state, set up before the loop (a dict: flushes write ops again).
         self.state: dict[str, None] = {}
+        # The indentation of the loop body that reads an inline source (see skip()).
+        self.source_pad: str | None = None
 
     def generate(self) -> str:
-        body = self.body(0, 2)
+        if self.inline_source:
+            # SourceFromIterable.pull_impl's sync loop, with the operations in its
+            # body: no async generator step per item for the source.
+            self.source_pad = "    " * 3
+            main = [
+                "        _src = _S.source",
+                "        while (_run := _src._next_run()) is not None:",
+                "            for v in _run:",
+                *("    " + line for line in self.body(0, 3)),
+                "                if _src._interrupted:",
+                "                    break",
+                "            else:",
+                "                _src._run_ended(_run)",
+                "        _src._loop_ended()",
+            ]
+            self.source_pad = None
+        else:
+            main = [
+                "        async for v in _pull_iter(_S.source):",
+                *("    " + line for line in self.body(0, 2)),
+            ]
         flushes: list[str] = []
         for k, (kind, _, options) in enumerate(self.ops):
             if kind in ("window", "buffer") and options.get("yield_remainder", True):
@@ -108,17 +138,25 @@ class _Writer(CodeWriter):
             f"def _factory(*, _S, {', '.join(names)}):",
             f"    async def pull_impl(_S=_S, {', '.join(f'{n}={n}' for n in names)}):",
             *("        " + line for line in self.state),
-            "        async for v in _pull_iter(_S.source):",
-            *("    " + line for line in body),
+            *main,
             *("    " + line for line in flushes),
             "    return pull_impl",
         ]
         return "\n".join(lines) + "\n"
 
+    def skip(self, pad: str) -> list[str]:
+        """Lines, in an ``if`` at ``pad``, that drop the value: the innermost loop moves
+        on. When that loop reads an inline source, its next item is the source's: a
+        peek or a close the source saw first ends the run, as in the source's own
+        loop."""
+        if pad != self.source_pad:
+            return [f"{pad}    continue"]
+        return [f"{pad}    if _src._interrupted:", f"{pad}        break", f"{pad}    continue"]
+
     def body(self, start: int, level: int) -> list[str]:
         """Lines that take ``v`` through ``ops[start:]`` and yield it.
 
-        ``continue`` drops the value (the innermost loop moves on).
+        :meth:`skip` drops the value.
         """
         lines: list[str] = []
         for k in range(start, len(self.ops)):
@@ -130,7 +168,7 @@ class _Writer(CodeWriter):
                 lines += [
                     *self.call(pad, "r", args[0], "v"),
                     f"{pad}if not r:",
-                    f"{pad}    continue",
+                    *self.skip(pad),
                 ]
             elif kind in ("callback", "turnstile"):
                 callbacks = args if kind == "callback" else (turnstile_callback(*args),)
@@ -159,9 +197,9 @@ class _Writer(CodeWriter):
             lines.append(f"{pad}{key} = {self.constant(make_selector(obj2id, 'obj2id'))}(v)")
         if options.get("consecutive", False):
             self.state[f"p{k} = _NOTHING"] = None
-            return [*lines, f"{pad}if {key} == p{k}:", f"{pad}    continue", f"{pad}p{k} = {key}"]
+            return [*lines, f"{pad}if {key} == p{k}:", *self.skip(pad), f"{pad}p{k} = {key}"]
         self.state.update(dict.fromkeys([f"s{k} = set()", f"add{k} = s{k}.add"]))
-        return [*lines, f"{pad}if {key} in s{k}:", f"{pad}    continue", f"{pad}add{k}({key})"]
+        return [*lines, f"{pad}if {key} in s{k}:", *self.skip(pad), f"{pad}add{k}({key})"]
 
     def reduce(self, k: int, pad: str, reducer: Any, accum: Any = _NO_INITIAL) -> list[str]:
         if accum is _NO_INITIAL:
@@ -185,7 +223,7 @@ class _Writer(CodeWriter):
         return [
             f"{pad}b{k}.append(v)",
             *full,
-            f"{pad}    continue",
+            *self.skip(pad),
             f"{pad}v = b{k}",
             f"{pad}b{k} = []",
         ]
@@ -199,7 +237,7 @@ class _Writer(CodeWriter):
             f"{pad}    raise _seen(i{k})",
             f"{pad}if i{k} != n{k}:",
             f"{pad}    h{k}[i{k}] = v",
-            f"{pad}    continue",
+            *self.skip(pad),
             f"{pad}n{k} += 1",
             f"{pad}q{k} = [v]",
             f"{pad}while n{k} in h{k}:",
@@ -233,19 +271,46 @@ class _Writer(CodeWriter):
         ]
 
 
+def _reads_inline(source: object) -> bool:
+    """Whether a segment's loop can run ``source``'s own loop inline: a
+    :class:`SourceFromIterable` (exactly: a subclass may change the loop) over a sync
+    iterable."""
+    return type(source) is SourceFromIterable and source._sync is not None
+
+
 class _FusedSegment(PullObj1To1Link[Any, Any]):
     """One run of fusable operations as one pull object (its ``pull_impl`` is
     generated). State lives in the cycle: a new cycle starts from the initial
-    state."""
+    state.
+
+    Over a :class:`SourceFromIterable` of a sync iterable (the head segment of a
+    chain built with one), the generated loop is the source's own sync loop with
+    the operations in its body: the source costs no generator step per item, and
+    its peek, close, restart and exhaustion behave as when it is pulled. A swapped
+    ``source`` is read with the generic loop.
+    """
 
     def __init__(self, source: AsyncIterable[Any], ops: tuple[PullOpDescriptor, ...]) -> None:
         super().__init__(source)
         self.ops = ops
-        writer = _Writer(ops)
-        self.code: str = writer.generate()
+        # Invariant: _inline is the source the inline variant was built for (None if
+        # the first source was not one); _impls caches (code, pull_impl) per variant.
+        self._inline: Any = source if _reads_inline(source) else None
+        self._impls: dict[bool, tuple[str, Callable[[], AsyncGenerator[Any, Any]]]] = {}
+        self.code: str = self._variant(self._inline is not None)[0]
         """The generated Python source (for reading and debugging)."""
-        factory = load_factory(self.code, _FILENAME)
-        vars(self)["pull_impl"] = factory(_S=self, **_HELPERS, **writer.constants)
+
+    def _variant(self, inline: bool) -> tuple[str, Callable[[], AsyncGenerator[Any, Any]]]:
+        impl = self._impls.get(inline)
+        if impl is None:
+            writer = _Writer(self.ops, inline_source=inline)
+            code = writer.generate()
+            factory = load_factory(code, _FILENAME)
+            impl = self._impls[inline] = (code, factory(_S=self, **_HELPERS, **writer.constants))
+        return impl
+
+    def pull_impl(self) -> AsyncGenerator[Any, Any]:
+        return self._variant(self.source is self._inline)[1]()
 
     def __repr__(self) -> str:
         kinds = ", ".join(op.kind for op in self.ops)

@@ -151,10 +151,6 @@ class PullRoundRobinObj(_Combining[T]):
                 yield item
 
 
-def _value_only(index: int, value: T) -> T:
-    return value
-
-
 class _Racing(_Combining[R]):
     def __init__(
         self,
@@ -180,13 +176,9 @@ class PullRaceObj(_Racing[AttributedResult[T]]):
 
     def pull_impl(self) -> AsyncGenerator[AttributedResult[T], Any]:
         # The combiner's generator is this object's cycle: no extra layer per item.
-        sources = list(self.sources)
-        new, attributed = tuple.__new__, AttributedResult
-
-        def attribute(index: int, value: T) -> AttributedResult[T]:
-            return new(attributed, (sources[index], value))  # NamedTuple.__new__, faster
-
-        return self._combiner().race_shaped(attribute, self.yield_return, self)
+        return self._combiner().race_shaped(
+            list(self.sources), AttributedResult, self.yield_return, self
+        )
 
 
 class PullRaceValuesObj(_Racing[T]):
@@ -198,7 +190,7 @@ class PullRaceValuesObj(_Racing[T]):
 
     def pull_impl(self) -> AsyncGenerator[T, Any]:
         # The combiner's generator is this object's cycle: no extra layer per item.
-        return self._combiner().race_shaped(_value_only, self.yield_return, self)
+        return self._combiner().race_shaped(None, tuple, self.yield_return, self)
 
 
 class PullRaceRobinObj(_Combining[T]):
@@ -297,12 +289,7 @@ class PullLabeledRaceObj(_LabeledCombining[L, LabeledValue[L, Any]]):
 
     def pull_impl(self) -> AsyncGenerator[LabeledValue[L, Any], Any]:
         labels, combiner = self._combiner()
-        new, labeled = tuple.__new__, LabeledValue
-
-        def label(index: int, value: Any) -> LabeledValue[L, Any]:
-            return new(labeled, (labels[index], value))  # NamedTuple.__new__, faster
-
-        return combiner.race_shaped(label, False, self)
+        return combiner.race_shaped(labels, LabeledValue, False, self)
 
 
 class PullLabeledRaceRobinObj(_LabeledCombining[L, LabeledValue[L, Any]]):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import enum
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any, TypeVar
 
-from .._obj import SourceObj, aclose_quietly
+from .._obj import SourceObj, _no_items, aclose_quietly
 from .._sync import ParkingLot
 from .._util import check_seconds
 
@@ -159,7 +160,19 @@ class SourceFromIterable(SourceObj[T]):
         return self.peek()
 
     async def pull_impl(self) -> AsyncGenerator[T, Any]:
-        sync, async_ = self._sync, self._async
+        if self._sync is not None:
+            # The sync loop. A compiled chain runs the same loop inline, with its
+            # operations in the body (chain/_pull_compile.py): keep them in step.
+            while (items := self._next_run()) is not None:
+                for item in items:
+                    yield item
+                    if self._interrupted:
+                        break
+                else:
+                    self._run_ended(items)
+            return
+        async_ = self._async
+        assert async_ is not None
         while not self._closing:
             if self._ahead is not _NOTHING:
                 item, self._ahead = self._ahead, _NOTHING
@@ -167,22 +180,41 @@ class SourceFromIterable(SourceObj[T]):
                 continue
             if self._exhausted:
                 return
-            if sync is not None:
-                self._interrupted = False
-                for item in sync:
-                    yield item
-                    if self._interrupted:
-                        break
-                else:
-                    self._exhausted = True
-            else:
-                assert async_ is not None
-                try:
-                    item = await async_.__anext__()
-                except StopAsyncIteration:
-                    self._exhausted = True
-                    return
-                yield item
+            try:
+                item = await async_.__anext__()
+            except StopAsyncIteration:
+                self._exhausted = True
+                return
+            yield item
+
+    def _next_run(self) -> Iterable[T] | None:
+        """What the sync loop iterates next: the item a peek took ahead, else the
+        iterator itself; ``None`` once the source is closing or exhausted.
+
+        The loop checks ``_interrupted`` after each item and asks again when it is
+        set (a peek took an item ahead, or a close was asked).
+        """
+        if self._closing:
+            return None
+        self._interrupted = False
+        if self._ahead is not _NOTHING:
+            item, self._ahead = self._ahead, _NOTHING
+            return (item,)
+        return None if self._exhausted else self._sync
+
+    def _run_ended(self, items: Iterable[T]) -> None:
+        """The sync loop went through ``items`` to the end."""
+        if items is self._sync:
+            self._exhausted = True
+
+    def _loop_ended(self) -> None:
+        """A compiled chain that runs the sync loop inline saw it end (closing or
+        exhausted): this source is done, as if its own cycle had ended there."""
+        if self._agen is None:
+            ended = _no_items()
+            with contextlib.suppress(StopIteration):
+                ended.aclose().send(None)  # finish it (no await inside): ag_frame None
+            self._agen = ended  # type: ignore[assignment]
 
     def _interrupt(self) -> None:
         self._interrupted = True
