@@ -116,12 +116,9 @@ async def test_eager_racing_combiners_read_one_more_item_ahead(
         assert all(r == {True, False} for r in rounds), rounds
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eager=True wraps each source in PullEagerObj (_combine.py) and PullRaceObj "
-    "attributes values to the wrapper, not to the source the caller passed",
-)
 async def test_eager_race_attributes_values_to_the_original_sources() -> None:
+    """Regression: with eager=True a race attributed each value to the PullEagerObj
+    wrapping its source, not to the source the caller passed."""
     low, high = TrackedSource([1]), TrackedSource([2])
     raced = await collect(PullRaceObj([low, high], eager=True))
     assert {result.source for result in raced} == {low, high}

@@ -80,8 +80,15 @@ class _Combining(PullObjManyTo1Link[Any, T]):
         super().__init__(sources)
         self._eager = eager
         self.read_ahead = check_int("read_ahead", read_ahead, minimum=0)
+        # The PullEagerObj wrappers made here, by id, each with the source it wraps:
+        # a race attributes values to what the caller passed, not to a wrapper.
+        self._wrapped: dict[int, tuple[AsyncIterable[Any], AsyncIterable[Any]]] = {}
         if eager:
-            self.sources = _eager(self.sources, True)
+            originals = self.sources
+            self.sources = _eager(originals, True)
+            self._wrapped = {
+                id(w): (w, s) for w, s in zip(self.sources, originals, strict=True)
+            }
 
     @property
     def eager(self) -> bool:
@@ -91,6 +98,15 @@ class _Combining(PullObjManyTo1Link[Any, T]):
     def _combiner(self) -> AsyncIteratorCombiner[Any]:
         _prefetch(self.sources)
         return AsyncIteratorCombiner(*self.sources, read_ahead=self.read_ahead)
+
+    def _attributions(self) -> list[AsyncIterable[Any]]:
+        """The sources as the caller knows them (eager wrappers made here unwrapped)."""
+        wrapped = self._wrapped
+        attributions = []
+        for source in self.sources:
+            pair = wrapped.get(id(source))
+            attributions.append(pair[1] if pair is not None and pair[0] is source else source)
+        return attributions
 
 
 class PullConcatObj(_Combining[T]):
@@ -177,7 +193,7 @@ class PullRaceObj(_Racing[AttributedResult[T]]):
     def pull_impl(self) -> AsyncGenerator[AttributedResult[T], Any]:
         # The combiner's generator is this object's cycle: no extra layer per item.
         return self._combiner().race_shaped(
-            list(self.sources), AttributedResult, self.yield_return, self
+            self._attributions(), AttributedResult, self.yield_return, self
         )
 
 
