@@ -1,6 +1,6 @@
 """Pull/push operator overhead against hand-written async generators.
 
-    python bench/operators.py [--n 1000000] [--repeats 5] [--loop asyncio|uvloop]
+    python bench/operators.py [--n 1000000] [--repeats 5] [--loop asyncio|uvloop] [--instructions]
 
 Cases (every one in the same run, interleaved, median of ``--repeats``):
 
@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import Any
 
-from _harness import Case, arguments, machine, run_cases, table, write_json
+from _harness import Case, arguments, run_benchmark
 
 from pullpush import (
     PullChain,
@@ -199,17 +199,7 @@ def main() -> None:
         cases[name] = ("push", case)
     if PUSH_BASELINE:
         baselines["push"] = PUSH_BASELINE
-    timings = run_cases(cases, args.n, args.repeats, args.loop)
-    print(f"n={args.n:,} items, median of {args.repeats}, loop={args.loop}, {machine()}")
-    print(table(timings, baselines, args.n))
-    write_json(
-        f"operators-{args.loop}",
-        {
-            "machine": machine(),
-            "n": args.n,
-            "timings": {t.name: t.seconds for t in timings.values()},
-        },
-    )
+    run_benchmark(__file__, cases, baselines, args, "pull/push operator overhead", "operators")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Per-task overhead of the inline runner against the same work hand-written with
 ``asyncio.Semaphore`` and ``asyncio.TaskGroup``.
 
-    python bench/runner.py [--n 100000] [--repeats 5] [--loop asyncio|uvloop]
+    python bench/runner.py [--n 100000] [--repeats 5] [--loop asyncio|uvloop] [--instructions]
 
 Each task is a coroutine returning its argument; capacity 64. Both sides collect
 every result; all cases run in the same process, interleaved, median of ``--repeats``.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 
-from _harness import Case, arguments, machine, run_cases, table, write_json
+from _harness import Case, arguments, run_benchmark
 
 from pullpush import CapacitySource, EnvelopeType, HierarchicalTaskPoolRunner
 
@@ -73,18 +73,8 @@ def main() -> None:
         "HierarchicalTaskPoolRunner, inline": ("inline", pullpush_runner),
     }
     baselines = {"inline": "Semaphore + TaskGroup (all tasks created up front)"}
-    timings = run_cases(cases, args.n, args.repeats, args.loop)
-    print(f"n={args.n:,} tasks, capacity {CAPACITY}, median of {args.repeats}, loop={args.loop}")
-    print(f"machine: {machine()}")
-    print(table(timings, baselines, args.n))
-    write_json(
-        f"runner-{args.loop}",
-        {
-            "machine": machine(),
-            "n": args.n,
-            "timings": {t.name: t.seconds for t in timings.values()},
-        },
-    )
+    title = f"inline runner overhead per task, capacity {CAPACITY}"
+    run_benchmark(__file__, cases, baselines, args, title, "runner")
 
 
 if __name__ == "__main__":

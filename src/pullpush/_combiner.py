@@ -50,7 +50,17 @@ from ._exceptions import PullPushError
 from ._obj import PullObj, aclose_quietly, pull_iter
 from ._util import check_int
 
-__all__ = ["AnyFailedError", "AsyncIteratorCombiner"]
+__all__ = ["DEFAULT_READ_AHEAD", "AnyFailedError", "AsyncIteratorCombiner"]
+
+DEFAULT_READ_AHEAD = 64
+"""Values each raced source may have waiting for the consumer, by default.
+
+Decided: 64. A race's cost is its task switches when sources never wait: each pump
+runs until its source is this far ahead, then hands over. At 8 (the first default) a
+race over 4 in-memory sources took 1.16x the time of an unbounded ``asyncio.Queue``
+merge, at 64 0.88x (``bench/operators.py``, 2 cores, CPython 3.11), while memory
+stays bounded at 64 values a source. ``0`` is FireFoundry's strict one pull at a
+time."""
 
 T = TypeVar("T")
 P = TypeVar("P", bound=tuple[Any, ...])
@@ -140,7 +150,7 @@ class AsyncIteratorCombiner(Generic[T]):
     every source.
     """
 
-    def __init__(self, *sources: AsyncIterable[T], read_ahead: int = 8) -> None:
+    def __init__(self, *sources: AsyncIterable[T], read_ahead: int = DEFAULT_READ_AHEAD) -> None:
         check_int("read_ahead", read_ahead, minimum=0)
         seen: set[int] = set()
         for i, source in enumerate(sources):

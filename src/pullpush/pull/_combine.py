@@ -6,8 +6,8 @@ starts all of them reading ahead when a cycle starts, so they prefetch concurren
 
 The racing combiners (zip, race, race-robin, race-cutoff and their labeled variants)
 pull their sources concurrently, each at most ``read_ahead`` values ahead of the
-consumer (default 8; ``0`` pulls a source again only once its value was taken, as
-FireFoundry does). Concatenation and round-robin pull strictly on demand.
+consumer (default ``DEFAULT_READ_AHEAD``, 64; ``0`` pulls a source again only once its
+value was taken, as FireFoundry does). Concatenation and round-robin pull strictly on demand.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from .._combiner import AsyncIteratorCombiner
+from .._combiner import DEFAULT_READ_AHEAD, AsyncIteratorCombiner
 from .._exceptions import RaceCutoffError
 from .._obj import (
     PullObjLabeledManyTo1Link,
@@ -75,7 +75,10 @@ def _prefetch(sources: Iterable[object]) -> None:
 
 class _Combining(PullObjManyTo1Link[Any, T]):
     def __init__(
-        self, sources: Iterable[AsyncIterable[Any]], eager: bool, read_ahead: int = 8
+        self,
+        sources: Iterable[AsyncIterable[Any]],
+        eager: bool,
+        read_ahead: int = DEFAULT_READ_AHEAD,
     ) -> None:
         super().__init__(sources)
         self._eager = eager
@@ -86,9 +89,7 @@ class _Combining(PullObjManyTo1Link[Any, T]):
         if eager:
             originals = self.sources
             self.sources = _eager(originals, True)
-            self._wrapped = {
-                id(w): (w, s) for w, s in zip(self.sources, originals, strict=True)
-            }
+            self._wrapped = {id(w): (w, s) for w, s in zip(self.sources, originals, strict=True)}
 
     @property
     def eager(self) -> bool:
@@ -131,7 +132,11 @@ class PullZipObj(_Combining[tuple[Any, ...]]):
     """
 
     def __init__(
-        self, sources: Iterable[AsyncIterable[Any]], *, eager: bool = False, read_ahead: int = 8
+        self,
+        sources: Iterable[AsyncIterable[Any]],
+        *,
+        eager: bool = False,
+        read_ahead: int = DEFAULT_READ_AHEAD,
     ) -> None:
         super().__init__(sources, eager, read_ahead)
 
@@ -174,7 +179,7 @@ class _Racing(_Combining[R]):
         *,
         yield_return: bool = False,
         eager: bool = False,
-        read_ahead: int = 8,
+        read_ahead: int = DEFAULT_READ_AHEAD,
     ) -> None:
         super().__init__(sources, eager, read_ahead)
         self.yield_return = yield_return
@@ -214,7 +219,11 @@ class PullRaceRobinObj(_Combining[T]):
     one item, fastest first, before the next round starts."""
 
     def __init__(
-        self, sources: Iterable[AsyncIterable[T]], *, eager: bool = False, read_ahead: int = 8
+        self,
+        sources: Iterable[AsyncIterable[T]],
+        *,
+        eager: bool = False,
+        read_ahead: int = DEFAULT_READ_AHEAD,
     ) -> None:
         super().__init__(sources, eager, read_ahead)
 
@@ -242,7 +251,7 @@ class PullRaceCutoffObj(_Combining[T]):
         cutoff_source: AsyncIterable[Any],
         throw_on_cutoff: bool = False,
         *,
-        read_ahead: int = 8,
+        read_ahead: int = DEFAULT_READ_AHEAD,
     ) -> None:
         super().__init__(sources, False, read_ahead)
         self.cutoff_source = check_pull_source("cutoff_source", cutoff_source)
@@ -265,7 +274,10 @@ class PullRaceCutoffObj(_Combining[T]):
 
 class _LabeledCombining(PullObjLabeledManyTo1Link[L, Any, T]):
     def __init__(
-        self, labeled_sources: Mapping[L, AsyncIterable[Any]], *, read_ahead: int = 8
+        self,
+        labeled_sources: Mapping[L, AsyncIterable[Any]],
+        *,
+        read_ahead: int = DEFAULT_READ_AHEAD,
     ) -> None:
         super().__init__(labeled_sources)
         self.read_ahead = check_int("read_ahead", read_ahead, minimum=0)
