@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Coroutine
+from types import CoroutineType
 from typing import Any
 
 from .._util import check_int
@@ -17,7 +19,7 @@ from ._base import (
     TaskRunner,
     intermediates_reporter,
 )
-from ._drive import Credits, drive, run_sync_step
+from ._drive import Credits, drive, needs_driving, run_sync_step
 
 __all__ = ["InlineExecutor"]
 
@@ -89,20 +91,22 @@ class _InlineTask:
             events.task_final(task_id, result)
             return
         self._result = result
-        self._credits = Credits(executor.credit_window)
         executor._tasks.add(self)
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         self._started = True
         events, task_id = self._events, self.task_id
-        report = intermediates_reporter(events)
-
-        def emit(values: list[Any]) -> None:
-            report(task_id, values)
-
+        result = self._result
         try:
-            value = await drive(self._result, emit, self._credits)
+            if type(result) is CoroutineType:
+                # The common case, a coroutine function's runner: awaited right here,
+                # driven further only if it resolved to a stream.
+                value = await result
+                if needs_driving(value):
+                    value = await self._drive(value)
+            else:
+                value = await self._drive(result)
         except asyncio.CancelledError as cancelled:
             error = self._cancel_error
             events.task_error(task_id, error if error is not None else cancelled)
@@ -118,6 +122,17 @@ class _InlineTask:
                 events.task_final(task_id, value)
         finally:
             self._executor._tasks.discard(self)
+
+    def _drive(self, result: Any) -> Coroutine[Any, Any, Any]:
+        """Drive a stream (or awaitable) under a credit window: what ``ack`` feeds."""
+        events, task_id = self._events, self.task_id
+        report = intermediates_reporter(events)
+
+        def emit(values: list[Any]) -> None:
+            report(task_id, values)
+
+        self._credits = Credits(self._executor.credit_window)
+        return drive(result, emit, self._credits)
 
     def _end_cancelled(self, own_error: BaseException | None) -> None:
         """Interleaving: cancelled, the runner did not end with CancelledError -- it
