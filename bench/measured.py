@@ -1,6 +1,6 @@
 """Capacity that follows measured memory, against a plain count limit.
 
-    python bench/measured.py [--task-mib 300] [--headroom-mib 1500] [--tasks 24]
+    python bench/measured.py [--task-mib 300] [--headroom-mib 1200] [--tasks 24] [--hold 0.5]
 
 Memory-hungry tasks run in worker processes (each allocates ``--task-mib`` MiB,
 touches every page and holds it for ``--hold`` seconds). The reserve is set so that
@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--task-mib", type=int, default=200)
+    parser.add_argument("--task-mib", type=int, default=300)
     parser.add_argument("--headroom-mib", type=float, default=1200)
     parser.add_argument("--tasks", type=int, default=24)
     parser.add_argument("--hold", type=float, default=0.5, help="seconds each task holds")

@@ -125,6 +125,28 @@ class RunnerStatistics:
         return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
 
+_RUNNER_HOOKS = (
+    "on_task_pulled",
+    "on_task_started",
+    "on_task_rejected",
+    "on_task_ended",
+    "on_envelope",
+)
+
+
+def _check_metrics(metrics: RunnerMetricsCollector | None) -> RunnerMetricsCollector | None:
+    """``metrics`` if it is None or has every hook a runner calls (duck typing, so a
+    user's own collector works too), else a TypeError naming what is missing."""
+    if metrics is not None:
+        missing = [h for h in _RUNNER_HOOKS if not callable(getattr(metrics, h, None))]
+        if missing:
+            raise TypeError(
+                "metrics must be a RunnerMetricsCollector or have its hooks; "
+                f"{type(metrics).__name__} lacks {', '.join(missing)}"
+            )
+    return metrics
+
+
 class _TaskFeed:
     """Reads a task source of any kind: a sync iterable (no awaiting), or an async
     iterable / pull object (read through its raw cycle)."""
@@ -190,7 +212,7 @@ class _PoolRunner(Generic[K]):
         self._executor_spec = executor
         check_executor_spec(executor)
         # metrics: every hook call below is guarded by one `if`, so None costs nothing.
-        self.metrics = metrics
+        self.metrics = _check_metrics(metrics)
         self._feed = _TaskFeed(source, metrics)
         # Invariant: _running maps the id of every task submitted and not yet ended.
         self._running: dict[int, _Running] = {}

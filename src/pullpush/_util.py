@@ -93,9 +93,14 @@ def check_index(name: str, index: object, size: int) -> int:
 
 
 def check_seconds(
-    name: str, value: object, *, allow_none: bool = False, positive: bool = False
+    name: str,
+    value: object,
+    *,
+    allow_none: bool = False,
+    positive: bool = False,
+    finite: bool = False,
 ) -> Any:
-    """Return ``value`` if it is a non-negative (or positive) number of seconds."""
+    """Return ``value`` if it is a non-negative (or positive; or finite) number of seconds."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -105,4 +110,6 @@ def check_seconds(
     if value != value or value < 0 or (positive and value == 0):
         kind = "> 0" if positive else ">= 0"
         raise ValueError(f"{name} must be {kind} seconds, got {value}")
+    if finite and value == float("inf"):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value}")
     return value

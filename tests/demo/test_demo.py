@@ -24,6 +24,7 @@ from pullpush.demo import (
 from pullpush.demo._analysis import STAGES, ChunkResult
 from pullpush.demo._cli import main, report, results_table
 from pullpush.demo._corpus import rechunk
+from pullpush.demo._run import TqdmProgress
 
 
 def run_analysis(index: int, text: str) -> tuple[list[str], ChunkResult]:
@@ -108,6 +109,27 @@ async def test_every_mode_gives_the_same_results() -> None:
     assert runs[0].totals.chunks == 13
     assert all(r.envelopes == 13 * (len(STAGES) + 1) for r in runs)
     assert all(r.totals.same_as(runs[0].totals) for r in runs[1:])
+
+
+@pytest.mark.timeout(60)
+async def test_tqdm_progress_counts_every_chunk_and_envelope_then_closes_its_bars(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = CorpusSpec(100_000)
+    chunks = functools.partial(corpus_chunks, spec, 32 * 1024)
+    progress = TqdmProgress()
+    counted: list[tuple[int, int]] = []
+    finish = progress.finish
+
+    def record_then_finish() -> None:
+        counted.append((progress._chunks.n, progress._envelopes.n))
+        finish()
+
+    progress.finish = record_then_finish  # type: ignore[method-assign]
+    run = await run_mode("inline", chunks, workers=1, capacity=2, progress=progress)
+    assert counted == [(run.totals.chunks, run.envelopes)]
+    assert progress._bars == []  # closed, so the next mode starts clean
+    assert "chunks" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(60)

@@ -299,6 +299,12 @@ def test_bad_arguments() -> None:
         ProcessExecutor(initializer=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="initargs must be a tuple"):
         ProcessExecutor(initargs=[1])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kill_grace must be a finite number of seconds"):
+        ProcessExecutor(kill_grace=float("inf"))
+    with pytest.raises(ValueError, match="cancel_grace must be >= 0 seconds"):
+        ProcessExecutor(cancel_grace=-1)
+    with pytest.raises(TypeError, match="measure_memory must be a bool, got str"):
+        ProcessExecutor(measure_memory="yes")  # type: ignore[arg-type]
 
 
 def test_statistics_and_repr() -> None:

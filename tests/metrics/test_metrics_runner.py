@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from pullpush import (
     CapacitySource,
     EnvelopeType,
@@ -120,3 +122,21 @@ async def test_no_metrics_means_no_hooks() -> None:
     runner = HierarchicalTaskPoolRunner("plain", [], CapacitySource(1))
     assert runner.metrics is None
     assert await collect(runner.run_tasks()) == []
+
+
+def test_a_metrics_object_without_the_hooks_is_refused_naming_what_is_missing() -> None:
+    class Partial:
+        def on_task_pulled(self) -> None: ...
+
+    with pytest.raises(TypeError, match="int lacks on_task_pulled"):
+        HierarchicalTaskPoolRunner("r", [], CapacitySource(1), metrics=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="int lacks on_task_pulled"):
+        ScheduledTaskPoolRunner(
+            "r",
+            [],
+            ResourceCapacitySource({"capacity": 1}),
+            metrics=42,  # type: ignore[arg-type]
+        )
+    missing = "Partial lacks on_task_started, on_task_rejected, on_task_ended, on_envelope"
+    with pytest.raises(TypeError, match=missing):
+        HierarchicalTaskPoolRunner("r", [], CapacitySource(1), metrics=Partial())  # type: ignore[arg-type]

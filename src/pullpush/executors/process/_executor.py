@@ -235,7 +235,11 @@ class ProcessExecutor(Executor):
             longer than that). A queued task holds its capacity; ``prefetch=0`` makes
             capacity follow running tasks exactly.
         credit_window: INTERMEDIATE envelopes a task may send before the consumer
-            reads them; then it pauses (flow control; nothing is dropped).
+            reads them; then it pauses (flow control; nothing is dropped). The
+            default, 1024, covers the pipe's round trip (a batch of half the window
+            is read while the next is computed) at over a million envelopes a
+            second on a busy machine; at most this many of a task's values wait in
+            the parent, so lower it for tasks that stream large values.
         cancel_grace: seconds a cancelled task gets to end in its worker before the
             worker is sent SIGTERM.
         kill_grace: seconds between SIGTERM and SIGKILL.
@@ -264,13 +268,12 @@ class ProcessExecutor(Executor):
         initializer: Callable[..., Any] | None = None,
         initargs: tuple[Any, ...] = (),
         prefetch: int | str = "auto",
-        credit_window: int = 256,
+        credit_window: int = 1024,
         cancel_grace: float = 0.5,
         kill_grace: float = 1.0,
         measure_memory: bool = False,
     ) -> None:
         super().__init__()
-        self.measure_memory = measure_memory
         self.max_workers = (
             _usable_cpus()
             if max_workers is None
@@ -303,8 +306,12 @@ class ProcessExecutor(Executor):
         else:
             raise ValueError(f"prefetch must be 'auto' or an int >= 0, got {prefetch!r}")
         self.credit_window = check_int("credit_window", credit_window, minimum=1)
-        self.cancel_grace = check_seconds("cancel_grace", cancel_grace)
-        self.kill_grace = check_seconds("kill_grace", kill_grace)
+        # Finite: the graces bound how long a stuck worker can hold up aclose().
+        self.cancel_grace = check_seconds("cancel_grace", cancel_grace, finite=True)
+        self.kill_grace = check_seconds("kill_grace", kill_grace, finite=True)
+        if not isinstance(measure_memory, bool):
+            raise TypeError(f"measure_memory must be a bool, got {type(measure_memory).__name__}")
+        self.measure_memory = measure_memory
         self._capacity = CapacitySource(self._slots())
         self._workers: list[_Worker] = []
         self._pending: deque[_ProcTask] = deque()
