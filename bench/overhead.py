@@ -1,6 +1,7 @@
 """Process executor overhead against the standard library's pools, side by side.
 
     python bench/overhead.py [--workers 2] [--repeats 5] [--quick]
+        [--cases trivial,relay,cpu,cancel,startup] [--relay-windows 256,1024,4096]
 
 Every case runs in this one process, interleaved round by round (pullpush, then each
 peer, then again), each pool warmed up before its clock starts; medians of
@@ -263,25 +264,43 @@ def uss_mib(pids: list[int]) -> list[float]:
 # -- driver ---------------------------------------------------------------------------------
 
 
+CASES = ("trivial", "relay", "cpu", "cancel", "startup")
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    workers = args.workers
+    workers, cases = args.workers, args.cases
     trivial_n = 10_000 if args.quick else 50_000
     relay_values = 50_000 if args.quick else 200_000
     cpu_tasks = 16 if args.quick else 64
     iterations = calibrate(0.05)
     context = multiprocessing.get_context(START_METHOD)
     times: dict[str, list[float]] = {}
+    busy: dict[str, list[float]] = {}
 
     def record(name: str, seconds: float) -> None:
         times.setdefault(name, []).append(seconds)
 
+    async def alternating(round_number: int, pair: list[tuple[str, Any]], sample: bool) -> None:
+        """Run both cases of ``pair``, in turns first: one that runs right after
+        another competes with what that one left behind (exiting workers, caches)."""
+        for name, case in pair if round_number % 2 == 0 else pair[::-1]:
+            if sample:
+                with BusySampler() as sampler:
+                    record(name, await case())
+                busy.setdefault(name, []).append(sampler.all_busy_share)
+            else:
+                record(name, await case())
+
     loop = asyncio.get_running_loop()
     executor = ProcessExecutor(workers, start_method=START_METHOD)
-    await executor.start()
+    windowed = {
+        window: ProcessExecutor(workers, start_method=START_METHOD, credit_window=window)
+        for window in args.relay_windows
+    }
     progress: Any = context.Queue()
     ppe = cf.ProcessPoolExecutor(workers, mp_context=context)
     ppe_progress = cf.ProcessPoolExecutor(
@@ -290,59 +309,72 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     pool = context.Pool(workers)
     try:
         # warm-up: every pool has its workers up and this module imported
-        await executor.run(identity, 0)
+        for pullpush_pool in [executor, *windowed.values()]:
+            await pullpush_pool.start()
+            await pullpush_pool.run(identity, 0)
         ppe.submit(identity, 0).result()
         ppe_progress.submit(identity, 0).result()
         pool.apply(identity, (0,))
-        busy: dict[str, list[float]] = {}
         for round_number in range(args.repeats):
-            record("trivial: pullpush process runner", await pullpush_trivial(executor, trivial_n))
-            record(
-                "trivial: ProcessPoolExecutor.submit",
-                await loop.run_in_executor(None, ppe_trivial, ppe, trivial_n),
-            )
-            record(
-                "trivial: Pool.imap_unordered(chunksize=1)",
-                await loop.run_in_executor(None, pool_trivial, pool, trivial_n),
-            )
-            record("relay: pullpush envelopes", await pullpush_relay(executor, 2, relay_values))
-            record(
-                "relay: ProcessPoolExecutor + multiprocessing.Queue",
-                await loop.run_in_executor(
-                    None, ppe_queue_relay, ppe_progress, progress, 2, relay_values
-                ),
-            )
-            cpu_cases = [
-                ("cpu: pullpush process", lambda: pullpush_cpu(executor, cpu_tasks, iterations)),
-                (
-                    "cpu: ProcessPoolExecutor.map",
-                    lambda: loop.run_in_executor(None, ppe_cpu, ppe, cpu_tasks, iterations),
-                ),
-            ]
-            for name, cpu_case in cpu_cases if round_number % 2 == 0 else cpu_cases[::-1]:
-                with BusySampler() as sampler:
-                    record(name, await cpu_case())
-                busy.setdefault(name, []).append(sampler.all_busy_share)
-            record("cpu: inline (one core)", inline_cpu(cpu_tasks, iterations))
-            for _ in range(10):
-                record("cancel: async task in a worker", await pullpush_cancel_latency(executor))
-            # Alternate which pool starts first: a pool that starts right after another
-            # one shut down competes with its exiting workers (a few ms, both ways).
-            startups = [
-                ("startup: pullpush ProcessExecutor", lambda: pullpush_startup(workers)),
-                (
-                    "startup: ProcessPoolExecutor",
-                    lambda: loop.run_in_executor(None, ppe_startup, workers),
-                ),
-            ]
-            for name, startup in startups if round_number % 2 == 0 else startups[::-1]:
-                record(name, await startup())
+            if "trivial" in cases:
+                record(
+                    "trivial: pullpush process runner", await pullpush_trivial(executor, trivial_n)
+                )
+                record(
+                    "trivial: ProcessPoolExecutor.submit",
+                    await loop.run_in_executor(None, ppe_trivial, ppe, trivial_n),
+                )
+                record(
+                    "trivial: Pool.imap_unordered(chunksize=1)",
+                    await loop.run_in_executor(None, pool_trivial, pool, trivial_n),
+                )
+            if "relay" in cases:
+                record("relay: pullpush envelopes", await pullpush_relay(executor, 2, relay_values))
+                record(
+                    "relay: ProcessPoolExecutor + multiprocessing.Queue",
+                    await loop.run_in_executor(
+                        None, ppe_queue_relay, ppe_progress, progress, 2, relay_values
+                    ),
+                )
+                for window, windowed_pool in windowed.items():
+                    record(
+                        f"relay: pullpush, credit_window={window}",
+                        await pullpush_relay(windowed_pool, 2, relay_values),
+                    )
+            if "cpu" in cases:
+                cpu_pair = [
+                    (
+                        "cpu: pullpush process",
+                        lambda: pullpush_cpu(executor, cpu_tasks, iterations),
+                    ),
+                    (
+                        "cpu: ProcessPoolExecutor.map",
+                        lambda: loop.run_in_executor(None, ppe_cpu, ppe, cpu_tasks, iterations),
+                    ),
+                ]
+                await alternating(round_number, cpu_pair, sample=True)
+                record("cpu: inline (one core)", inline_cpu(cpu_tasks, iterations))
+            if "cancel" in cases:
+                for _ in range(10):
+                    record(
+                        "cancel: async task in a worker", await pullpush_cancel_latency(executor)
+                    )
+            if "startup" in cases:
+                startup_pair = [
+                    ("startup: pullpush ProcessExecutor", lambda: pullpush_startup(workers)),
+                    (
+                        "startup: ProcessPoolExecutor",
+                        lambda: loop.run_in_executor(None, ppe_startup, workers),
+                    ),
+                ]
+                await alternating(round_number, startup_pair, sample=False)
         uss = {
             "pullpush ProcessExecutor": uss_mib(executor.pids),
             "ProcessPoolExecutor": uss_mib([p.pid for p in ppe._processes.values()]),
         }
     finally:
-        await executor.aclose()
+        for pullpush_pool in [executor, *windowed.values()]:
+            await pullpush_pool.aclose()
         ppe.shutdown()
         ppe_progress.shutdown()
         pool.close()
@@ -357,44 +389,71 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any], workers: int) -> str:
-    t = {name: median(values) for name, values in result["times"].items()}
+    times = result["times"]
+    t = {name: median(values) for name, values in times.items()}
     n = result["n"]
     lines = ["| case | median (s) | rate | ratio |", "|---|---:|---:|---:|"]
 
     def row(name: str, rate: str, ratio: str) -> None:
         lines.append(f"| {name} | {t[name]:.3f} | {rate} | {ratio} |")
 
-    ours = t["trivial: pullpush process runner"]
-    row("trivial: pullpush process runner", f"{n['trivial'] / ours:,.0f} tasks/s", "1.0x")
-    for name in [
-        "trivial: ProcessPoolExecutor.submit",
-        "trivial: Pool.imap_unordered(chunksize=1)",
-    ]:
-        rate = f"{n['trivial'] / t[name]:,.0f} tasks/s"
-        row(name, rate, f"pullpush {t[name] / ours:.1f}x faster")
-    ours = t["relay: pullpush envelopes"]
-    row("relay: pullpush envelopes", f"{n['relay'] / ours:,.0f} envelopes/s", "1.0x")
-    name = "relay: ProcessPoolExecutor + multiprocessing.Queue"
-    row(name, f"{n['relay'] / t[name]:,.0f} envelopes/s", f"pullpush {t[name] / ours:.1f}x faster")
-    inline = t["cpu: inline (one core)"]
-    ppe_times = result["times"]["cpu: ProcessPoolExecutor.map"]
-    for name in ["cpu: pullpush process", "cpu: ProcessPoolExecutor.map", "cpu: inline (one core)"]:
-        speedup = inline / t[name]
-        busy = result["busy"].get(name)
-        busy_text = f", all cores busy {median(busy):.0%} of the time" if busy else ""
-        rate = f"speedup {speedup:.2f}, efficiency {speedup / workers:.0%}{busy_text}"
-        # the median of per-round ratios: both ran seconds apart, in alternating order
-        paired = median([a / b for a, b in zip(result["times"][name], ppe_times, strict=True)])
-        row(name, rate, f"{paired:.3f}x the PPE time (paired)")
-    cancels = result["times"]["cancel: async task in a worker"]
-    lines.append(
-        f"| cancel: async task in a worker | {t['cancel: async task in a worker']:.4f} | "
-        f"max {max(cancels) * 1000:.1f} ms of {len(cancels)} | target 100 ms |"
-    )
-    ppe_times = result["times"]["startup: ProcessPoolExecutor"]
-    for name in ["startup: pullpush ProcessExecutor", "startup: ProcessPoolExecutor"]:
-        paired = median([a / b for a, b in zip(result["times"][name], ppe_times, strict=True)])
-        row(name, "", f"{paired:.2f}x the PPE time (paired)")
+    def paired(name: str, base: str) -> float:
+        """The median of per-round ratios: both ran seconds apart."""
+        return median([a / b for a, b in zip(times[name], times[base], strict=True)])
+
+    if "trivial: pullpush process runner" in t:
+        ours = t["trivial: pullpush process runner"]
+        row("trivial: pullpush process runner", f"{n['trivial'] / ours:,.0f} tasks/s", "1.0x")
+        for name in [
+            "trivial: ProcessPoolExecutor.submit",
+            "trivial: Pool.imap_unordered(chunksize=1)",
+        ]:
+            rate = f"{n['trivial'] / t[name]:,.0f} tasks/s"
+            row(name, rate, f"pullpush {t[name] / ours:.1f}x faster")
+    if "relay: pullpush envelopes" in t:
+        ours = t["relay: pullpush envelopes"]
+        row("relay: pullpush envelopes", f"{n['relay'] / ours:,.0f} envelopes/s", "1.0x")
+        for name in [k for k in t if k.startswith("relay: pullpush, credit_window=")]:
+            row(
+                name,
+                f"{n['relay'] / t[name]:,.0f} envelopes/s",
+                f"{paired(name, 'relay: pullpush envelopes'):.2f}x the time (paired)",
+            )
+        name = "relay: ProcessPoolExecutor + multiprocessing.Queue"
+        row(
+            name,
+            f"{n['relay'] / t[name]:,.0f} envelopes/s",
+            f"pullpush {t[name] / ours:.1f}x faster",
+        )
+    if "cpu: inline (one core)" in t:
+        inline = t["cpu: inline (one core)"]
+        for name in [
+            "cpu: pullpush process",
+            "cpu: ProcessPoolExecutor.map",
+            "cpu: inline (one core)",
+        ]:
+            speedup = inline / t[name]
+            busy = result["busy"].get(name)
+            busy_text = f", all cores busy {median(busy):.0%} of the time" if busy else ""
+            rate = f"speedup {speedup:.2f}, efficiency {speedup / workers:.0%}{busy_text}"
+            row(
+                name,
+                rate,
+                f"{paired(name, 'cpu: ProcessPoolExecutor.map'):.3f}x the PPE time (paired)",
+            )
+    if "cancel: async task in a worker" in t:
+        cancels = times["cancel: async task in a worker"]
+        lines.append(
+            f"| cancel: async task in a worker | {t['cancel: async task in a worker']:.4f} | "
+            f"max {max(cancels) * 1000:.1f} ms of {len(cancels)} | target 100 ms |"
+        )
+    if "startup: ProcessPoolExecutor" in t:
+        for name in ["startup: pullpush ProcessExecutor", "startup: ProcessPoolExecutor"]:
+            row(
+                name,
+                "",
+                f"{paired(name, 'startup: ProcessPoolExecutor'):.2f}x the PPE time (paired)",
+            )
     for pool_name, values in result["uss"].items():
         mib = ", ".join(f"{v:.1f} MiB" for v in values)
         lines.append(f"| USS per worker: {pool_name} | | {mib} | |")
@@ -408,7 +467,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument(
+        "--cases",
+        type=lambda text: text.split(","),
+        default=list(CASES),
+        help=f"comma-separated subset of {','.join(CASES)} (default: all)",
+    )
+    parser.add_argument(
+        "--relay-windows",
+        type=lambda text: [int(w) for w in text.split(",")],
+        default=[],
+        metavar="N,N",
+        help="also relay through executors with these credit windows, side by side",
+    )
     args = parser.parse_args()
+    unknown = set(args.cases) - set(CASES)
+    if unknown:
+        parser.error(f"--cases: unknown {', '.join(sorted(unknown))}")
     result = asyncio.run(main_async(args))
     print(f"workers={args.workers}, start method {START_METHOD}, median of {args.repeats}")
     print(f"machine: {machine()}")
