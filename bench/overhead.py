@@ -3,9 +3,12 @@
     python bench/overhead.py [--workers 2] [--repeats 5] [--quick]
         [--cases trivial,relay,cpu,cancel,startup] [--relay-windows 256,1024,4096]
 
-Every case runs in this one process, interleaved round by round (pullpush, then each
-peer, then again), each pool warmed up before its clock starts; medians of
-``--repeats``. Cases:
+Every case runs in this one process, interleaved round by round, each pool warmed up
+before its clock starts; medians of ``--repeats``. Where one case's leftovers (exiting
+workers, a drained queue) could slow the next, the order turns from round to round:
+the relay cases rotate, the CPU-bound and start-up pairs alternate, and their ratios
+are medians of per-round ratios. ``--cases`` runs a subset (its JSON is named after
+it); ``--relay-windows`` adds relays through executors of other credit windows. Cases:
 
 1. trivial tasks: 50,000 calls of a function returning its small int argument, one
    envelope each, no user-visible chunking -- pullpush runner over a ProcessExecutor,
@@ -315,6 +318,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         ppe.submit(identity, 0).result()
         ppe_progress.submit(identity, 0).result()
         pool.apply(identity, (0,))
+        # ProcessPoolExecutor starts forkserver workers as work needs them: all of them
+        # up, for the memory comparison even when the cases run leave some idle
+        list(ppe.map(time.sleep, [0.05] * workers))
         for round_number in range(args.repeats):
             if "trivial" in cases:
                 record(
@@ -329,18 +335,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     await loop.run_in_executor(None, pool_trivial, pool, trivial_n),
                 )
             if "relay" in cases:
-                record("relay: pullpush envelopes", await pullpush_relay(executor, 2, relay_values))
-                record(
-                    "relay: ProcessPoolExecutor + multiprocessing.Queue",
-                    await loop.run_in_executor(
-                        None, ppe_queue_relay, ppe_progress, progress, 2, relay_values
+                relays: list[tuple[str, Any]] = [
+                    (
+                        "relay: pullpush envelopes",
+                        lambda: pullpush_relay(executor, 2, relay_values),
                     ),
-                )
-                for window, windowed_pool in windowed.items():
-                    record(
+                    (
+                        "relay: ProcessPoolExecutor + multiprocessing.Queue",
+                        lambda: loop.run_in_executor(
+                            None, ppe_queue_relay, ppe_progress, progress, 2, relay_values
+                        ),
+                    ),
+                ]
+                relays += [
+                    (
                         f"relay: pullpush, credit_window={window}",
-                        await pullpush_relay(windowed_pool, 2, relay_values),
+                        functools.partial(pullpush_relay, windowed_pool, 2, relay_values),
                     )
+                    for window, windowed_pool in windowed.items()
+                ]
+                # rotated: each case comes first, and after each other one, in turn
+                shift = round_number % len(relays)
+                for name, relay in relays[shift:] + relays[:shift]:
+                    record(name, await relay())
             if "cpu" in cases:
                 cpu_pair = [
                     (
@@ -483,12 +500,17 @@ def main() -> None:
     args = parser.parse_args()
     unknown = set(args.cases) - set(CASES)
     if unknown:
-        parser.error(f"--cases: unknown {', '.join(sorted(unknown))}")
+        parser.error(f"--cases: unknown {', '.join(map(repr, sorted(unknown)))}")
+    if any(window < 1 for window in args.relay_windows):
+        parser.error("--relay-windows: each window must be >= 1")
+    if args.relay_windows and "relay" not in args.cases:
+        parser.error("--relay-windows needs the relay case")
     result = asyncio.run(main_async(args))
     print(f"workers={args.workers}, start method {START_METHOD}, median of {args.repeats}")
     print(f"machine: {machine()}")
     print(report(result, args.workers))
-    write_json("overhead", {"machine": machine(), "args": vars(args), **result})
+    name = "overhead" if set(args.cases) == set(CASES) else f"overhead-{'-'.join(args.cases)}"
+    write_json(name, {"machine": machine(), "args": vars(args), **result})
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,14 +122,18 @@ async def test_tqdm_progress_counts_every_chunk_and_envelope_then_closes_its_bar
     counted: list[tuple[int, int]] = []
     finish = progress.finish
 
+    bars: list[Any] = []
+
     def record_then_finish() -> None:
         counted.append((progress._chunks.n, progress._envelopes.n))
+        bars.extend(progress._bars)
         finish()
 
     progress.finish = record_then_finish  # type: ignore[method-assign]
     run = await run_mode("inline", chunks, workers=1, capacity=2, progress=progress)
     assert counted == [(run.totals.chunks, run.envelopes)]
-    assert progress._bars == []  # closed, so the next mode starts clean
+    assert len(bars) == 2 and all(bar.disable for bar in bars)  # closed (tqdm disables)
+    assert progress._bars == []  # so the next mode starts clean
     assert "chunks" in capsys.readouterr().err
 
 

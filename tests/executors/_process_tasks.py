@@ -226,3 +226,12 @@ def record_stream(path: str, key: str) -> Generator[int, None, str]:
     time.sleep(0.02)
     yield 2
     return key
+
+
+def big_values(count: int, size: int, kind: str) -> Generator[Any, None, int]:
+    """Yields ``count`` values of about ``size`` bytes: ``bytes``, or (``kind="blob"``)
+    dicts holding them, which travel pickled on their own."""
+    for i in range(count):
+        data = bytes([i % 256]) * size
+        yield data if kind == "bytes" else {"i": i, "data": data}
+    return count

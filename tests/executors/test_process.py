@@ -132,6 +132,33 @@ async def test_a_slow_consumer_pauses_a_streaming_task() -> None:
             await asyncio.sleep(0.01)
 
 
+@pytest.mark.parametrize("kind", ["bytes", "blob"])
+async def test_large_values_take_credits_by_their_size(kind: str) -> None:
+    """A task streaming 1 MiB values to a consumer that reads nothing pauses after a
+    few of them (about 16 MiB and one batch), not after a window of 1024 values."""
+    async with ProcessExecutor(1) as executor:
+        assert executor.credit_window == 1024
+        collector = _Collector()
+        handle = executor.submit(
+            0, functools.partial(tasks.big_values, 300, 2**20, kind), collector
+        )
+        await asyncio.sleep(1.0)  # the consumer reads nothing meanwhile
+        held = len(collector.values)
+        assert 1 <= held <= 64, held  # 16 charged at most, plus the overshooting batch
+        # Reading them lets the task go on; every value arrives, in order.
+        read = 0
+        while not collector.ended:
+            unread = len(collector.values) - read
+            if unread:
+                handle.ack(unread)
+                read += unread
+            await asyncio.sleep(0.01)
+        assert collector.error is None
+        assert len(collector.values) == 300
+        first_bytes = [v[0] if kind == "bytes" else v["data"][0] for v in collector.values]
+        assert first_bytes == [i % 256 for i in range(300)]
+
+
 class _Collector:
     def __init__(self) -> None:
         self.values: list[Any] = []
@@ -299,8 +326,9 @@ def test_bad_arguments() -> None:
         ProcessExecutor(initializer=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="initargs must be a tuple"):
         ProcessExecutor(initargs=[1])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="kill_grace must be a finite number of seconds"):
-        ProcessExecutor(kill_grace=float("inf"))
+    for grace in ("cancel_grace", "kill_grace"):
+        with pytest.raises(ValueError, match=f"{grace} must be a finite number of seconds"):
+            ProcessExecutor(**{grace: float("inf")})
     with pytest.raises(ValueError, match="cancel_grace must be >= 0 seconds"):
         ProcessExecutor(cancel_grace=-1)
     with pytest.raises(TypeError, match="measure_memory must be a bool, got str"):

@@ -111,6 +111,7 @@ class _ProcTask:
         "events",
         "executor",
         "intermediates",
+        "received",
         "seen_running",
         "streamed",
         "task_id",
@@ -143,6 +144,9 @@ class _ProcTask:
         # Whether an INTERMEDIATE of the task reached the parent: then it started, and
         # running it again after a crash would repeat envelopes.
         self.streamed = False
+        # Flow control: INTERMEDIATE values received, acknowledged by the consumer, and
+        # acknowledged to the worker (credited), each counted from the task's start.
+        self.received = 0
         self.acked = 0
         self.credited = 0
 
@@ -150,9 +154,14 @@ class _ProcTask:
         self.executor._cancel(self, error)
 
     def ack(self, count: int = 1) -> None:
-        self.acked += count
+        self.acked = acked = self.acked + count
         worker = self.worker
-        if worker is not None and self.acked - self.credited >= worker.credit_batch:
+        # Credits go back a quarter window at a time, and whenever the consumer has read
+        # all that arrived: the worker may be waiting for them with fewer than a quarter
+        # window in flight (it charges large values more than one credit).
+        if worker is not None and (
+            acked - self.credited >= worker.credit_batch or acked >= self.received
+        ):
             worker.writer.send((wire.CREDIT, self.wire_id, self.acked - self.credited))
             self.credited = self.acked
             self.executor._schedule_flush(worker)
@@ -238,8 +247,12 @@ class ProcessExecutor(Executor):
             reads them; then it pauses (flow control; nothing is dropped). The
             default, 1024, covers the pipe's round trip (a batch of half the window
             is read while the next is computed) at over a million envelopes a
-            second on a busy machine; at most this many of a task's values wait in
-            the parent, so lower it for tasks that stream large values.
+            second on a busy machine. A large value (a ``str``, ``bytes`` or
+            pickled value of n bytes) takes ``1 + n // 16384`` credits, so what a
+            task has waiting in the parent stays within about ``credit_window``
+            values and ``credit_window * 16`` KiB (16 MiB by default), plus the
+            batch in which the window filled (at most half a window, or about 2 ms
+            of the task's output).
         cancel_grace: seconds a cancelled task gets to end in its worker before the
             worker is sent SIGTERM.
         kill_grace: seconds between SIGTERM and SIGKILL.
@@ -707,6 +720,7 @@ class ProcessExecutor(Executor):
                 if report is None:
                     report = task.intermediates = intermediates_reporter(task.events)
                     task.streamed = True
+                task.received += len(message[2])
                 report(task.task_id, message[2])
         elif kind == wire.FINAL:
             task = worker.tasks.pop(message[1], None)
@@ -726,6 +740,7 @@ class ProcessExecutor(Executor):
             task = worker.tasks.get(message[1])
             if task is not None and not task.done:
                 task.streamed = True
+                task.received += 1
                 try:
                     value = pickle.loads(message[2])
                 except (Exception, SystemExit) as error:
