@@ -76,11 +76,11 @@ def run_cases(
     return timings
 
 
-def paired_ratio(timing: Timing, base: Timing) -> float:
-    """The median over rounds of ``timing / base`` within each round: both ran within
+def paired_ratio(seconds: list[float], base: list[float]) -> float:
+    """The median over rounds of ``seconds / base`` within each round: both ran within
     seconds of each other, so this is steadier than a ratio of medians when the
     machine's speed drifts during the run."""
-    return statistics.median(t / b for t, b in zip(timing.seconds, base.seconds, strict=True))
+    return statistics.median(t / b for t, b in zip(seconds, base, strict=True))
 
 
 def table(timings: dict[str, Timing], baselines: dict[str, str], n: int) -> str:
@@ -92,7 +92,7 @@ def table(timings: dict[str, Timing], baselines: dict[str, str], n: int) -> str:
     ]
     for timing in timings.values():
         base = timings.get(baselines.get(timing.group, ""))
-        ratio = f"{paired_ratio(timing, base):.2f}x" if base is not None else ""
+        ratio = f"{paired_ratio(timing.seconds, base.seconds):.2f}x" if base is not None else ""
         lines.append(
             f"| {timing.name} | {timing.median:.3f} | {timing.median / n * 1e9:.0f} | {ratio} |"
         )

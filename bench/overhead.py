@@ -45,7 +45,7 @@ from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
 import psutil
-from _harness import machine, write_json
+from _harness import machine, paired_ratio, write_json
 
 from pullpush import CapacitySource, EnvelopeType, HierarchicalTaskPoolRunner, ProcessExecutor
 
@@ -415,8 +415,7 @@ def report(result: dict[str, Any], workers: int) -> str:
         lines.append(f"| {name} | {t[name]:.3f} | {rate} | {ratio} |")
 
     def paired(name: str, base: str) -> float:
-        """The median of per-round ratios: both ran seconds apart."""
-        return median([a / b for a, b in zip(times[name], times[base], strict=True)])
+        return paired_ratio(times[name], times[base])
 
     if "trivial: pullpush process runner" in t:
         ours = t["trivial: pullpush process runner"]
