@@ -304,6 +304,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         window: ProcessExecutor(workers, start_method=START_METHOD, credit_window=window)
         for window in args.relay_windows
     }
+    # Started first: the forkserver starts with the first process of any pool, and only
+    # then does it preload what ProcessExecutor asks for (pullpush's worker module).
+    await executor.start()
     progress: Any = context.Queue()
     ppe = cf.ProcessPoolExecutor(workers, mp_context=context)
     ppe_progress = cf.ProcessPoolExecutor(
