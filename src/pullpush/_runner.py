@@ -36,6 +36,7 @@ from ._util import check_int, check_seconds
 from .capacity import CapacitySource, ResourceCapacitySource
 from .executors import Executor, ExecutorSpec, TaskHandle
 from .executors._registry import check_executor_spec, make_executor
+from .scheduling import NodeState
 
 if TYPE_CHECKING:  # metrics
     from .metrics import RunnerMetricsCollector
@@ -665,9 +666,24 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
             next ``backfill`` tasks that can (0, the default, keeps strict order).
         retry: for a dependency source (one with ``complete``/``fail``/``abort``, e.g.
             :class:`DependencySourceObj`), how failed tasks are retried before their
-            node is aborted with its dependents.
+            node is aborted with its dependents. It applies only to failures whose
+            ``on_error`` left the node running.
         auto_wire: call ``complete``/``fail``/``abort`` on such a source (default
             true); FINAL completes the node, ERROR retries or aborts it.
+
+    With a dependency source, a task's callbacks decide first: ``on_complete`` or
+    ``on_error`` is called while the task's node is still running, so it may call
+    ``source.complete(key)``, ``source.fail(key)`` (run it again) or
+    ``source.abort(key)`` itself (the original library's bridge and retry patterns).
+    When the callback returns (or raises: its exception goes to the event loop's
+    exception handler) and the node is still running, auto-wiring decides: FINAL
+    completes it, ERROR retries it under ``retry`` or aborts it. The node's state
+    is read from the source's ``dependency_graph``; a source without one is taken
+    to have left the node running. Every failed attempt has its own ERROR envelope
+    (each attempt is a task with its own id); with ``stop_on_error=True`` only the
+    error of a node that will not run again (aborted, completed, or not wired) is
+    raised. Dependents of an aborted node never start and have no envelope; their
+    nodes are ``aborted`` in the graph.
     """
 
     def __init__(
@@ -754,9 +770,16 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
                 )
         return error
 
-    def _start(self, task: ScheduledTask[K], slots: CapacitySource | None) -> _Start:
-        cost = task.cost if task.cost is not None else DEFAULT_COST
-        self.capacity.acquire_immediate(cost)
+    def _start(
+        self, task: ScheduledTask[K], slots: CapacitySource | None, held: Any = None
+    ) -> _Start:
+        """Start ``task``: acquire its cost now, or use ``held``, the cost already
+        acquired for it while waiting for capacity."""
+        if held is not None:
+            cost = held
+        else:
+            cost = task.cost if task.cost is not None else DEFAULT_COST
+            self.capacity.acquire_immediate(cost)
         timeout = task.timeout if task.timeout is not None else self.timeout
         return _Start(task.runner, slots, task.key, timeout, task, cost)
 
@@ -814,7 +837,19 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
                 backfilled = await self._backfill()
                 if backfilled is not None:
                     return self._start(backfilled, slots)
-                await self._wait_for_capacity(cost)
+                if await self._wait_for_capacity(cost):
+                    # The head's cost is held now: it is the head's, unless a dynamic
+                    # source hands over another task, which then goes through the
+                    # checks afresh while the cost goes back unused.
+                    try:
+                        task = await self._take()
+                    except BaseException:
+                        self._give_back(cost)
+                        raise
+                    if task is head or task is None:
+                        return self._start(head, slots, held=cost)
+                    self._give_back(cost)
+                    self._lookahead.appendleft(task)
         except BaseException:
             _release_slot(slots)
             raise
@@ -850,44 +885,67 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
             return True
         return self._peek is not None and self._peek() is not None
 
-    async def _wait_for_capacity(self, cost: Any) -> None:
-        """Wait until the capacity may afford ``cost`` (or a backfill candidate)."""
+    async def _wait_for_capacity(self, cost: Any) -> bool:
+        """Wait until the capacity may afford ``cost`` (or a backfill candidate);
+        return whether ``cost`` is now held for the head task.
+
+        Without backfill, the wait is a FIFO ``acquire`` of the head's cost, queued
+        with everyone else's, and the cost it takes is the head's (the caller starts
+        the head with it or gives it back). Waiting must not consume what it waits
+        for: an acquire followed by a ``release`` would use up a
+        :class:`~pullpush.QuotaCapacitySource`'s budget, whose releases restore nothing.
+        """
         if self.backfill:
             await self.capacity.wait_obj.wait()
-            return
-        # Queue FIFO with everyone else for the head's cost, then hand it back: the
-        # loop re-reads the head (a dynamic source may have changed it) and takes it.
+            return False
         await self.capacity.acquire(cost)
-        self.capacity.release(cost)
+        return True
+
+    def _give_back(self, cost: Any) -> None:
+        """Return ``cost``, acquired and never used, at every level, a quota included
+        (a reconcile to zero use: unlike ``release`` it restores a quota's budget)."""
+        self.capacity.reconcile(cost, dict.fromkeys(cost, 0))
 
     # -- wiring results back to the source -----------------------------------------------------
 
+    def _node_state(self, key: Any) -> Any:
+        """The state of ``key``'s node in the wired source: ``RUNNING`` when the source
+        does not show its graph (as ``dependency_graph``), ``None`` for a key it lacks."""
+        graph = getattr(self._graph, "dependency_graph", None)
+        if graph is None:
+            return NodeState.RUNNING
+        try:
+            return graph.get_state(key)
+        except PullPushError:
+            return None
+
     def _on_final(self, record: _Running, value: Any) -> BaseException | None:
+        # The task's on_complete runs first, with the node still running, so it may
+        # decide (complete it, the documented bridge pattern, or fail/abort it); the
+        # runner completes the node only if the callback left it running.
         task = record.scheduled
         assert task is not None
         self._attempts.pop(task.key, None)
-        try:
-            if self._graph is not None:
-                self._graph.complete(task.key)
-            if task.on_complete is not None:
+        problem: BaseException | None = None
+        if task.on_complete is not None:
+            try:
                 task.on_complete(task.key, value)
-        except Exception as error:
-            return error
-        return None
+            except Exception as error:
+                problem = error
+        if self._graph is not None and self._node_state(task.key) == NodeState.RUNNING:
+            try:
+                self._graph.complete(task.key)
+            except Exception as error:
+                problem = problem if problem is not None else error
+        return problem
 
     def _on_error(self, record: _Running, error: BaseException) -> bool:
+        # The task's on_error runs first, with the node still running, so it may
+        # decide (the documented pattern: fail() to retry, abort() to give up, or
+        # complete()); the runner's retry policy applies only if the callback left
+        # the node running (or raised before deciding).
         task = record.scheduled
         assert task is not None
-        last = True
-        if self._graph is not None:
-            attempt = self._attempts.get(task.key, 0) + 1
-            if self.retry.should_retry(attempt, error) and not self._closing:
-                self._attempts[task.key] = attempt
-                last = False
-                self._schedule_retry(task.key, self.retry.delay(attempt))
-            else:
-                self._attempts.pop(task.key, None)
-                self._graph.abort(task.key)
         if task.on_error is not None:
             try:
                 task.on_error(task.key, error)
@@ -900,7 +958,27 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
                         "exception": callback_error,
                     }
                 )
-        return last
+        if self._graph is None:
+            return True
+        key = task.key
+        attempt = self._attempts.get(key, 0) + 1
+        state = self._node_state(key)
+        if state != NodeState.RUNNING:
+            # The callback decided. A node sent back to ready runs again (this attempt
+            # counts towards max_attempts, should the runner decide a later one); an
+            # aborted or completed node is done.
+            if state in (NodeState.READY, NodeState.PENDING):
+                self._attempts[key] = attempt
+                return False
+            self._attempts.pop(key, None)
+            return True
+        if self.retry.should_retry(attempt, error) and not self._closing:
+            self._attempts[key] = attempt
+            self._schedule_retry(key, self.retry.delay(attempt))
+            return False
+        self._attempts.pop(key, None)
+        self._graph.abort(key)
+        return True
 
     def _schedule_retry(self, key: Any, delay: float) -> None:
         graph = self._graph
@@ -910,7 +988,8 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
 
         def retry() -> None:
             self._retry_timers.discard(timer)
-            graph.fail(key)
+            if self._node_state(key) == NodeState.RUNNING:  # unless decided meanwhile
+                graph.fail(key)
 
         timer = asyncio.get_running_loop().call_later(delay, retry)
         self._retry_timers.add(timer)

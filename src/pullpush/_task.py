@@ -28,6 +28,9 @@ class ScheduledTask(Generic[K]):
         cost: resources the task holds while it runs (default ``{"capacity": 1}``).
         on_complete: called as ``on_complete(key, result)`` before its FINAL envelope.
         on_error: called as ``on_error(key, error)`` before its ERROR envelope.
+            With a dependency source, both are called while the task's node is
+            still running, so they may ``complete``/``fail``/``abort`` it; the
+            runner's auto-wiring acts only if they leave it running.
         timeout: seconds the task may run, > 0 (overrides the runner's ``timeout``);
             anything else raises ``ValueError`` or ``TypeError`` here.
     """
@@ -52,6 +55,8 @@ class RetryPolicy:
     ``min(backoff * multiplier ** (n - 1), max_backoff)`` seconds, stretched by a random
     factor in ``[1 - jitter, 1 + jitter]``, while ``n < max_attempts`` and the error is
     an instance of ``retry_on``. Then the task's node is aborted, with its dependents.
+    The policy applies to failures whose ``on_error`` left the node running; attempts
+    the callback sent back to ready with ``fail`` count towards ``max_attempts`` too.
     """
 
     max_attempts: int = 1

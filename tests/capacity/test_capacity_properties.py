@@ -7,11 +7,20 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
 import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pullpush import AcquireTimeoutError, CapacitySource, ResourceCapacitySource
+from pullpush import (
+    AcquireTimeoutError,
+    CapacitySource,
+    QuotaCapacitySource,
+    ResourceCapacitySource,
+    ScheduledTask,
+    ScheduledTaskPoolRunner,
+    TaskProgressEnvelope,
+)
 from pullpush.testing import assert_no_pending_tasks, settle
 
 LOOPS = (asyncio.new_event_loop, uvloop.new_event_loop)
@@ -267,5 +276,87 @@ def test_resource_hierarchy_returns_every_amount(
             assert level.available == level.limits
             assert all(v == 0 for v in level.in_use.values())
             assert level.waiting == 0
+
+    run_on_both_loops(main)
+
+
+@pytest.mark.timeout(120)
+@SETTINGS
+@given(
+    limit=st.integers(1, 4),
+    pool=st.sampled_from([None, 1, 2]),
+    backfill=st.integers(0, 2),
+    task_costs=st.lists(st.integers(1, 5), min_size=1, max_size=10),
+    refills=st.lists(
+        st.one_of(st.just(("reset", 0)), st.tuples(st.just("increment"), st.integers(1, 3))),
+        max_size=8,
+    ),
+)
+def test_a_runner_waiting_on_a_quota_consumes_exactly_what_its_tasks_cost(
+    limit: int,
+    pool: int | None,
+    backfill: int,
+    task_costs: list[int],
+    refills: list[tuple[str, int]],
+) -> None:
+    # Issue 13: waiting for the head's cost must not consume quota. Whatever the
+    # refills, the quota goes down by exactly the costs of the tasks started, nothing
+    # affordable is left waiting, and resets alone eventually run every task.
+    async def main() -> None:
+        quota = QuotaCapacitySource({"req": limit})
+        capacity = quota if pool is None else ResourceCapacitySource({"req": pool}, quota)
+        ceiling = limit if pool is None else min(limit, pool)
+        ran: list[int] = []
+
+        def task(i: int) -> ScheduledTask[int]:
+            async def run() -> int:
+                ran.append(i)
+                return i
+
+            return ScheduledTask(i, run, {"req": task_costs[i]})
+
+        runner = ScheduledTaskPoolRunner(
+            "quota", [task(i) for i in range(len(task_costs))], capacity, backfill=backfill
+        )
+        possible = [i for i, cost in enumerate(task_costs) if cost <= ceiling]
+        envelopes: list[TaskProgressEnvelope] = []
+
+        async def consume() -> None:
+            async for envelope in runner.run_tasks():
+                envelopes.append(envelope)
+
+        consumer = asyncio.create_task(consume())
+        expected = float(limit)  # the quota's available budget, by the books
+        seen = 0
+
+        async def check() -> None:
+            nonlocal expected, seen
+            await settle(60)
+            expected -= sum(task_costs[i] for i in ran[seen:])
+            seen = len(ran)
+            assert quota.available == {"req": expected}, (ran, quota)
+            waiting = [i for i in possible if i not in ran][: backfill + 1]
+            if waiting:  # nothing affordable is left waiting
+                assert min(task_costs[i] for i in waiting) > expected, (ran, quota)
+
+        await check()
+        for kind, amount in [*refills, *[("reset", 0)] * len(task_costs)]:
+            if consumer.done():
+                break
+            if kind == "reset":
+                quota.reset()
+                expected = float(limit)
+            else:
+                quota.increment({"req": amount})
+                expected = min(float(limit), expected + amount)
+            await check()
+        await asyncio.wait_for(consumer, 10)
+        assert sorted(ran) == possible
+        assert len(envelopes) == len(task_costs)
+        finals = sorted(e.key for e in envelopes if e.type.value == "FINAL")
+        assert finals == possible
+        assert quota.in_use == {"req": 0} and quota.waiting == 0
+        assert capacity.in_use == {"req": 0}
+        await assert_no_pending_tasks()
 
     run_on_both_loops(main)

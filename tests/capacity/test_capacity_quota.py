@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 import pytest
 
-from pullpush import OverReleaseError, QuotaCapacitySource, ResourceCapacitySource
+from pullpush import (
+    OverReleaseError,
+    PrioritySourceObj,
+    QuotaCapacitySource,
+    ResourceCapacitySource,
+    ScheduledTask,
+    ScheduledTaskPoolRunner,
+    TaskProgressEnvelope,
+)
 from pullpush.testing import settle
 
 
@@ -126,3 +136,114 @@ async def test_bad_timer_arguments() -> None:
 def test_timers_need_a_running_loop() -> None:
     with pytest.raises(RuntimeError):
         QuotaCapacitySource({"tok": 1}).start_periodic_reset(1.0)
+
+
+# -- a ScheduledTaskPoolRunner gated by a quota ---------------------------------------------
+
+
+def quota_task(key: str, ran: list[str], cost: float = 1) -> ScheduledTask[str]:
+    async def run() -> str:
+        ran.append(key)
+        return key
+
+    return ScheduledTask(key, run, {"req": cost})
+
+
+async def consume(stream: Any, into: list[TaskProgressEnvelope]) -> None:
+    async with contextlib.aclosing(stream) as envelopes:
+        async for envelope in envelopes:
+            into.append(envelope)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("backfill", [0, 1])
+async def test_fix_a_runner_gated_by_an_exhausted_quota_runs_everything_after_resets(
+    backfill: int,
+) -> None:
+    # Found by issue 13: quota 2, four tasks; after the reset q2 ran and q3 never did.
+    # The runner waited for the head's cost by acquiring and releasing it, and a
+    # quota's release restores nothing: every wait consumed a unit for nobody.
+    quota = QuotaCapacitySource({"req": 2})
+    ran: list[str] = []
+    runner = ScheduledTaskPoolRunner(
+        "quota", [quota_task(f"q{i}", ran) for i in range(4)], quota, backfill=backfill
+    )
+    envelopes: list[TaskProgressEnvelope] = []
+    consumer = asyncio.create_task(consume(runner.run_tasks(), envelopes))
+    await settle(20)
+    assert ran == ["q0", "q1"] and quota.available == {"req": 0}
+    assert len(envelopes) == 2 and not consumer.done()  # waiting on the quota
+    quota.reset()
+    await asyncio.wait_for(consumer, 10)
+    assert ran == ["q0", "q1", "q2", "q3"]
+    assert sorted(e.key for e in envelopes if e.type.value == "FINAL") == ran
+    assert quota.available == {"req": 0} and quota.in_use == {"req": 0}
+    assert quota.waiting == 0
+
+
+@pytest.mark.timeout(30)
+async def test_fix_waiting_for_the_quota_consumes_nothing_beyond_the_tasks() -> None:
+    # Three windows of two: each reset admits exactly two more tasks, and the quota
+    # consumed in a window is exactly what the tasks started in it cost.
+    quota = QuotaCapacitySource({"req": 2})
+    ran: list[str] = []
+    runner = ScheduledTaskPoolRunner("windows", [quota_task(f"t{i}", ran) for i in range(6)], quota)
+    envelopes: list[TaskProgressEnvelope] = []
+    consumer = asyncio.create_task(consume(runner.run_tasks(), envelopes))
+    for window in range(3):
+        await settle(20)
+        assert len(ran) == 2 * (window + 1), ran
+        assert quota.available == {"req": 0}
+        if window < 2:
+            assert quota.waiting == 1  # the runner queues for the next head's cost
+            quota.reset()
+    await asyncio.wait_for(consumer, 10)
+    assert [e.type.value for e in envelopes] == ["FINAL"] * 6
+    quota.reset()
+    assert quota.available == {"req": 2}
+
+
+@pytest.mark.timeout(30)
+async def test_fix_a_head_that_changes_while_waiting_gives_the_quota_back() -> None:
+    # The runner queues for the head's cost; when granted, a dynamic source hands
+    # over another task (a more important one arrived): the cost held for the old
+    # head goes back unused, the quota included, and the new head is admitted.
+    quota = QuotaCapacitySource({"req": 2})
+    ran: list[str] = []
+    source: PrioritySourceObj[ScheduledTask[str]] = PrioritySourceObj()
+    source.enqueue(quota_task("first", ran), 5)
+    source.enqueue(quota_task("big", ran, cost=2), 1)
+    runner = ScheduledTaskPoolRunner("dynamic", source, quota)
+    envelopes: list[TaskProgressEnvelope] = []
+    consumer = asyncio.create_task(consume(runner.run_tasks(), envelopes))
+    await settle(20)
+    assert ran == ["first"] and quota.waiting == 1  # "big" needs 2, 1 is left
+    source.enqueue(quota_task("urgent", ran), 10)
+    quota.reset()  # grants "big"'s 2 to the runner, which then takes "urgent"
+    await settle(20)
+    assert ran == ["first", "urgent"]
+    assert quota.available == {"req": 1}  # 2 given back, 1 consumed by "urgent"
+    assert quota.waiting == 1  # "big" waits again
+    quota.reset()
+    source.close_source()
+    await asyncio.wait_for(consumer, 10)
+    assert ran == ["first", "urgent", "big"]
+    assert quota.available == {"req": 0} and quota.in_use == {"req": 0}
+    assert [e.type.value for e in envelopes] == ["FINAL"] * 3
+
+
+@pytest.mark.timeout(30)
+async def test_cancelling_a_runner_waiting_on_the_quota_consumes_nothing() -> None:
+    quota = QuotaCapacitySource({"req": 1})
+    ran: list[str] = []
+    runner = ScheduledTaskPoolRunner("cancel", [quota_task(f"c{i}", ran) for i in range(3)], quota)
+    envelopes: list[TaskProgressEnvelope] = []
+    consumer = asyncio.create_task(consume(runner.run_tasks(), envelopes))
+    await settle(20)
+    assert ran == ["c0"] and quota.waiting == 1
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    assert quota.waiting == 0 and quota.available == {"req": 0}
+    quota.reset()
+    assert quota.available == {"req": 1} and quota.in_use == {"req": 0}

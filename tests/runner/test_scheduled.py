@@ -281,3 +281,263 @@ def test_fix_a_scheduled_task_rejects_a_timeout_that_is_not_positive(
     # task out at once ("timed out after -1s"); the runner's own timeout says > 0.
     with pytest.raises(error, match="timeout"):
         ScheduledTask("k", print, timeout=timeout)
+
+
+# -- the documented retry pattern: the task's callbacks decide first (issue 13, item 12) ----
+
+MAX_RETRIES = 3
+
+
+def flaky(key: str, failures: int, attempts: dict[str, int]) -> Any:
+    """A runner that fails its first ``failures`` attempts, then returns ``key``."""
+
+    def run() -> str:
+        attempts[key] = attempts.get(key, 0) + 1
+        if attempts[key] <= failures:
+            raise ConnectionError(f"{key} attempt {attempts[key]}")
+        return key
+
+    return run
+
+
+def terminal_per_id(envelopes: list[TaskProgressEnvelope]) -> None:
+    """Exactly one terminal envelope per task id, ids 0..n-1."""
+    ids = [e.task_id for e in envelopes if e.type is not EnvelopeType.INTERMEDIATE]
+    assert sorted(ids) == list(range(len(ids)))
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("source_kind", [DependencySourceObj, PriorityDependencySourceObj])
+async def test_fix_the_documented_retry_pattern_retries_then_aborts(source_kind: Any) -> None:
+    # Found by issue 13: the original's pattern -- on_complete calls
+    # source.complete(key), on_error calls source.fail(key) up to MAX_RETRIES times
+    # and then source.abort(key) -- could not work: the runner completed or aborted
+    # the node before calling the callback, so with a task that failed twice only its
+    # upstream task completed (and even that one got an ERROR from complete()).
+    graph: DependencyGraph[str] = DependencyGraph()
+    graph.add_all(
+        {
+            "up": [],
+            "flaky": ["up"],
+            "down": ["flaky"],
+            "broken": ["up"],
+            "after_broken": ["broken"],
+        }
+    )
+    attempts: dict[str, int] = {}
+    retries: dict[str, int] = {}  # the documented "retry counter in a map"
+    states_seen: list[tuple[str, str]] = []
+    tasks: dict[str, ScheduledTask[str]] = {}
+    source = source_kind(graph, tasks)
+
+    def on_complete(key: str, result: Any) -> None:
+        states_seen.append((key, graph.get_state(key).value))
+        source.complete(key)
+
+    def on_error(key: str, error: BaseException) -> None:
+        states_seen.append((key, graph.get_state(key).value))
+        retries[key] = retries.get(key, 0) + 1
+        if retries[key] < MAX_RETRIES:
+            source.fail(key)  # back to ready: it runs again
+        else:
+            source.abort(key)  # gives up, with its dependents
+
+    failures = {"up": 0, "flaky": 2, "down": 0, "broken": 99, "after_broken": 0}
+    for key, count in failures.items():
+        tasks[key] = ScheduledTask(
+            key, flaky(key, count, attempts), on_complete=on_complete, on_error=on_error
+        )
+    capacity = ResourceCapacitySource({"capacity": 2})
+    runner = ScheduledTaskPoolRunner("pattern", source, capacity)
+    envelopes = await collect(runner.run_tasks())
+
+    finals = sorted(e.key for e in envelopes if e.type is EnvelopeType.FINAL)
+    assert finals == ["down", "flaky", "up"]
+    errors = [e for e in envelopes if e.type is EnvelopeType.ERROR]
+    assert sorted(e.key for e in errors) == ["broken"] * MAX_RETRIES + ["flaky"] * 2
+    assert all(isinstance(e.error, ConnectionError) for e in errors)
+    assert [str(e.error) for e in errors if e.key == "flaky"] == [
+        "flaky attempt 1",
+        "flaky attempt 2",
+    ]
+    assert attempts == {"up": 1, "flaky": 3, "down": 1, "broken": MAX_RETRIES}
+    # Every callback saw its node still running, so it could decide.
+    assert {state for _, state in states_seen} == {"running"}
+    assert graph.get_state("broken") == "aborted"
+    assert graph.get_state("after_broken") == "aborted"  # never started: no envelope
+    assert "after_broken" not in {e.key for e in envelopes}
+    assert graph.is_done
+    terminal_per_id(envelopes)
+    assert capacity.available == {"capacity": 2}
+
+
+def chain_graph() -> DependencyGraph[str]:
+    graph: DependencyGraph[str] = DependencyGraph()
+    graph.add_all({"task": [], "after": ["task"]})
+    return graph
+
+
+@pytest.mark.timeout(30)
+async def test_the_retry_policy_applies_when_on_error_leaves_the_node_running() -> None:
+    # on_error decides the first failure (fail: retry), leaves the later ones to the
+    # runner: RetryPolicy(max_attempts=3) counts every failed attempt, so the third
+    # failure aborts the node and its dependent.
+    graph = chain_graph()
+    attempts: dict[str, int] = {}
+    seen: list[int] = []
+    tasks: dict[str, ScheduledTask[str]] = {}
+    source = DependencySourceObj(graph, tasks)
+
+    def on_error(key: str, error: BaseException) -> None:
+        seen.append(attempts[key])
+        if attempts[key] == 1:
+            source.fail(key)
+
+    tasks["task"] = ScheduledTask("task", flaky("task", 99, attempts), on_error=on_error)
+    tasks["after"] = ScheduledTask("after", value("never"))
+    capacity = ResourceCapacitySource({"capacity": 1})
+    runner = ScheduledTaskPoolRunner(
+        "policy", source, capacity, retry=RetryPolicy(max_attempts=3, backoff=0.0)
+    )
+    envelopes = await collect(runner.run_tasks())
+    assert [(e.key, e.type.value) for e in envelopes] == [("task", "ERROR")] * 3
+    assert seen == [1, 2, 3] and attempts == {"task": 3}
+    assert graph.get_state("task") == "aborted" and graph.get_state("after") == "aborted"
+    terminal_per_id(envelopes)
+    assert capacity.available == {"capacity": 1}
+
+
+@pytest.mark.timeout(30)
+async def test_on_error_may_give_up_at_once_despite_the_retry_policy() -> None:
+    graph = chain_graph()
+    attempts: dict[str, int] = {}
+    tasks: dict[str, ScheduledTask[str]] = {}
+    source = DependencySourceObj(graph, tasks)
+    tasks["task"] = ScheduledTask(
+        "task", flaky("task", 99, attempts), on_error=lambda k, e: source.abort(k)
+    )
+    tasks["after"] = ScheduledTask("after", value("never"))
+    runner = ScheduledTaskPoolRunner(
+        "abort", source, ResourceCapacitySource({"capacity": 1}), retry=RetryPolicy(5, 0.0)
+    )
+    envelopes = await collect(runner.run_tasks())
+    assert [(e.key, e.type.value) for e in envelopes] == [("task", "ERROR")]
+    assert attempts == {"task": 1} and graph.get_state("after") == "aborted"
+
+
+@pytest.mark.timeout(30)
+async def test_an_on_error_that_raises_is_reported_and_the_policy_still_applies() -> None:
+    graph = chain_graph()
+    attempts: dict[str, int] = {}
+    reported: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+
+    def on_error(key: str, error: BaseException) -> None:
+        raise KeyError("bug in the callback")
+
+    tasks = {
+        "task": ScheduledTask("task", flaky("task", 99, attempts), on_error=on_error),
+        "after": ScheduledTask("after", value("never")),
+    }
+    capacity = ResourceCapacitySource({"capacity": 1})
+    runner = ScheduledTaskPoolRunner(
+        "raises", DependencySourceObj(graph, tasks), capacity, retry=RetryPolicy(2, 0.0)
+    )
+    envelopes = await collect(runner.run_tasks())
+    # Each attempt's ERROR carries the task's own error, not the callback's.
+    assert [type(e.error) for e in envelopes] == [ConnectionError, ConnectionError]
+    assert [type(c["exception"]) for c in reported] == [KeyError, KeyError]
+    assert all("on_error callback of task 'task'" in c["message"] for c in reported)
+    assert attempts == {"task": 2}  # the runner's policy: retried once, then aborted
+    assert graph.get_state("after") == "aborted" and graph.is_done
+    assert capacity.available == {"capacity": 1}
+
+
+@pytest.mark.timeout(30)
+async def test_stop_on_error_skips_errors_on_error_retries_and_raises_when_it_gives_up() -> None:
+    graph = chain_graph()
+    attempts: dict[str, int] = {}
+    tasks: dict[str, ScheduledTask[str]] = {}
+    source = DependencySourceObj(graph, tasks)
+
+    def on_error(key: str, error: BaseException) -> None:
+        if attempts[key] < 2:
+            source.fail(key)
+        else:
+            source.abort(key)
+
+    tasks["task"] = ScheduledTask("task", flaky("task", 99, attempts), on_error=on_error)
+    tasks["after"] = ScheduledTask("after", value("never"))
+    capacity = ResourceCapacitySource({"capacity": 1})
+    runner = ScheduledTaskPoolRunner("stop", source, capacity)
+    seen: list[str] = []
+    with pytest.raises(ConnectionError, match="task attempt 2"):
+        async for envelope in runner.run_tasks(stop_on_error=True):
+            seen.append(str(envelope.error))
+    assert seen == ["task attempt 1"]  # the retried attempt's ERROR was yielded
+    assert attempts == {"task": 2} and graph.get_state("after") == "aborted"
+    assert capacity.available == {"capacity": 1}
+
+
+@pytest.mark.timeout(30)
+async def test_on_complete_may_send_its_node_back_to_run_again() -> None:
+    # The callback decides on success too: a result it rejects is retried (FINAL
+    # envelopes for both runs; the dependent starts after the accepted one).
+    graph = chain_graph()
+    runs: list[str] = []
+    tasks: dict[str, ScheduledTask[str]] = {}
+    source = DependencySourceObj(graph, tasks)
+
+    def run() -> int:
+        runs.append("task")
+        return len(runs)
+
+    def on_complete(key: str, result: Any) -> None:
+        if result < 2:
+            source.fail(key)  # not good enough: run it again
+
+    def after() -> str:
+        runs.append("after")
+        return "after"
+
+    tasks["task"] = ScheduledTask("task", run, on_complete=on_complete)
+    tasks["after"] = ScheduledTask("after", after)
+    runner = ScheduledTaskPoolRunner("accept", source, ResourceCapacitySource({"capacity": 2}))
+    envelopes = await collect(runner.run_tasks())
+    assert [(e.key, e.value) for e in envelopes] == [("task", 1), ("task", 2), ("after", "after")]
+    assert runs == ["task", "task", "after"] and graph.is_done
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("decision", ["abort", "complete"])
+async def test_deciding_a_node_during_its_retry_backoff_ends_it_quietly(decision: str) -> None:
+    # The runner's retry waits out a backoff with the node still running; the user
+    # decides meanwhile (aborts it: a graceful shutdown; completes it: a cached
+    # result) while the run goes on: the retry timer must leave the node alone then.
+    graph = chain_graph()
+    graph.add_node("slow")
+    attempts: dict[str, int] = {}
+    reported: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+    tasks = {
+        "task": ScheduledTask("task", flaky("task", 99, attempts)),
+        "after": ScheduledTask("after", value("never")),
+        "slow": ScheduledTask("slow", value("slow", delay=0.2)),
+    }
+    source = DependencySourceObj(graph, tasks)
+    capacity = ResourceCapacitySource({"capacity": 2})
+    runner = ScheduledTaskPoolRunner("shutdown", source, capacity, retry=RetryPolicy(3, 0.02))
+    envelopes = []
+    async for envelope in runner.run_tasks():
+        envelopes.append(envelope)
+        if envelope.key == "task":
+            getattr(source, decision)("task")
+    if decision == "abort":
+        assert [e.key for e in envelopes] == ["task", "slow"]
+        assert graph.get_state("after") == "aborted"
+    else:
+        assert sorted(e.key for e in envelopes) == ["after", "slow", "task"]
+        assert graph.get_state("after") == "completed"
+    assert attempts == {"task": 1} and graph.is_done
+    assert reported == []
+    assert capacity.available == {"capacity": 2}
