@@ -157,6 +157,9 @@ from ._envelope import TaskProgressEnvelope as TaskProgressEnvelope
 from ._runner import HierarchicalTaskPoolRunner as HierarchicalTaskPoolRunner
 from ._runner import RunnerStatistics as RunnerStatistics
 from ._runner import ScheduledTaskPoolRunner as ScheduledTaskPoolRunner
+from ._map import map as map
+from ._map import map_sync as map_sync
+from ._map import MapStream as MapStream
 from ._task import RetryPolicy as RetryPolicy
 from ._task import ScheduledTask as ScheduledTask
 
@@ -368,6 +371,9 @@ __all__ = (
     "RunnerStatistics",
     "ScheduledTask",
     "ScheduledTaskPoolRunner",
+    "map",
+    "map_sync",
+    "MapStream",
     "TaskProgressEnvelope",
     # executors
     "Executor",

@@ -278,6 +278,11 @@ class ProcessExecutor(Executor):
     """
 
     name = "process"
+    _warn_unclosed = True
+
+    def _abandon(self) -> None:
+        """Collected unclosed (after the ResourceWarning): kill the workers."""
+        self._kill_all()
 
     def __init__(
         self,
