@@ -208,6 +208,7 @@ from ._exceptions import BrokenExecutorError as BrokenExecutorError
 from ._exceptions import BufferFullError as BufferFullError
 from ._exceptions import ChainConsumedError as ChainConsumedError
 from ._exceptions import ImpossibleCostError as ImpossibleCostError
+from ._exceptions import LargeTaskWarning as LargeTaskWarning
 from ._exceptions import PullPushError as PullPushError
 from ._exceptions import PullTimeoutError as PullTimeoutError
 from ._exceptions import RaceCutoffError as RaceCutoffError
@@ -418,6 +419,7 @@ __all__ = (
     "BufferFullError",
     "ChainConsumedError",
     "ImpossibleCostError",
+    "LargeTaskWarning",
     "PullPushError",
     "PullTimeoutError",
     "RaceCutoffError",
