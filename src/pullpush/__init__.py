@@ -157,6 +157,9 @@ from ._envelope import TaskProgressEnvelope as TaskProgressEnvelope
 from ._runner import HierarchicalTaskPoolRunner as HierarchicalTaskPoolRunner
 from ._runner import RunnerStatistics as RunnerStatistics
 from ._runner import ScheduledTaskPoolRunner as ScheduledTaskPoolRunner
+from ._map import map as map
+from ._map import map_sync as map_sync
+from ._map import MapStream as MapStream
 from ._task import RetryPolicy as RetryPolicy
 from ._task import ScheduledTask as ScheduledTask
 
@@ -205,6 +208,7 @@ from ._exceptions import BrokenExecutorError as BrokenExecutorError
 from ._exceptions import BufferFullError as BufferFullError
 from ._exceptions import ChainConsumedError as ChainConsumedError
 from ._exceptions import ImpossibleCostError as ImpossibleCostError
+from ._exceptions import LargeTaskWarning as LargeTaskWarning
 from ._exceptions import PullPushError as PullPushError
 from ._exceptions import PullTimeoutError as PullTimeoutError
 from ._exceptions import RaceCutoffError as RaceCutoffError
@@ -368,6 +372,9 @@ __all__ = (
     "RunnerStatistics",
     "ScheduledTask",
     "ScheduledTaskPoolRunner",
+    "map",
+    "map_sync",
+    "MapStream",
     "TaskProgressEnvelope",
     # executors
     "Executor",
@@ -412,6 +419,7 @@ __all__ = (
     "BufferFullError",
     "ChainConsumedError",
     "ImpossibleCostError",
+    "LargeTaskWarning",
     "PullPushError",
     "PullTimeoutError",
     "RaceCutoffError",

@@ -22,6 +22,7 @@ __all__ = [
     "InsufficientCapacityError",
     "OverReleaseError",
     "UntrackedResourceWarning",
+    "LargeTaskWarning",
     # scheduling
     "DependencyCycleError",
     "DuplicateNodeError",
@@ -97,6 +98,14 @@ class UntrackedResourceWarning(UserWarning):
     ``{"capacity": 1}`` against a source tracking only ``{"slots": 4}`` runs
     unbounded). Warned once per resource name per capacity source.
     """
+
+
+class LargeTaskWarning(UserWarning):
+    """A task's pickled call (its runner, or the arguments of a ``functools.partial``)
+    is several MiB: it is pickled and sent with every task that carries it. Warned once
+    per executor, naming the largest part (an argument, a closure variable, a
+    ``__main__`` global that cloudpickle copies by value). Plain ``str``/``bytes``
+    arguments of a ``functools.partial`` travel unpickled and are not checked."""
 
 
 # -- scheduling ----------------------------------------------------------------------

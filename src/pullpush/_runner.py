@@ -205,13 +205,15 @@ class _PoolRunner(Generic[K]):
         timeout: float | None,
         max_unread: int,
         metrics: RunnerMetricsCollector | None = None,
+        workers: int | None = None,
     ) -> None:
         self.name = name
         self.source = source
         self.timeout = check_seconds("timeout", timeout, allow_none=True, positive=True)
         self.max_unread = check_int("max_unread", max_unread, minimum=1)
         self._executor_spec = executor
-        check_executor_spec(executor)
+        check_executor_spec(executor, workers)
+        self._workers = workers
         # metrics: every hook call below is guarded by one `if`, so None costs nothing.
         self.metrics = _check_metrics(metrics)
         self._feed = _TaskFeed(source, metrics)
@@ -451,7 +453,7 @@ class _PoolRunner(Generic[K]):
             raise RuntimeError(f"runner {self.name!r} is already running")
         self._active = True
         self._closing = False
-        executor, owned = make_executor(self._executor_spec)
+        executor, owned = make_executor(self._executor_spec, self._workers)
         self._executor = executor
         dispatcher: asyncio.Task[None] | None = None
         try:
@@ -550,10 +552,14 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
             It is read one task ahead of capacity: the next task is taken from the
             source, then capacity is acquired, then it starts, so no capacity is held
             while the source waits for work.
-        capacity: one unit per running task; its parents are acquired too.
+        capacity: one unit per running task; its parents are acquired too. An int
+            ``n`` stands for ``CapacitySource(n)``.
         executor: ``"inline"`` (default), ``"thread"``, ``"process"``, ``"ray"`` or an
             :class:`Executor`. A name builds an executor owned (and closed) by each
             run; an object is started if needed and left open.
+        workers: with ``executor="thread"`` or ``"process"``, the size of the pool
+            each run builds (its ``max_workers``; default: the usable CPUs). A
+            ``ValueError`` with any other executor (an object has its own size).
         timeout: seconds each task may run; then it is cancelled and gets an ERROR
             envelope with :class:`TaskTimeoutError`.
         max_unread: how many envelopes may wait unread before the runner stops
@@ -567,17 +573,28 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
         self,
         name: str,
         source: Any,
-        capacity: CapacitySource,
+        capacity: CapacitySource | int,
         *,
         executor: ExecutorSpec = "inline",
         timeout: float | None = None,
         max_unread: int = 1024,
         metrics: RunnerMetricsCollector | None = None,
+        workers: int | None = None,
     ) -> None:
+        if isinstance(capacity, int) and not isinstance(capacity, bool):
+            capacity = CapacitySource(check_int("capacity", capacity, minimum=1))
         if not isinstance(capacity, CapacitySource):
-            raise TypeError(f"capacity must be a CapacitySource, got {type(capacity).__name__}")
+            raise TypeError(
+                f"capacity must be a CapacitySource or an int, got {type(capacity).__name__}"
+            )
         super().__init__(
-            name, source, executor=executor, timeout=timeout, max_unread=max_unread, metrics=metrics
+            name,
+            source,
+            executor=executor,
+            timeout=timeout,
+            max_unread=max_unread,
+            metrics=metrics,
+            workers=workers,
         )
         self.capacity = capacity
         # A task taken from the source whose capacity is not acquired yet.
@@ -659,8 +676,10 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
         name: used in ``repr`` and errors.
         source: ScheduledTasks: any iterable, async iterable or pull object; a
             ``peek()`` method is used when present.
-        capacity: the :class:`ResourceCapacitySource` costs are acquired from.
-        executor, timeout, max_unread, metrics: as for
+        capacity: the :class:`ResourceCapacitySource` costs are acquired from; an
+            int ``n`` stands for ``ResourceCapacitySource({"capacity": n})``, which
+            tasks of the default cost (``{"capacity": 1}``) take one unit of.
+        executor, timeout, max_unread, metrics, workers: as for
             :class:`HierarchicalTaskPoolRunner`.
         backfill: when the head task cannot be afforded now, start the first of the
             next ``backfill`` tasks that can (0, the default, keeps strict order).
@@ -690,7 +709,7 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
         self,
         name: str,
         source: Any,
-        capacity: ResourceCapacitySource,
+        capacity: ResourceCapacitySource | int,
         *,
         executor: ExecutorSpec = "inline",
         timeout: float | None = None,
@@ -699,13 +718,24 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
         retry: RetryPolicy | None = None,
         auto_wire: bool = True,
         metrics: RunnerMetricsCollector | None = None,
+        workers: int | None = None,
     ) -> None:
+        if isinstance(capacity, int) and not isinstance(capacity, bool):
+            limit = check_int("capacity", capacity, minimum=1)
+            capacity = ResourceCapacitySource({"capacity": limit})
         if not isinstance(capacity, ResourceCapacitySource):
             raise TypeError(
-                f"capacity must be a ResourceCapacitySource, got {type(capacity).__name__}"
+                "capacity must be a ResourceCapacitySource or an int, "
+                f"got {type(capacity).__name__}"
             )
         super().__init__(
-            name, source, executor=executor, timeout=timeout, max_unread=max_unread, metrics=metrics
+            name,
+            source,
+            executor=executor,
+            timeout=timeout,
+            max_unread=max_unread,
+            metrics=metrics,
+            workers=workers,
         )
         self.capacity = capacity
         self.backfill = check_int("backfill", backfill, minimum=0)

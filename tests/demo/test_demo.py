@@ -193,3 +193,12 @@ def test_differing_results_are_reported(capsys: pytest.CaptureFixture[str]) -> N
     assert report(runs, 3) == 1
     assert "RESULTS DIFFER: process" in capsys.readouterr().err
     assert "| process | 2 | 0.50 | 2.00x | 100% |" in results_table(runs)
+
+
+def test_the_usage_line_names_how_the_demo_was_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pullpush.demo._cli import build_parser
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pullpush-demo", "--help"])
+    assert build_parser().format_usage().startswith("usage: pullpush-demo ")
+    monkeypatch.setattr(sys, "argv", ["/src/pullpush/demo/__main__.py", "--help"])
+    assert build_parser().format_usage().startswith("usage: python -m pullpush.demo ")

@@ -335,8 +335,12 @@ async def test_a_streaming_task_is_paused_by_an_idle_consumer() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(TypeError, match="capacity must be a CapacitySource"):
-        HierarchicalTaskPoolRunner("x", [], 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="capacity must be a CapacitySource or an int"):
+        HierarchicalTaskPoolRunner("x", [], 2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="capacity must be >= 1"):
+        HierarchicalTaskPoolRunner("x", [], 0)
+    with pytest.raises(ValueError, match="workers= sizes the executor built for"):
+        HierarchicalTaskPoolRunner("x", [], 1, workers=2)
     with pytest.raises(TypeError, match="source must be an iterable"):
         HierarchicalTaskPoolRunner("x", 5, CapacitySource(1))
     with pytest.raises(ValueError, match="executor must be"):

@@ -68,10 +68,19 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def program_name() -> str:
+    """How the demo was started: ``pullpush-demo`` (the console script) or
+    ``python -m pullpush.demo``, for its usage line."""
+    started_as = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if started_as.startswith("pullpush-demo"):
+        return "pullpush-demo"
+    return "python -m pullpush.demo"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The demo's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m pullpush.demo",
+        prog=program_name(),
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

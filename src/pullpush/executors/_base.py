@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import warnings
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -87,11 +88,19 @@ class Executor(abc.ABC):
     """Base of the executors: ``"inline"``, ``"thread"``, ``"process"``, ``"ray"``.
 
     Usable on its own: ``async with ProcessExecutor() as ex: await ex.run(f, x)``.
+
+    Whoever builds an executor closes it (``aclose()`` or ``async with``); a runner
+    closes only the executors it built from a name. A thread or process executor that
+    was started and is garbage-collected unclosed warns with :class:`ResourceWarning`
+    (shown under ``python -X dev`` and by pytest), as asyncio's transports do.
     """
 
     name: str = "executor"
     credit_window: int = 256
     """INTERMEDIATE envelopes a task may have outstanding before it is paused."""
+    _warn_unclosed: bool = False
+    # Whether an instance started and never closed warns with ResourceWarning when it is
+    # collected (executors holding threads or processes).
 
     def __init__(self) -> None:
         self._started = False
@@ -158,6 +167,24 @@ class Executor(abc.ABC):
 
     async def _aclose(self) -> None:  # noqa: B027 - optional hook
         """What closing means to this executor."""
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        # As asyncio's transports do: an executor started and dropped without aclose()
+        # says so (python -W error::ResourceWarning, pytest's filterwarnings, -X dev).
+        if (
+            self._warn_unclosed
+            and getattr(self, "_starting", None) is not None
+            and not getattr(self, "_closed", True)
+        ):
+            _warn(
+                f"unclosed executor {self!r}: call (await) its aclose(), or use it as `async with`",
+                ResourceWarning,
+                source=self,
+            )
+            self._abandon()
+
+    def _abandon(self) -> None:  # noqa: B027 - optional hook
+        """Collected unclosed: release what can be released without a loop."""
 
     async def __aenter__(self) -> Executor:
         await self.start()

@@ -32,6 +32,7 @@ import contextvars
 import inspect
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -134,6 +135,12 @@ class ThreadExecutor(Executor):
     """
 
     name = "thread"
+    _warn_unclosed = True
+
+    def _abandon(self) -> None:
+        """Collected unclosed (after the ResourceWarning): stop the threads' loops."""
+        for worker in self._workers:
+            worker.stop()
 
     def __init__(
         self,
@@ -300,7 +307,9 @@ class _Worker:
     )
 
     def __init__(self, executor: ThreadExecutor, name: str, caller: asyncio.AbstractEventLoop):
-        self._executor = executor
+        # Weak: the thread must not keep its executor alive, so one dropped unclosed
+        # is collected (and warns). A task that ends holds it (_ThreadTask.executor).
+        self._executor = weakref.ref(executor)
         self._caller = caller
         self.ready: asyncio.Future[None] = caller.create_future()
         self.exited: asyncio.Future[None] = caller.create_future()
@@ -363,7 +372,8 @@ class _Worker:
         """Worker thread: ``task`` finished; take the next pending task or go idle,
         then report the end (so the thread is free before its capacity comes back)."""
         task.credits = None
-        executor = self._executor
+        executor = self._executor()
+        assert executor is not None  # task.executor holds it
         with executor._lock:
             if executor._pending:
                 following: _ThreadTask | None = executor._pending.popleft()

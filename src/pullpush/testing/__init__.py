@@ -9,9 +9,16 @@ Example::
         source = TrackedSource([1, 2, 3])
         await assert_items(PullMapObj(source, lambda n: 2 * n), [2, 4, 6])
         assert source.closed
+
+Installing pullpush also installs its pytest plugin (:mod:`pullpush.testing.plugin`):
+async tests on both event loops, executor fixtures checked for leaks, and seeded fault
+injection for stress tests.
 """
 
 from ._clock import ManualClock as ManualClock
+from ._faults import FaultPlan as FaultPlan
+from ._faults import InjectedFault as InjectedFault
+from ._faults import assert_one_terminal_per_task as assert_one_terminal_per_task
 from ._leaks import (
     LeakReport as LeakReport,
 )
@@ -47,6 +54,8 @@ from ._streams import (
 from ._push import RecordingSink as RecordingSink
 
 __all__ = (
+    "FaultPlan",
+    "InjectedFault",
     "LOOP_KINDS",
     "LeakReport",
     "ManualClock",
@@ -55,6 +64,7 @@ __all__ = (
     "assert_items",
     "assert_no_leaks",
     "assert_no_pending_tasks",
+    "assert_one_terminal_per_task",
     "assert_raises",
     "collect",
     "run",

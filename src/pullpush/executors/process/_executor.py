@@ -75,6 +75,7 @@ from ...capacity import CapacitySource
 from .._base import Executor, TaskEvents, TaskHandle, TaskRunner, intermediates_reporter
 from . import _protocol as wire
 from . import _worker
+from ._sizes import check_call_size
 
 __all__ = ["ProcessExecutor", "ProcessExecutorStatistics"]
 
@@ -278,6 +279,11 @@ class ProcessExecutor(Executor):
     """
 
     name = "process"
+    _warn_unclosed = True
+
+    def _abandon(self) -> None:
+        """Collected unclosed (after the ResourceWarning): kill the workers."""
+        self._kill_all()
 
     def __init__(
         self,
@@ -588,6 +594,7 @@ class ProcessExecutor(Executor):
                 raise TaskPicklingError(
                     f"the task runner ({type(runner).__qualname__}) could not be pickled: {error}"
                 ) from error
+            check_call_size(self, len(blob), runner)
             return (wire.CALL_BLOB, wire_id, blob), None, None
         fn_id, fn_blob = cached
         if kwargs is None and wire.RAW_TYPES.issuperset(map(type, args)):
@@ -598,6 +605,7 @@ class ProcessExecutor(Executor):
             name = getattr(function, "__qualname__", repr(function))
             where, why = _culprit(args, kwargs or {}, error)
             raise TaskPicklingError(f"{where} of {name} could not be pickled: {why}") from error
+        check_call_size(self, len(args_blob), runner)
         return (wire.CALL_ARGS, wire_id, fn_id, args_blob), fn_id, fn_blob
 
     def _function_id(self, function: Any) -> tuple[int, bytes] | None:
@@ -631,6 +639,7 @@ class ProcessExecutor(Executor):
             blob = cloudpickle.dumps(function, wire.PROTOCOL)
         except Exception:
             return None
+        check_call_size(self, len(blob), function)
         fn_id = self._next_fn_id
         self._next_fn_id += 1
         self._functions[id(function)] = (fn_id, blob, held)

@@ -1,0 +1,274 @@
+"""pullpush.map and pullpush.map_sync: results, order, errors, batching, capacity,
+progress, timeouts, executors and cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from _map_tasks import fail_on_five, length, pid_of, square
+
+import pullpush
+from pullpush import CapacitySource, TaskTimeoutError, ThreadExecutor
+from pullpush._map import LARGE_ITEM, _Chunk, _MapRun
+from pullpush.testing import assert_no_leaks
+
+PROCESS = pytest.mark.parametrize("loop_kind", ["uvloop"])  # one loop: workers are slow
+
+
+async def agen(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        if i % 7 == 0:
+            await asyncio.sleep(0)
+        yield i
+
+
+@PROCESS
+@pytest.mark.timeout(60)
+async def test_process_map_in_order_and_leaves_nothing_behind(loop_kind: str) -> None:
+    async with assert_no_leaks():
+        assert await pullpush.map(square, range(5000), workers=2) == [x * x for x in range(5000)]
+        streamed = [r async for r in pullpush.map(square, range(300), workers=1)]
+        assert streamed == [x * x for x in range(300)]
+
+
+@PROCESS
+@pytest.mark.timeout(60)
+async def test_process_map_raises_the_first_error_after_the_results_before_it(
+    loop_kind: str,
+) -> None:
+    seen: list[int] = []
+    async with assert_no_leaks():
+        with pytest.raises(ValueError, match="item 5 is five") as raised:
+            async for result in pullpush.map(fail_on_five, range(100), workers=2):
+                seen.append(result)
+    assert seen == [0, 1, 2, 3, 4]
+    assert isinstance(raised.value.__cause__, pullpush.RemoteTraceback)
+    assert "fail_on_five" in raised.value.__cause__.text
+    if hasattr(raised.value, "__notes__"):
+        assert "item 5 of the input" in raised.value.__notes__[-1]
+
+
+@PROCESS
+@pytest.mark.timeout(60)
+async def test_errors_return_puts_the_exception_in_place_and_goes_on(loop_kind: str) -> None:
+    results = await pullpush.map(fail_on_five, range(40), workers=2, errors="return")
+    assert results[:5] == [0, 1, 2, 3, 4] and results[6:] == list(range(6, 40))
+    assert isinstance(results[5], ValueError)
+
+
+async def test_every_item_runs_exactly_once_when_an_item_of_a_batch_fails() -> None:
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def record(x: int) -> int:
+        with lock:
+            calls.append(x)
+        if x % 10 == 3:
+            raise KeyError(x)
+        return -x
+
+    results = await pullpush.map(
+        record, range(100), executor="thread", workers=2, errors="return", batch_size=8
+    )
+    assert sorted(calls) == list(range(100))
+    for x, result in enumerate(results):
+        if x % 10 == 3:
+            assert isinstance(result, KeyError) and result.args == (x,)
+        else:
+            assert result == -x
+
+
+async def test_unordered_gives_every_result_once() -> None:
+    async def slow_first(x: int) -> int:
+        await asyncio.sleep(0.05 if x == 0 else 0)
+        return x
+
+    results = [
+        r async for r in pullpush.map(slow_first, range(20), executor="inline", ordered=False)
+    ]
+    assert sorted(results) == list(range(20))
+    assert results[0] != 0  # the slow first item did not hold the others back
+
+
+async def test_an_async_input_and_an_async_function() -> None:
+    async def double(x: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    assert await pullpush.map(double, agen(50), executor="inline") == [2 * x for x in range(50)]
+    assert await pullpush.map(square, agen(50), executor="thread", workers=2) == [
+        x * x for x in range(50)
+    ]
+
+
+async def test_a_timeout_fails_the_slow_item_only() -> None:
+    async def maybe_slow(x: int) -> int:
+        await asyncio.sleep(30 if x == 2 else 0)
+        return x
+
+    results = await pullpush.map(
+        maybe_slow, range(5), executor="inline", timeout=0.2, errors="return"
+    )
+    assert results[:2] == [0, 1] and results[3:] == [3, 4]
+    assert isinstance(results[2], TaskTimeoutError)
+
+
+async def test_capacity_under_a_shared_parent_is_respected_and_given_back() -> None:
+    parent = CapacitySource(3)
+    child = CapacitySource(2, parent)
+    running = peak = 0
+
+    async def track(x: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001)
+        running -= 1
+        return x
+
+    assert await pullpush.map(track, range(30), executor="inline", capacity=child) == list(
+        range(30)
+    )
+    assert peak == 2
+    assert child.in_use == 0 and parent.in_use == 0
+    assert await pullpush.map(track, range(5), executor="inline", capacity=1) == list(range(5))
+
+
+async def test_progress_callback_counts_to_the_total() -> None:
+    seen: list[tuple[int, int | None]] = []
+    await pullpush.map(
+        square, range(100), executor="inline", progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen[-1] == (100, 100)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    seen.clear()
+    await pullpush.map(
+        square, agen(10), executor="inline", progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen[-1] == (10, None)
+
+
+async def test_tqdm_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tqdm")
+    assert await pullpush.map(square, range(10), executor="inline", progress=True) == [
+        x * x for x in range(10)
+    ]
+    assert "10/10" in capsys.readouterr().err
+
+
+async def test_large_items_go_one_per_task_and_tiny_ones_in_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chunks: list[_Chunk] = []
+    issue = _MapRun._issue
+
+    def recording(self: _MapRun, chunk: _Chunk) -> Any:
+        chunks.append(chunk)
+        return issue(self, chunk)
+
+    monkeypatch.setattr(_MapRun, "_issue", recording)
+    big = b"x" * (LARGE_ITEM + 1)
+    items: list[Any] = ["a", "b", big, "c", bytearray(big), "d"]
+    assert await pullpush.map(length, items, executor="inline", batch_size=10) == [
+        1,
+        1,
+        len(big),
+        1,
+        len(big),
+        1,
+    ]
+    assert [(c.start, len(c.items), c.batched) for c in chunks] == [
+        (0, 2, True),
+        (2, 1, False),
+        (3, 1, True),
+        (4, 1, False),
+        (5, 1, True),
+    ]
+    chunks.clear()
+    assert await pullpush.map(square, range(100_000), executor="inline") == [
+        x * x for x in range(100_000)
+    ]
+    assert chunks[0].batched and len(chunks[0].items) == 1  # nothing measured yet
+    assert max(len(c.items) for c in chunks) > 100  # then batches grew
+
+
+@PROCESS
+@pytest.mark.timeout(60)
+async def test_an_executor_object_is_the_callers_and_workers_is_refused(loop_kind: str) -> None:
+    async with pullpush.ProcessExecutor(2) as executor:
+        first = await pullpush.map(pid_of, range(8), executor=executor, batch_size=1)
+        assert set(first) <= set(executor.pids)
+        assert not executor.closed
+        with pytest.raises(ValueError, match="has its own size"):
+            pullpush.map(square, [1], executor=executor, workers=2)
+
+
+async def test_leaving_early_cancels_and_closes() -> None:
+    started = 0
+
+    async def slow(x: int) -> int:
+        nonlocal started
+        started += 1
+        await asyncio.sleep(0 if x < 3 else 30)
+        return x
+
+    stream = pullpush.map(slow, range(1000), executor="inline")
+    async with contextlib.aclosing(stream):
+        async for result in stream:
+            if result == 2:
+                break
+    assert started < 1000
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="fn must be callable"):
+        pullpush.map(3, [1])  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="items must be an iterable"):
+        pullpush.map(square, 3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="errors must be"):
+        pullpush.map(square, [1], errors="ignore")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="capacity must be an int or a CapacitySource"):
+        pullpush.map(square, [1], capacity=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="executor must be"):
+        pullpush.map(square, [1], executor="gpu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="has no worker pool"):
+        pullpush.map(square, [1], executor="inline", workers=2)
+    with pytest.raises(ValueError, match="map_sync runs its own event loop"):
+        pullpush.map_sync(square, [1], executor=ThreadExecutor())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="capacity as an int"):
+        pullpush.map_sync(square, [1], capacity=CapacitySource(1))  # type: ignore[arg-type]
+
+
+async def test_a_map_runs_once() -> None:
+    stream = pullpush.map(square, [1, 2], executor="inline")
+    assert await stream == [1, 4]
+    with pytest.raises(RuntimeError, match="runs once"):
+        await stream
+
+
+@pytest.mark.timeout(60)
+def test_map_sync_returns_results_and_raises_in_the_caller() -> None:
+    assert list(pullpush.map_sync(square, range(3000), workers=2)) == [x * x for x in range(3000)]
+    seen: list[int] = []
+    with pytest.raises(ValueError, match="item 5 is five"):
+        seen.extend(pullpush.map_sync(fail_on_five, range(50), executor="thread", workers=2))
+    assert seen == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.timeout(60)
+def test_map_sync_closed_early_stops_its_thread() -> None:
+    before = threading.active_count()
+    results = pullpush.map_sync(square, range(100_000), executor="thread", workers=2)
+    assert next(results) == 0
+    results.close()  # type: ignore[attr-defined]
+    assert threading.active_count() == before
+
+
+async def test_map_sync_refuses_to_block_a_running_loop() -> None:
+    with pytest.raises(RuntimeError, match="would block the running event loop"):
+        next(pullpush.map_sync(square, [1], executor="inline"))
