@@ -166,3 +166,47 @@ async def test_push_pull_obj_connects_any_sink_and_peekable_source() -> None:
     producer = asyncio.create_task(produce())
     await assert_items(bridge.source, [0, 10, 20])
     await producer
+
+
+@pytest.mark.timeout(10)
+async def test_push_pull_obj_over_one_shared_list() -> None:
+    shared: list[int] = [0]
+    bridge = PushPullObj(SinkCollectObj(shared), SourceBufferObj(shared))
+    assert bridge.peek() == 0
+    assert await bridge.source.__anext__() == 0  # what is there is drained at once
+    pull = asyncio.ensure_future(bridge.source.__anext__())
+    await settle()
+    assert not pull.done()  # the shared list is empty: the pull side waits
+    assert await bridge.sink.asend(1)
+    assert await asyncio.wait_for(pull, 1) == 1  # the pushed value reached the pull side
+    assert shared == []
+
+    async def produce() -> None:
+        for i in range(2, 30):
+            assert await bridge.sink.asend(i)
+            if i % 5 == 0:
+                await asyncio.sleep(0)
+        await bridge.sink.aclose()
+
+    producer = asyncio.create_task(produce())
+    await assert_items(bridge.source, list(range(2, 30)))
+    await producer
+    assert shared == []
+
+
+@pytest.mark.timeout(10)
+async def test_buffer_cache_waits_for_a_signal_after_the_first_pull() -> None:
+    cache: PushPullBufferCacheObj[int] = PushPullBufferCacheObj()
+    first = await cache.source.__anext__()
+    assert first == [] and first is cache.buffer
+    pull = asyncio.ensure_future(cache.source.__anext__())
+    await settle()
+    assert not pull.done()
+    await cache.sink.asend(7)
+    assert await asyncio.wait_for(pull, 1) == [7]
+    pull = asyncio.ensure_future(cache.source.__anext__())
+    await settle()
+    assert not pull.done()
+    await cache.sink.aclose()
+    assert await asyncio.wait_for(pull, 1) == [7]  # the close's last drain
+    await assert_items(cache.source, [])

@@ -47,16 +47,24 @@ class PushPullObj(Generic[IN, OUT]):
     """Connect a push ``sink`` to a pull ``source`` that sees what the sink received.
 
     The sink is wrapped in :class:`PushPostSignalObj` and the source in
-    :class:`PullAwaitReset`, sharing one :class:`WaitObject`: each value pushed wakes
-    the pull side, which drains the source. ``await bridge.sink.aclose()`` ends the
-    pull side once it has drained; ``await bridge.sink.athrow(exc)`` makes it raise
-    ``exc`` once it has drained.
+    :class:`PullAwaitReset` (``wait_first=False``), sharing one :class:`WaitObject`:
+    the pull side drains the source, waits only once it is drained, and each value
+    pushed wakes it to drain again. ``await bridge.sink.aclose()`` ends the pull side
+    once it has drained; ``await bridge.sink.athrow(exc)`` makes it raise ``exc`` once
+    it has drained.
+
+    For the pull side to see what the sink received, both must hold the same buffer,
+    e.g. ``PushPullObj(SinkCollectObj(shared), SourceBufferObj(shared))`` over one list
+    ``shared`` (:class:`SourceBufferObj` uses the list it is given, not a copy). A
+    source that never ends, such as :class:`SourceCacheObj`, is never drained, so the
+    pull side then never waits: :class:`PushPullBufferCacheObj` yields its cache once
+    per signal instead.
     """
 
     def __init__(self, sink: PushObj[IN], source: PullObj[OUT]) -> None:
         self.wait_obj: WaitObject[bool] = WaitObject("bridge")
         self._sink = PushPostSignalObj(sink, self.wait_obj)
-        self._source = PullAwaitReset(source, self.wait_obj)
+        self._source = PullAwaitReset(source, self.wait_obj, wait_first=False)
 
     @property
     def sink(self) -> PushPostSignalObj[IN]:
@@ -151,10 +159,11 @@ class _BufferSourceObj(SourceBufferObj[T]):
 
     def __init__(self, buffer: deque[T], state: _BufferState) -> None:
         super().__init__(buffer)
+        self._queue = buffer
         self._state = state
 
     async def pull_impl(self) -> AsyncGenerator[T, Any]:
-        buffer, space = self.buffer, self._state.space
+        buffer, space = self._queue, self._state.space
         while buffer and not self._closing:
             item = buffer.popleft()
             if space:
@@ -224,10 +233,22 @@ class PushPullBufferObj(PushPullObj[T, T]):
         )
 
 
+class _CacheOnceObj(SourceCacheObj[T]):
+    """A :class:`SourceCacheObj` whose cycle yields the cache once (restartable): one
+    drain of the bridge, one value."""
+
+    restartable = True
+
+    async def pull_impl(self) -> AsyncGenerator[T, Any]:
+        if not self._closing:
+            yield self.cache
+
+
 class PushPullBufferCacheObj(PushPullObj[T, list[T]]):
     """Push items in; each pull yields the *whole* accumulated list (the same list
-    object, growing), once per signal."""
+    object, growing): the first pull at once, then one per signal (a push, or the
+    sink's close, after which the pull side ends)."""
 
     def __init__(self, buffer: list[T] | None = None) -> None:
         self.buffer: list[T] = [] if buffer is None else buffer
-        super().__init__(SinkCollectObj(self.buffer), SourceCacheObj(self.buffer))
+        super().__init__(SinkCollectObj(self.buffer), _CacheOnceObj(self.buffer))

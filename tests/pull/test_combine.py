@@ -336,6 +336,22 @@ async def test_labeled_combiners() -> None:
     assert robin[2] == LabeledValue("n", 2)
 
 
+def test_attributed_result_and_labeled_value_are_generic_named_tuples() -> None:
+    # Python 3.10 cannot subclass NamedTuple and Generic together: both must still be
+    # named tuples there, and subscriptable for annotations such as LabeledValue[str, int].
+    for cls, fields in ((AttributedResult, ("source", "value")), (LabeledValue, ("key", "value"))):
+        assert cls._fields == fields
+        assert issubclass(cls, tuple)
+    assert AttributedResult[int].__origin__ is AttributedResult  # type: ignore[attr-defined]
+    assert LabeledValue[str, int].__args__ == (str, int)  # type: ignore[attr-defined]
+    labeled: LabeledValue[str, int] = LabeledValue("k", 1)
+    key, value = labeled
+    assert (key, value, labeled.key, labeled.value) == ("k", 1, "k", 1)
+    assert labeled == ("k", 1) and labeled._replace(value=2) == LabeledValue("k", 2)
+    raced = AttributedResult(source="s", value=3)
+    assert (raced.source, raced.value, raced[1]) == ("s", 3, 3)
+
+
 async def test_labeled_sources_property_and_close_propagation() -> None:
     a, b = TrackedSource([1]), TrackedSource([2])
     chain = PullLabeledRoundRobinObj({"a": a, "b": b})

@@ -29,7 +29,8 @@ turns = st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=8)
 
 
 def source(values: list[int]) -> SourceBufferObj[int]:
-    return SourceBufferObj(values, one_shot=True)
+    # A copy: a SourceBufferObj drains the list it is given, and the laws compare with it.
+    return SourceBufferObj(list(values), one_shot=True)
 
 
 async def jittery(values: list[int], pattern: list[int]) -> AsyncGenerator[int, None]:

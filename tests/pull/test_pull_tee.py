@@ -65,7 +65,7 @@ async def test_distribute_tees_by_selector_and_still_yields_everything() -> None
     urgent, normal = RecordingSink(), []
     items = [{"p": "urgent", "n": 1}, {"p": "normal", "n": 2}, {"p": "other", "n": 3}]
     tee = PullPushDistributeObj(
-        SourceBufferObj(items, True), {"urgent": urgent, "normal": normal.append}, "p"
+        SourceBufferObj(list(items), True), {"urgent": urgent, "normal": normal.append}, "p"
     )
     await assert_items(tee, items)
     assert urgent.items == [items[0]] and normal == [items[1]] and urgent.closed

@@ -1,4 +1,4 @@
-"""PullAwaitReset on its own: drain the source, wait for a signal, drain again."""
+"""PullAwaitReset on its own: wait for a signal, drain the source, wait for the next."""
 
 from __future__ import annotations
 
@@ -36,11 +36,15 @@ async def parked(reset: PullAwaitReset[Any]) -> asyncio.Future[Any]:
     return pull
 
 
-async def test_drains_then_waits_for_a_signal_to_drain_again() -> None:
+@pytest.mark.timeout(10)
+async def test_waits_for_a_signal_drains_then_waits_for_the_next() -> None:
     source = Batches(1, 2)
     signal: WaitObject[bool] = WaitObject("bridge")
     reset = PullAwaitReset(source, signal)
-    assert [await reset.__anext__(), await reset.__anext__()] == [1, 2]
+    pull = await parked(reset)  # nothing before the first signal
+    assert source.cycles == 0
+    signal.resolve(True)
+    assert [await pull, await reset.__anext__()] == [1, 2]
     pull = await parked(reset)
     source.items.append(3)
     await settle()
@@ -56,10 +60,29 @@ async def test_drains_then_waits_for_a_signal_to_drain_again() -> None:
     assert source.cycles == 3
 
 
+@pytest.mark.timeout(10)
+async def test_wait_first_false_drains_at_once_and_waits_once_drained() -> None:
+    source = Batches(1, 2)
+    signal: WaitObject[bool] = WaitObject("bridge")
+    reset = PullAwaitReset(source, signal, wait_first=False)
+    assert [await reset.__anext__(), await reset.__anext__()] == [1, 2]
+    pull = await parked(reset)
+    source.items.append(3)
+    signal.resolve(True)
+    assert await pull == 3
+    pull = await parked(reset)
+    signal.resolve(False)
+    with pytest.raises(StopAsyncIteration):
+        await pull
+    assert source.cycles == 3
+
+
+@pytest.mark.timeout(10)
 async def test_signals_sent_while_draining_coalesce_into_one_more_drain() -> None:
     source = Batches(1, 2)
     signal: WaitObject[bool] = WaitObject("bridge")
     reset = PullAwaitReset(source, signal)
+    signal.resolve(True)  # before the first pull: stored, not missed
     assert await reset.__anext__() == 1
     signal.resolve(True)  # nobody waits yet: stored, not missed
     signal.resolve(True)
@@ -73,34 +96,36 @@ async def test_signals_sent_while_draining_coalesce_into_one_more_drain() -> Non
     assert reset.done
 
 
+@pytest.mark.timeout(10)
 @pytest.mark.parametrize("end", ["stop", "reject"])
 async def test_an_ended_signal_drains_once_more_then_ends_or_raises(end: str) -> None:
     source = SourceBufferObj([0])
     signal: WaitObject[bool] = WaitObject("bridge")
     reset = PullAwaitReset(source, signal)
-    assert await reset.__anext__() == 0
     pull = await parked(reset)
     source.buffer.append(1)
     if end == "stop":
         signal.stop()
     else:
         signal.reject(KeyError("producer failed"))
-    assert await pull == 1
+    assert await pull == 0
     if end == "stop":  # the stream ends
-        await assert_items(reset, [])
+        await assert_items(reset, [1])
     else:  # the rejection's error is raised after the last drain
-        await assert_raises(reset, KeyError, items=[], match="producer failed")
+        await assert_raises(reset, KeyError, items=[1], match="producer failed")
     assert_closed(source)
 
 
+@pytest.mark.timeout(10)
 async def test_a_signal_given_before_the_first_pull_is_kept() -> None:
     source = Batches(1)
     signal: WaitObject[bool] = WaitObject("bridge", init_value=True)
     reset = PullAwaitReset(source, signal)
-    assert await reset.__anext__() == 1
+    assert await asyncio.wait_for(reset.__anext__(), 1) == 1  # the initial signal
+    pull = await parked(reset)  # that signal was used up
     source.items.append(2)
-    assert await asyncio.wait_for(reset.__anext__(), 1) == 2  # the initial signal
-    await parked(reset)
+    signal.resolve(True)
+    assert await pull == 2
     await reset.aclose()
 
 
@@ -108,7 +133,6 @@ async def test_a_signal_given_before_the_first_pull_is_kept() -> None:
 async def test_closing_while_waiting_ends_the_pull_and_closes_the_source(how: str) -> None:
     source = SourceBufferObj([1])
     reset = PullAwaitReset(source, WaitObject("bridge"))
-    assert await reset.__anext__() == 1
     pull = await parked(reset)
     if how == "close":
         reset.close()
@@ -119,11 +143,12 @@ async def test_closing_while_waiting_ends_the_pull_and_closes_the_source(how: st
     assert reset.done and source.closing
     await reset.aclose()
     assert source.closed
+    assert list(source.buffer) == [1]  # closed while waiting: nothing was drained
 
 
 async def test_peek_delegates_to_the_source() -> None:
     source = SourceBufferObj(["next"])
-    reset = PullAwaitReset(source, WaitObject("bridge"))
+    reset = PullAwaitReset(source, WaitObject("bridge", init_value=True))
     assert reset.peek() == "next"
     assert PullAwaitReset(Batches(1), WaitObject("bridge")).peek() is None  # not peekable
     assert await reset.__anext__() == "next"

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections import deque
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import pytest
 
-from pullpush import BufferMode, PullTimerObj, SourceBufferObj, SourceCacheObj, SourceFromIterable
+from pullpush import (
+    BufferMode,
+    PullMapObj,
+    PullTimerObj,
+    SourceBufferObj,
+    SourceCacheObj,
+    SourceFromIterable,
+)
 from pullpush.testing import assert_items, collect
 
 
@@ -36,6 +45,32 @@ async def test_buffer_peek_shows_the_next_item_without_consuming() -> None:
     assert SourceBufferObj().peek() is None
 
 
+@pytest.mark.parametrize("kind", [list, deque])
+@pytest.mark.parametrize("mode", [BufferMode.FIFO, BufferMode.LIFO])
+async def test_buffer_uses_the_sequence_it_is_given_not_a_copy(
+    kind: type[Any], mode: BufferMode
+) -> None:
+    shared = kind([1, 2])
+    source = SourceBufferObj(shared, mode=mode)
+    assert source.buffer is shared
+    fifo = mode is BufferMode.FIFO
+    assert await anext(source) == (1 if fifo else 2)
+    assert list(shared) == ([2] if fifo else [1])  # what was yielded left the sequence
+    shared.append(3)  # the owner's appends reach the source
+    assert await collect(source) == ([2, 3] if fifo else [3, 1])
+    assert len(shared) == 0
+    shared.append(4)  # restartable: the next pull drains what was added since
+    assert await collect(source) == [4]
+
+
+async def test_buffer_copies_other_iterables() -> None:
+    items = (1, 2)
+    source = SourceBufferObj(items, one_shot=True)
+    assert isinstance(source.buffer, deque)
+    await assert_items(source, [1, 2])
+    assert items == (1, 2)
+
+
 def test_buffer_rejects_bad_arguments() -> None:
     with pytest.raises(TypeError, match="mode must be a BufferMode"):
         SourceBufferObj([1], False, "fifo")  # type: ignore[arg-type]
@@ -43,12 +78,34 @@ def test_buffer_rejects_bad_arguments() -> None:
         SourceBufferObj(5)  # type: ignore[arg-type]
 
 
+@pytest.mark.timeout(10)
 async def test_cache_yields_the_current_cache_on_every_pull() -> None:
-    source = SourceCacheObj("a")
-    assert await collect(source) == ["a"]
-    source.cache = "b"
-    assert source.peek() == "b"
-    assert await source.__anext__() == "b"
+    source = SourceCacheObj("hello")
+    assert [await anext(source), await anext(source)] == ["hello", "hello"]
+    source.cache = "world"
+    assert source.peek() == "world"
+    assert await anext(source) == "world"
+    got = []
+    async for item in source:  # an async for goes on too, until left
+        got.append(item)
+        if len(got) == 3:
+            source.cache = "again"
+        if len(got) == 5:
+            break
+    assert got == ["world", "world", "world", "again", "again"]
+
+
+@pytest.mark.timeout(10)
+async def test_cache_ends_when_closed() -> None:
+    source = SourceCacheObj(1)
+    assert await anext(source) == 1
+    source.close()
+    await assert_items(source, [])
+    assert source.done
+    operator = PullMapObj(SourceCacheObj(2), lambda n: n * 10)
+    assert [await anext(operator), await anext(operator)] == [20, 20]
+    await operator.aclose()
+    assert operator.done
 
 
 async def test_from_iterable_wraps_sync_and_async_iterables_lazily() -> None:

@@ -13,8 +13,10 @@ value was taken, as FireFoundry does). Concatenation and round-robin pull strict
 from __future__ import annotations
 
 import contextlib
+import sys
+import types
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from .._combiner import DEFAULT_READ_AHEAD, AsyncIteratorCombiner
 from .._exceptions import RaceCutoffError
@@ -49,18 +51,37 @@ L = TypeVar("L")
 R = TypeVar("R")
 
 
-class AttributedResult(NamedTuple, Generic[T]):
-    """A raced value and the source object it came from."""
+if TYPE_CHECKING or sys.version_info >= (3, 11):
 
-    source: Any
-    value: T
+    class AttributedResult(NamedTuple, Generic[T]):
+        """A raced value and the source object it came from."""
 
+        source: Any
+        value: T
 
-class LabeledValue(NamedTuple, Generic[L, T]):
-    """A value and the label of the source it came from."""
+    class LabeledValue(NamedTuple, Generic[L, T]):
+        """A value and the label of the source it came from."""
 
-    key: L
-    value: T
+        key: L
+        value: T
+
+else:  # Python 3.10 cannot make a NamedTuple generic: subscripting gives an alias.
+
+    class AttributedResult(NamedTuple):
+        """A raced value and the source object it came from."""
+
+        source: Any
+        value: T
+
+        __class_getitem__ = classmethod(types.GenericAlias)
+
+    class LabeledValue(NamedTuple):
+        """A value and the label of the source it came from."""
+
+        key: L
+        value: T
+
+        __class_getitem__ = classmethod(types.GenericAlias)
 
 
 def _eager(sources: Iterable[AsyncIterable[T]], eager: bool) -> list[AsyncIterable[T]]:

@@ -6,8 +6,17 @@ import asyncio
 import contextlib
 import datetime
 import enum
+import functools
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    MutableSequence,
+)
 from typing import Any, TypeVar
 
 from .._obj import SourceObj, _no_items, aclose_quietly
@@ -38,9 +47,14 @@ class SourceBufferObj(SourceObj[T]):
     """Yield the items of a buffer, draining it; append to ``buffer`` at any time.
 
     Args:
-        buffer: the initial items (copied into a :class:`collections.deque`, which is
-            the public, mutable ``buffer``: ``src.buffer.append(x)`` works even while
-            the source is being iterated).
+        buffer: the items. A mutable sequence (a ``list``, a :class:`collections.deque`)
+            is used as it is, not copied: it is the public ``buffer``, shared with whoever
+            else holds it, so items appended to it at any time -- even while the source is
+            being iterated, e.g. by a :class:`SinkCollectObj` over the same list -- are
+            yielded, and the items yielded are removed from it. Any other iterable is
+            copied into a new deque. A FIFO drain takes ``popleft()`` from a deque and
+            ``pop(0)`` from a list, which costs time in proportion to the list's length:
+            pass a deque for long FIFO buffers.
         one_shot: ``True`` ends the source for good once the buffer is drained.
             ``False`` (the default) makes it *restartable*: a drained source ends the
             current iteration, and the next pull drains whatever was added since.
@@ -58,7 +72,9 @@ class SourceBufferObj(SourceObj[T]):
             raise TypeError(f"mode must be a BufferMode, got {mode!r}")
         if buffer is not None and not isinstance(buffer, Iterable):
             raise TypeError(f"buffer must be an iterable, got {type(buffer).__name__}")
-        self.buffer: deque[T] = buffer if isinstance(buffer, deque) else deque(buffer or ())
+        self.buffer: MutableSequence[T] = (
+            buffer if isinstance(buffer, MutableSequence) else deque(buffer or ())
+        )
         self.one_shot = one_shot
         self._mode = mode
 
@@ -83,16 +99,24 @@ class SourceBufferObj(SourceObj[T]):
 
     async def pull_impl(self) -> AsyncGenerator[T, Any]:
         buffer = self.buffer
-        take = buffer.popleft if self._mode is BufferMode.FIFO else buffer.pop
+        take: Callable[[], T]
+        if self._mode is BufferMode.LIFO:
+            take = buffer.pop
+        elif isinstance(buffer, deque):
+            take = buffer.popleft
+        else:
+            take = functools.partial(buffer.pop, 0)
         while buffer and not self._closing:
             yield take()
 
 
 class SourceCacheObj(SourceObj[T]):
-    """Yield the current ``cache`` once per cycle; restartable, so every later pull
-    yields the cache as it is then. Assign ``cache`` to change the next value."""
+    """Yield the current ``cache`` on every pull; assign ``cache`` to change the next value.
 
-    restartable = True
+    The stream never ends by itself (``close()`` or ``aclose()`` ends it), so iterate it
+    with ``anext()`` or leave the ``async for`` when done. ``SourceCacheObj("hello")``
+    yields ``"hello"``; after ``source.cache = "world"`` the next pull yields ``"world"``.
+    """
 
     def __init__(self, cache: T) -> None:
         super().__init__()
@@ -103,7 +127,7 @@ class SourceCacheObj(SourceObj[T]):
         return self.cache
 
     async def pull_impl(self) -> AsyncGenerator[T, Any]:
-        if not self._closing:
+        while not self._closing:
             yield self.cache
 
 
