@@ -178,15 +178,24 @@ class WorkerCrashedError(PullPushError):
         pid: the worker's process id.
         exitcode: its exit code, or ``None`` if it was killed by a signal.
         signal: the signal that killed it, or ``None``.
+        retries: ``0``, or how many times the task was run again because its worker
+            died after running it but before sending its result, when that happened
+            once more than the executor retries (``max_crash_retries``).
     """
 
     def __init__(
-        self, task_id: int, pid: int | None, exitcode: int | None, signal: int | None
+        self,
+        task_id: int,
+        pid: int | None,
+        exitcode: int | None,
+        signal: int | None,
+        retries: int = 0,
     ) -> None:
         self.task_id = task_id
         self.pid = pid
         self.exitcode = exitcode
         self.signal = signal
+        self.retries = retries
         if signal is not None:
             import signal as signals
 
@@ -197,10 +206,21 @@ class WorkerCrashedError(PullPushError):
             how = f"was killed by signal {name} ({signal})"
         else:
             how = f"exited with code {exitcode}"
-        super().__init__(f"the worker process (pid {pid}) running task {task_id} {how}")
+        if retries:
+            runs = retries + 1
+            message = (
+                f"the worker process (pid {pid}) that ran task {task_id} {how} before "
+                f"sending its result; the workers of all {runs} runs of the task died that "
+                f"way (it was retried {retries} time{'s' if retries != 1 else ''}, the "
+                "limit), so it is not run again"
+            )
+        else:
+            message = f"the worker process (pid {pid}) running task {task_id} {how}"
+        super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.task_id, self.pid, self.exitcode, self.signal))
+        args = (self.task_id, self.pid, self.exitcode, self.signal, self.retries)
+        return (type(self), args)
 
 
 class RemoteTraceback(Exception):
@@ -216,15 +236,20 @@ class RemoteTraceback(Exception):
 
 class RemoteTaskError(PullPushError):
     """Stands for an exception raised in a worker that could not be rebuilt in the
-    parent (it could not be pickled or unpickled); keeps its type name and message."""
+    parent (it could not be pickled or unpickled); keeps its type name and message,
+    and ``reason``, why it could not be unpickled in the parent (or ``None``)."""
 
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}")
+    def __init__(self, type_name: str, message: str, reason: str | None = None) -> None:
+        text = f"{type_name}: {message}"
+        if reason is not None:
+            text += f" -- and that exception could not be unpickled in the parent: {reason}"
+        super().__init__(text)
         self.type_name = type_name
         self.remote_message = message
+        self.reason = reason
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.type_name, self.remote_message))
+        return (type(self), (self.type_name, self.remote_message, self.reason))
 
 
 class SinkIndexError(PullPushError, IndexError):

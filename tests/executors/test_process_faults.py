@@ -2,7 +2,8 @@
 
 Stages by failures. A failure in a stage that runs in a worker -- unpickling the call,
 running it, pickling its result or exception -- fails exactly that task with a precise
-error, the worker is replaced if it died, and every other task completes. In the
+error, the worker is replaced if it died (``sys.exit`` does not kill it: it is the
+task's error), and every other task completes. In the
 stages that run in the parent (pickling the call, unpickling the result) an exception
 or ``sys.exit`` fails only that task; ``os._exit``, SIGKILL or a segfault there would
 end the caller's own process, which no executor can survive, so they are not tested.
@@ -65,10 +66,29 @@ def bad_runner(stage: str, how: str) -> Any:
 
 def check_error(stage: str, how: str, error: BaseException | None) -> None:
     assert error is not None
-    if how in ("os._exit", "SIGKILL", "segfault", "sys.exit"):
+    if how == "sys.exit":  # the task's error, naming the stage; the worker lives on
+        if stage == "run":
+            assert isinstance(error, SystemExit) and error.code == 7, repr(error)
+            assert isinstance(error.__cause__, RemoteTraceback)
+            return
+        assert isinstance(error, TaskPicklingError), repr(error)
+        expected = {
+            "unpickle call": "the task arguments could not be unpickled in the worker: "
+            "unpickling it called sys.exit(7)",
+            "pickle result": "the task's result could not be pickled: cannot pickle "
+            "DiesWhenPickled object: pickling it called sys.exit(7)",
+            "pickle exception": "task 5 raised _process_tasks.ErrorDiesWhenPickled: sys.exit",
+        }[stage]
+        assert expected in str(error), str(error)
+        if stage == "pickle exception":
+            assert str(error).endswith(
+                "-- and that exception could not be pickled: pickling it called sys.exit(7)"
+            ), str(error)
+        return
+    if how in ("os._exit", "SIGKILL", "segfault"):
         assert isinstance(error, WorkerCrashedError), repr(error)
         assert error.task_id == 5
-        if how == "os._exit" or how == "sys.exit":
+        if how == "os._exit":
             assert (error.exitcode, error.signal) == (7, None)
         else:
             expected = signal.SIGKILL if how == "SIGKILL" else signal.SIGSEGV
@@ -110,6 +130,8 @@ async def test_crash_matrix_in_the_worker(stage: str, how: str) -> None:
     async with assert_no_leaks(), ProcessExecutor(2, prefetch=2) as executor:
         await run_matrix_case(stage, how, executor)
         assert executor.statistics().workers == 2
+        if how in ("exception", "sys.exit"):
+            assert executor.statistics().workers_lost == 0
         assert await executor.run(tasks.identity, "still working") == "still working"
 
 
