@@ -42,7 +42,6 @@ from pullpush import (
     TaskPicklingError,
     TaskTimeoutError,
     ThreadExecutor,
-    WorkerCrashedError,
 )
 from pullpush.testing import collect
 from pullpush.testing._leaks import _children

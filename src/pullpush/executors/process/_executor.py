@@ -202,6 +202,9 @@ class _Worker:
         self.running: Any = None
         # Shared with the process: the number (seq) of the last call it started.
         self.started: Any = None
+        # A task run again after a crash lost its result (see _after_exit) runs alone:
+        # no other task is sent to its worker until it ended.
+        self.isolating: _ProcTask | None = None
         # Invariant: the tasks sent to this worker and not ended, by wire id, in send order.
         self.tasks: dict[int, _ProcTask] = {}
         # Invariant: the function ids this worker has cached (least recent first).
@@ -679,9 +682,10 @@ class ProcessExecutor(Executor):
         workers = self._workers
         while pending:
             best: _Worker | None = None
-            best_load = room
+            # A task run again after a crash lost its result goes to an idle worker.
+            best_load = room if not pending[0].crashes else 1
             for worker in workers:
-                if worker.state <= _READY:  # starting or ready
+                if worker.state <= _READY and worker.isolating is None:  # starting or ready
                     load = len(worker.tasks)
                     if load < best_load:
                         best, best_load = worker, load
@@ -707,6 +711,8 @@ class ProcessExecutor(Executor):
         task.worker = worker
         worker.tasks[task.wire_id] = task
         task.seq = worker.sent
+        if task.crashes:
+            worker.isolating = task
         worker.sent += 1
         if self.max_tasks_per_worker is not None and worker.sent >= self.max_tasks_per_worker:
             worker.state = _RETIRING
@@ -968,6 +974,9 @@ class ProcessExecutor(Executor):
 
     def _end(self, task: _ProcTask) -> None:
         task.done = True
+        worker = task.worker
+        if worker is not None and worker.isolating is task:
+            worker.isolating = None
         task.worker = None
         if task.escalation is not None:
             task.escalation.cancel()
@@ -1110,7 +1119,10 @@ class ProcessExecutor(Executor):
             if task.cancel_error is not None:
                 self._fail(task, task.cancel_error)
                 continue
-            if task.seq <= started:  # it ran (ended, or died just after), result lost
+            if task.seq <= started:
+                # It ran, and its result was lost. Maybe the worker died of it, maybe of
+                # a task that ran after it before their results were sent: it runs
+                # again alone (see _dispatch), so a crash then is its own.
                 task.crashes += 1
                 if task.crashes > self.max_crash_retries:
                     retries = self.max_crash_retries
