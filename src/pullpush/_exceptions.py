@@ -178,9 +178,10 @@ class WorkerCrashedError(PullPushError):
         pid: the worker's process id.
         exitcode: its exit code, or ``None`` if it was killed by a signal.
         signal: the signal that killed it, or ``None``.
-        retries: ``0``, or how many times the task was run again because its worker
-            died after running it but before sending its result, when that happened
-            once more than the executor retries (``max_crash_retries``).
+        retries: ``None`` if the worker died while running the task. Else it died
+            after running it, before sending its result, once more than the executor
+            runs such a task again (``max_crash_retries``), and ``retries`` says how
+            many times the task had been run again.
     """
 
     def __init__(
@@ -189,7 +190,7 @@ class WorkerCrashedError(PullPushError):
         pid: int | None,
         exitcode: int | None,
         signal: int | None,
-        retries: int = 0,
+        retries: int | None = None,
     ) -> None:
         self.task_id = task_id
         self.pid = pid
@@ -206,14 +207,17 @@ class WorkerCrashedError(PullPushError):
             how = f"was killed by signal {name} ({signal})"
         else:
             how = f"exited with code {exitcode}"
-        if retries:
-            runs = retries + 1
+        if retries is not None:
             message = (
                 f"the worker process (pid {pid}) that ran task {task_id} {how} before "
-                f"sending its result; the workers of all {runs} runs of the task died that "
-                f"way (it was retried {retries} time{'s' if retries != 1 else ''}, the "
-                "limit), so it is not run again"
+                "sending its result"
             )
+            if retries:
+                message += (
+                    f"; the workers of all {retries + 1} runs of the task died that way (it "
+                    f"was retried {retries} time{'s' if retries != 1 else ''}, the limit)"
+                )
+            message += ", so it is not run again"
         else:
             message = f"the worker process (pid {pid}) running task {task_id} {how}"
         super().__init__(message)

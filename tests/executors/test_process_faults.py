@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -90,7 +91,7 @@ def check_error(stage: str, how: str, error: BaseException | None) -> None:
         return
     if how in ("os._exit", "SIGKILL", "segfault"):
         assert isinstance(error, WorkerCrashedError), repr(error)
-        assert error.task_id == 5
+        assert (error.task_id, error.retries) == (5, None)  # it died while running
         if how == "os._exit":
             assert (error.exitcode, error.signal) == (7, None)
         else:
@@ -414,11 +415,13 @@ async def test_fix_a_task_whose_worker_dies_after_it_returned_runs_again_at_most
         check_final(ends, [0, 2, 3])
         error = ends[1].error
         assert isinstance(error, WorkerCrashedError), repr(error)
+        assert pickle.loads(pickle.dumps(error)).args == error.args
+        assert isinstance(error, WorkerCrashedError), repr(error)
         assert (error.task_id, error.retries) == (1, 2)
         expected = (7, None) if how == "libc exit" else (None, signal.SIGSEGV)
         assert (error.exitcode, error.signal) == expected
         assert "before sending its result" in str(error)
-        assert "it was retried 2 times, the limit" in str(error)
+        assert "it was retried 2 times, the limit), so it is not run again" in str(error)
         assert executor.statistics().workers_lost == 3  # task 1's three runs, no other
         assert await executor.run(tasks.identity, "still working") == "still working"
 
@@ -430,6 +433,9 @@ async def test_fix_max_crash_retries_zero_never_runs_a_task_again() -> None:
         with pytest.raises(WorkerCrashedError) as info:
             await executor.run(tasks.ignores, tasks.DiesWhenCollected("libc exit"))
         assert (info.value.exitcode, info.value.retries) == (7, 0)
+        assert str(info.value).endswith(
+            "exited with code 7 before sending its result, so it is not run again"
+        )
         assert executor.statistics().workers_lost == 1
         assert await executor.run(tasks.identity, 1) == 1
 
@@ -544,7 +550,8 @@ async def wait_until(condition: Callable[[], bool], seconds: float = 30.0) -> No
 
 
 @pytest.mark.parametrize(
-    "callback", ["task_final", "task_error", "task_resources", "task_intermediates"]
+    "callback",
+    ["task_final", "task_error", "task_error on a crash", "task_resources", "task_intermediates"],
 )
 async def test_fix_a_raising_task_events_callback_loses_no_other_message(callback: str) -> None:
     """Regression (issue 13, item 3): a ``TaskEvents`` callback (or a metrics hook in
@@ -552,15 +559,17 @@ async def test_fix_a_raising_task_events_callback_loses_no_other_message(callbac
     capacity leaked. Now a callback that raises once its task ended is logged
     through the loop's exception handler; ``task_resources`` raising does not keep
     the task's end from being reported; a value's report raising fails that task
-    (stopped in its worker) with what it raised."""
+    (stopped in its worker) with what it raised. ``task_error`` raising for a task
+    whose worker died no longer keeps the tasks queued there from running elsewhere."""
     loop = asyncio.get_running_loop()
     logged: list[dict[str, Any]] = []
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _, context: logged.append(context))
     error = ValueError(f"{callback} refused")
-    events = _Raising(callback, error)
+    events = _Raising(callback.split()[0], error)
     first: Any = {
         "task_error": functools.partial(tasks.fail, "boom"),
+        "task_error on a crash": functools.partial(tasks.die, "os._exit"),
         "task_intermediates": tasks.started_then_waits,
     }.get(callback, functools.partial(tasks.identity, 0))
     measure = callback == "task_resources"
@@ -588,6 +597,9 @@ async def test_fix_a_raising_task_events_callback_loses_no_other_message(callbac
             else:
                 if callback == "task_error":
                     assert kind == "ERROR" and str(value) == "boom"
+                elif callback == "task_error on a crash":
+                    assert kind == "ERROR" and isinstance(value, WorkerCrashedError)
+                    assert executor.statistics().workers_lost == 1
                 else:
                     assert (kind, value) == ("FINAL", 0)
                 assert [context["exception"] for context in logged] == [error]

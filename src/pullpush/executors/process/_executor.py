@@ -295,11 +295,13 @@ class ProcessExecutor(Executor):
             ``memory_mb`` cost with it. The peak is the worker process's, baseline
             included (about 20 MiB), so with ``tasks_per_worker > 1`` it covers every
             task running there at the time.
-        max_crash_retries: times a plain task is run again when its worker died after
-            running it but before sending its result (at least once: the result is
-            lost; tasks that streamed values are never run again). One more such
-            death fails it with :class:`WorkerCrashedError` (``retries`` says how
-            many); ``0`` fails it at the first.
+        max_crash_retries: times a plain task runs again when its worker died after
+            running it but before sending its result (at least once: the result was
+            lost; a task that streamed values never runs again). It runs again alone
+            in its worker, so that another such death is its own; one more than this
+            fails it with :class:`WorkerCrashedError` (``retries`` says how many).
+            ``0`` fails it at the first, with the tasks that had run in that worker
+            since its last output.
 
     The worker slots (``max_workers * (tasks_per_worker + prefetch)``) are the
     executor's :attr:`capacity`: a runner holds one while a task is with a worker.
@@ -896,10 +898,9 @@ class ProcessExecutor(Executor):
         _, _, blob, type_name, text, traceback_text, _ = message
         error: BaseException
         if not isinstance(blob, bytes):  # why the worker could not pickle it
-            why = "" if blob is None else f": {blob}"
             error = TaskPicklingError(
                 f"task {task.task_id} raised {type_name}: {text} -- and that exception could "
-                f"not be pickled{why}"
+                f"not be pickled: {blob}"
             )
         else:
             try:
