@@ -187,15 +187,25 @@ class WorkerCrashedError(PullPushError):
         pid: the worker's process id.
         exitcode: its exit code, or ``None`` if it was killed by a signal.
         signal: the signal that killed it, or ``None``.
+        retries: ``None`` if the worker died while running the task. Else it died
+            after running it, before sending its result, once more than the executor
+            runs such a task again (``max_crash_retries``), and ``retries`` says how
+            many times the task had been run again.
     """
 
     def __init__(
-        self, task_id: int, pid: int | None, exitcode: int | None, signal: int | None
+        self,
+        task_id: int,
+        pid: int | None,
+        exitcode: int | None,
+        signal: int | None,
+        retries: int | None = None,
     ) -> None:
         self.task_id = task_id
         self.pid = pid
         self.exitcode = exitcode
         self.signal = signal
+        self.retries = retries
         if signal is not None:
             import signal as signals
 
@@ -206,10 +216,24 @@ class WorkerCrashedError(PullPushError):
             how = f"was killed by signal {name} ({signal})"
         else:
             how = f"exited with code {exitcode}"
-        super().__init__(f"the worker process (pid {pid}) running task {task_id} {how}")
+        if retries is not None:
+            message = (
+                f"the worker process (pid {pid}) that ran task {task_id} {how} before "
+                "sending its result"
+            )
+            if retries:
+                message += (
+                    f"; the workers of all {retries + 1} runs of the task died that way (it "
+                    f"was retried {retries} time{'s' if retries != 1 else ''}, the limit)"
+                )
+            message += ", so it is not run again"
+        else:
+            message = f"the worker process (pid {pid}) running task {task_id} {how}"
+        super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.task_id, self.pid, self.exitcode, self.signal))
+        args = (self.task_id, self.pid, self.exitcode, self.signal, self.retries)
+        return (type(self), args)
 
 
 class RemoteTraceback(Exception):
@@ -225,15 +249,20 @@ class RemoteTraceback(Exception):
 
 class RemoteTaskError(PullPushError):
     """Stands for an exception raised in a worker that could not be rebuilt in the
-    parent (it could not be pickled or unpickled); keeps its type name and message."""
+    parent (it could not be pickled or unpickled); keeps its type name and message,
+    and ``reason``, why it could not be unpickled in the parent (or ``None``)."""
 
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}")
+    def __init__(self, type_name: str, message: str, reason: str | None = None) -> None:
+        text = f"{type_name}: {message}"
+        if reason is not None:
+            text += f" -- and that exception could not be unpickled in the parent: {reason}"
+        super().__init__(text)
         self.type_name = type_name
         self.remote_message = message
+        self.reason = reason
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.type_name, self.remote_message))
+        return (type(self), (self.type_name, self.remote_message, self.reason))
 
 
 class SinkIndexError(PullPushError, IndexError):

@@ -66,6 +66,8 @@ def die(how: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if how == "segfault":
         ctypes.string_at(0)
+    if how == "libc exit":  # no Python clean-up, stdio flushed
+        ctypes.CDLL(None).exit(7)
     raise AssertionError(how)
 
 
@@ -235,3 +237,128 @@ def big_values(count: int, size: int, kind: str) -> Generator[Any, None, int]:
         data = bytes([i % 256]) * size
         yield data if kind == "bytes" else {"i": i, "data": data}
     return count
+
+
+class DiesWhenCollected:
+    """Ends the process that frees an unpickled copy of it (``die(how)``; the
+    original, and the copies forked workers inherit, are harmless): as a call's
+    argument, it ends the worker as soon as the task returned, before the task's
+    result has left the worker."""
+
+    def __init__(self, how: str, armed: bool = False) -> None:
+        self.how = how
+        self.armed = armed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DiesWhenCollected, (self.how, True))
+
+    def __del__(self) -> None:
+        if self.armed:
+            die(self.how)
+
+
+def ignores(argument: Any, value: Any = "done") -> Any:
+    """Returns ``value``, dropping ``argument`` (freed once the task returned)."""
+    return value
+
+
+def close_fds() -> str:
+    """Closes every file descriptor of this worker beyond stdio (its pipes too)."""
+    os.closerange(3, 1000)
+    return "closed"
+
+
+class CustomInterrupt(BaseException):
+    """A BaseException that is neither an Exception nor one Python itself raises."""
+
+
+def raise_base(kind: str) -> None:
+    """Raises the BaseException ``kind`` names (called while unpickling, below)."""
+    if kind == "BaseException subclass":
+        raise CustomInterrupt("custom interrupt while unpickling")
+    if kind == "GeneratorExit":
+        raise GeneratorExit
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    raise AssertionError(kind)
+
+
+class RaisesWhenUnpickled:
+    """Pickles fine; unpickling it raises ``raise_base(kind)``."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (raise_base, (self.kind,))
+
+
+class ErrorRaisesWhenUnpickled(Exception):
+    """An exception that pickles fine; unpickling it raises ``raise_base(kind)``, or
+    (``kind="not an exception"``) gives a str."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"carries {kind}")
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.kind == "not an exception":
+            return (str, ("not an exception",))
+        return (raise_base, (self.kind,))
+
+
+def make_raises_when_unpickled(kind: str) -> RaisesWhenUnpickled:
+    return RaisesWhenUnpickled(kind)
+
+
+async def yield_raises_when_unpickled(kind: str) -> AsyncGenerator[Any, None]:
+    yield RaisesWhenUnpickled(kind)
+    await asyncio.sleep(3600)  # cancelled: the value that failed fails the task
+
+
+def raise_error_raises_when_unpickled(kind: str) -> None:
+    raise ErrorRaisesWhenUnpickled(kind)
+
+
+class ErrorDiesWhenUnpickled(Exception):
+    """An exception whose unpickling runs ``die(how)`` (in the parent)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(f"dies with {how} when unpickled")
+        self.how = how
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (die, (self.how,))
+
+
+def raise_error_dies_when_unpickled(how: str) -> None:
+    raise ErrorDiesWhenUnpickled(how)
+
+
+class UnprintableError(Exception):
+    """Its ``__str__`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class UnprintableUnpicklableError(UnprintableError):
+    """Its ``__str__`` raises, and so does pickling it."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise TypeError("no pickling either")
+
+
+def raise_unprintable(picklable: bool) -> None:
+    raise UnprintableError() if picklable else UnprintableUnpicklableError()
+
+
+async def aexit(code: int) -> None:
+    await asyncio.sleep(0)
+    sys.exit(code)
+
+
+def yields_dies_when_pickled(how: str) -> Generator[Any, None, str]:
+    yield 1
+    yield DiesWhenPickled(how)
+    return "unreachable"

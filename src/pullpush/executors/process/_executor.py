@@ -37,7 +37,10 @@ Steps of a task:
    and no asyncio task per task; a run of values is one call.
 
 Failures: a worker that dies fails only the task(s) it was running, with
-:class:`WorkerCrashedError`; tasks it held but had not started go to another worker.
+:class:`WorkerCrashedError`; tasks it held but had not started go to another worker,
+and so does a plain task that had run there but whose result was lost with it, up to
+``max_crash_retries`` times. A message that cannot be decoded, or whose report raises,
+fails its own task only: the other messages of the read are handled as usual.
 A task cancelled in its worker ends within one read of the call pipe if it is
 asynchronous; one stuck in CPU-bound code gets SIGTERM after ``cancel_grace`` and
 SIGKILL after ``kill_grace`` more, and its worker is replaced.
@@ -87,6 +90,15 @@ _INIT_FAILURES_ALLOWED = 3
 # Worker states.
 _STARTING, _READY, _RETIRING, _STOPPING, _DEAD = range(5)
 
+# The messages about one task (its wire id second), by name.
+_TASK_MESSAGES = {
+    wire.INTERMEDIATE: "INTERMEDIATE",
+    wire.INTERMEDIATE_BLOB: "INTERMEDIATE",
+    wire.FINAL: "FINAL",
+    wire.FINAL_BLOB: "FINAL",
+    wire.ERROR: "ERROR",
+}
+
 
 def _usable_cpus() -> int:
     try:
@@ -107,6 +119,7 @@ class _ProcTask:
         "acked",
         "call",
         "cancel_error",
+        "crashes",
         "credited",
         "done",
         "escalation",
@@ -115,6 +128,7 @@ class _ProcTask:
         "intermediates",
         "received",
         "seen_running",
+        "seq",
         "streamed",
         "task_id",
         "wire_id",
@@ -151,6 +165,10 @@ class _ProcTask:
         self.received = 0
         self.acked = 0
         self.credited = 0
+        # Its call's number among the calls sent to its worker (0, 1, ...), and how
+        # many of its runs ended with their worker dying before the result was sent.
+        self.seq = -1
+        self.crashes = 0
 
     def cancel(self, error: BaseException | None = None) -> None:
         self.executor._cancel(self, error)
@@ -183,6 +201,11 @@ class _Worker:
         self.reader: wire.FrameReader
         self.connections: list[Any] = []
         self.running: Any = None
+        # Shared with the process: the number (seq) of the last call it started.
+        self.started: Any = None
+        # A task run again after a crash lost its result (see _after_exit) runs alone:
+        # no other task is sent to its worker until it ended.
+        self.isolating: _ProcTask | None = None
         # Invariant: the tasks sent to this worker and not ended, by wire id, in send order.
         self.tasks: dict[int, _ProcTask] = {}
         # Invariant: the function ids this worker has cached (least recent first).
@@ -273,6 +296,13 @@ class ProcessExecutor(Executor):
             ``memory_mb`` cost with it. The peak is the worker process's, baseline
             included (about 20 MiB), so with ``tasks_per_worker > 1`` it covers every
             task running there at the time.
+        max_crash_retries: times a plain task runs again when its worker died after
+            running it but before sending its result (at least once: the result was
+            lost; a task that streamed values never runs again). It runs again alone
+            in its worker, so that another such death is its own; one more than this
+            fails it with :class:`WorkerCrashedError` (``retries`` says how many).
+            ``0`` fails it at the first, with the tasks that had run in that worker
+            since its last output.
 
     The worker slots (``max_workers * (tasks_per_worker + prefetch)``) are the
     executor's :attr:`capacity`: a runner holds one while a task is with a worker.
@@ -300,6 +330,7 @@ class ProcessExecutor(Executor):
         cancel_grace: float = 0.5,
         kill_grace: float = 1.0,
         measure_memory: bool = False,
+        max_crash_retries: int = 2,
     ) -> None:
         super().__init__()
         self.max_workers = (
@@ -340,6 +371,7 @@ class ProcessExecutor(Executor):
         if not isinstance(measure_memory, bool):
             raise TypeError(f"measure_memory must be a bool, got {type(measure_memory).__name__}")
         self.measure_memory = measure_memory
+        self.max_crash_retries = check_int("max_crash_retries", max_crash_retries, minimum=0)
         self._capacity = CapacitySource(self._slots())
         self._workers: list[_Worker] = []
         self._pending: deque[_ProcTask] = deque()
@@ -418,7 +450,9 @@ class ProcessExecutor(Executor):
         call_reader, call_writer = context.Pipe(duplex=False)
         result_reader, result_writer = context.Pipe(duplex=False)
         worker.running = context.RawArray("q", [-1] * self.tasks_per_worker)
+        worker.started = context.RawValue("q", -1)
         options = {
+            "started": worker.started,
             "credit_window": self.credit_window,
             "max_memory": self.max_worker_memory,
             "measure_memory": self.measure_memory,
@@ -659,9 +693,10 @@ class ProcessExecutor(Executor):
         workers = self._workers
         while pending:
             best: _Worker | None = None
-            best_load = room
+            # A task run again after a crash lost its result goes to an idle worker.
+            best_load = room if not pending[0].crashes else 1
             for worker in workers:
-                if worker.state <= _READY:  # starting or ready
+                if worker.state <= _READY and worker.isolating is None:  # starting or ready
                     load = len(worker.tasks)
                     if load < best_load:
                         best, best_load = worker, load
@@ -686,6 +721,9 @@ class ProcessExecutor(Executor):
         worker.writer.send(message)
         task.worker = worker
         worker.tasks[task.wire_id] = task
+        task.seq = worker.sent
+        if task.crashes:
+            worker.isolating = task
         worker.sent += 1
         if self.max_tasks_per_worker is not None and worker.sent >= self.max_tasks_per_worker:
             worker.state = _RETIRING
@@ -721,15 +759,30 @@ class ProcessExecutor(Executor):
 
     def _on_readable(self, worker: _Worker) -> None:
         frames, eof = worker.reader.read()
+        exiting: BaseException | None = None
         for frame in frames:
             for message in frame:
-                self._on_message(worker, message)
+                try:
+                    self._on_message(worker, message)
+                except BaseException as error:  # noqa: PERF203 - cheap (free from 3.11)
+                    # Its own task's failure; the other messages are handled all the same.
+                    self._message_failed(worker, message, error)
+                    if exiting is None and isinstance(error, (KeyboardInterrupt, SystemExit)):
+                        exiting = error
         if eof and worker.reading and self._loop is not None:
             self._loop.remove_reader(worker.reader.fd)
             worker.reading = False
         self._dispatch()
+        if exiting is not None:
+            # A callback's KeyboardInterrupt or SystemExit goes on, as asyncio lets it
+            # out of any callback, once nothing read is left unhandled.
+            raise exiting
 
     def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        """Handle one message. A task's end is recorded (``_end``, retirement) before
+        its ``events`` are called, so that a callback that raises leaves nothing half
+        done; what can fail in decoding (unpickling runs the task's code) becomes the
+        task's error here; anything else that raises is :meth:`_message_failed`'s."""
         kind = message[0]
         if kind == wire.INTERMEDIATE:
             task = worker.tasks.get(message[1])
@@ -746,14 +799,14 @@ class ProcessExecutor(Executor):
                 if self._adaptive:
                     self._learn(message[3])
                 self._end(task)
+                if worker.state == _RETIRING:
+                    self._retire_if_idle(worker)
                 if message[4] is not None:
                     self._report_memory(task, message[4])
                 if task.cancel_error is None:
                     task.events.task_final(task.task_id, message[2])
                 else:  # cancelled: the cancel's error wins, even over a result
                     task.events.task_error(task.task_id, task.cancel_error)
-                if worker.state == _RETIRING:
-                    self._retire_if_idle(worker)
         elif kind == wire.INTERMEDIATE_BLOB:
             task = worker.tasks.get(message[1])
             if task is not None and not task.done:
@@ -761,7 +814,7 @@ class ProcessExecutor(Executor):
                 task.received += 1
                 try:
                     value = pickle.loads(message[2])
-                except (Exception, SystemExit) as error:
+                except BaseException as error:  # the task's code ran: its failure
                     self._unpickling_failed(task, f"a value ({message[3]})", error)
                 else:
                     task.events.task_intermediate(task.task_id, value)
@@ -771,29 +824,28 @@ class ProcessExecutor(Executor):
                 if self._adaptive:
                     self._learn(message[4])
                 self._end(task)
+                self._retire_if_idle(worker)
                 if message[5] is not None:
                     self._report_memory(task, message[5])
                 if task.cancel_error is not None:
                     task.events.task_error(task.task_id, task.cancel_error)
-                    self._retire_if_idle(worker)
                     return
                 try:
                     value = pickle.loads(message[2])
-                except (Exception, SystemExit) as error:
+                except BaseException as error:  # the task's code ran: its failure
                     task.events.task_error(
                         task.task_id, _unpickling_error(task, f"the result ({message[3]})", error)
                     )
                 else:
                     task.events.task_final(task.task_id, value)
-                self._retire_if_idle(worker)
         elif kind == wire.ERROR:
             task = worker.tasks.pop(message[1], None)
             if task is not None:
                 self._end(task)
+                self._retire_if_idle(worker)
                 if message[6] is not None:
                     self._report_memory(task, message[6])
                 task.events.task_error(task.task_id, self._remote_error(task, message))
-                self._retire_if_idle(worker)
         elif kind == wire.READY:
             if worker.state == _STARTING:
                 worker.state = _READY
@@ -810,35 +862,103 @@ class ProcessExecutor(Executor):
             if self._init_failures >= _INIT_FAILURES_ALLOWED:
                 self._break(failure)
 
+    def _message_failed(
+        self, worker: _Worker, message: tuple[Any, ...], error: BaseException
+    ) -> None:
+        """Handling ``message`` raised ``error`` (one of the task's ``events`` did):
+        the message's task, if it has not ended, ends with ``error`` -- a running one
+        is cancelled with it, so that it stops in its worker too. If it had ended (the
+        callback that raised was its last), ``error`` goes to the loop's exception
+        handler."""
+        kind = message[0]
+        task = worker.tasks.get(message[1]) if kind in _TASK_MESSAGES else None
+        if task is not None and not task.done:
+            if kind in (wire.INTERMEDIATE, wire.INTERMEDIATE_BLOB):
+                self._cancel(task, error)
+                if task.cancel_error is error:
+                    return
+                # Already cancelled (a timeout...): it ends with that; keep this one too.
+            else:
+                self._fail(task, error)
+                return
+        if task is None:
+            what = f"reporting the {_TASK_MESSAGES.get(kind, kind)} of a task"
+        else:
+            what = f"reporting a value of task {task.task_id}"
+        self._callback_failed(what, error)
+
+    def _callback_failed(self, what: str, error: BaseException) -> None:
+        """A submitter's ``events`` callback raised ``error`` after its task had ended:
+        log it with the loop's exception handler. ``KeyboardInterrupt`` and
+        ``SystemExit`` are not logged: they go on (see :meth:`_on_readable`)."""
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            return
+        loop = self._loop
+        if loop is None:
+            raise error
+        loop.call_exception_handler(
+            {"message": f"ProcessExecutor: {what} raised", "exception": error, "executor": self}
+        )
+
     def _remote_error(self, task: _ProcTask, message: tuple[Any, ...]) -> BaseException:
+        """The error an ERROR message stands for. Total: an exception that cannot be
+        unpickled, or unpickles as something else, becomes a :class:`RemoteTaskError`
+        that says why."""
         _, _, blob, type_name, text, traceback_text, _ = message
         error: BaseException
-        if blob is None:
+        if not isinstance(blob, bytes):  # why the worker could not pickle it
             error = TaskPicklingError(
                 f"task {task.task_id} raised {type_name}: {text} -- and that exception could "
-                "not be pickled"
+                f"not be pickled: {blob}"
             )
         else:
             try:
-                error = pickle.loads(blob)
-            except (Exception, SystemExit) as unpickling:
-                error = RemoteTaskError(type_name, text)
+                unpickled = pickle.loads(blob)
+            except BaseException as unpickling:  # the task's code ran: its failure
+                error = RemoteTaskError(
+                    type_name, text, wire.failure_reason(unpickling, "unpickling it")
+                )
                 error.__context__ = unpickling
-        if task.cancel_error is None:
+            else:
+                if isinstance(unpickled, BaseException):
+                    error = unpickled
+                else:
+                    error = RemoteTaskError(
+                        type_name,
+                        text,
+                        f"it unpickled as a {type(unpickled).__qualname__} object, "
+                        "not an exception",
+                    )
+        try:
+            if task.cancel_error is None:
+                error.__cause__ = RemoteTraceback(traceback_text)
+                return error
+            # Cancelled: the cancel's error wins. Whatever else the task raised as it
+            # stopped (a generator raising while being closed...) is its context.
+            if not isinstance(error, asyncio.CancelledError):
+                error.__cause__ = RemoteTraceback(traceback_text)
+                task.cancel_error.__context__ = error
+        except BaseException as chaining:  # an exception class that refuses a __cause__
+            error = RemoteTaskError(
+                type_name, text, wire.failure_reason(chaining, "setting its __cause__")
+            )
             error.__cause__ = RemoteTraceback(traceback_text)
-            return error
-        # Cancelled: the cancel's error wins. Whatever else the task raised as it
-        # stopped (a generator raising while being closed...) is its context.
-        if not isinstance(error, asyncio.CancelledError):
-            error.__cause__ = RemoteTraceback(traceback_text)
+            if task.cancel_error is None:
+                return error
             task.cancel_error.__context__ = error
         return task.cancel_error
 
     def _report_memory(self, task: _ProcTask, peak_mib: float) -> None:
-        """Tell the submitter what the task used, if it listens (``task_resources``)."""
+        """Tell the submitter what the task used, if it listens (``task_resources``);
+        should that raise, it is logged, and the task's end still reported."""
         report = getattr(task.events, "task_resources", None)
         if report is not None:
-            report(task.task_id, {"memory_mb": peak_mib})
+            try:
+                report(task.task_id, {"memory_mb": peak_mib})
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as error:
+                self._callback_failed(f"task_resources of task {task.task_id}", error)
 
     def _unpickling_failed(self, task: _ProcTask, what: str, error: BaseException) -> None:
         """A value of a running task could not be unpickled: fail the task."""
@@ -864,6 +984,9 @@ class ProcessExecutor(Executor):
 
     def _end(self, task: _ProcTask) -> None:
         task.done = True
+        worker = task.worker
+        if worker is not None and worker.isolating is task:
+            worker.isolating = None
         task.worker = None
         if task.escalation is not None:
             task.escalation.cancel()
@@ -875,7 +998,12 @@ class ProcessExecutor(Executor):
         if task.worker is not None:
             task.worker.tasks.pop(task.wire_id, None)
         self._end(task)
-        task.events.task_error(task.task_id, error)
+        try:
+            task.events.task_error(task.task_id, error)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as failure:  # it ended all the same
+            self._callback_failed(f"task_error of task {task.task_id}", failure)
 
     def _retire_if_idle(self, worker: _Worker) -> None:
         if worker.state == _RETIRING and not worker.tasks:
@@ -956,19 +1084,22 @@ class ProcessExecutor(Executor):
     def _after_exit(self, worker: _Worker) -> None:
         process = worker.process
         code = process.exitcode
+        signal = -code if code is not None and code < 0 else None
+        exitcode = None if signal is not None else code
         running = {worker.running[i] for i in range(len(worker.running))} - {-1}
+        # The calls it started are those numbered up to this (they start in order).
+        started = -1 if worker.started is None else worker.started.value
         orphans = []
         for task in list(worker.tasks.values()):
             # Started: running now, or streamed and then lost its end with the worker.
             # Any other task is sent again: it never started, or it finished and its
-            # result was lost unsent (then it runs twice: at least once on a crash).
+            # result was lost unsent (then it runs twice: at least once on a crash,
+            # up to max_crash_retries times).
             if task.wire_id in running or task.streamed:
                 cancelled = task.wire_id in worker.terminating_for or self._closed
                 if cancelled and task.cancel_error is not None:
                     error: BaseException = task.cancel_error
                 else:
-                    signal = -code if code is not None and code < 0 else None
-                    exitcode = None if signal is not None else code
                     error = WorkerCrashedError(task.task_id, worker.pid, exitcode, signal)
                 self._fail(task, error)
             else:
@@ -993,12 +1124,24 @@ class ProcessExecutor(Executor):
                     )
                 )
         for task in reversed(orphans):
-            # Sent but not started: another worker runs it.
+            # Sent but not started, or run but its result lost: another worker runs it.
             task.worker = None
             if task.cancel_error is not None:
                 self._fail(task, task.cancel_error)
-            else:
-                self._pending.appendleft(task)
+                continue
+            if task.seq <= started:
+                # It ran, and its result was lost. Maybe the worker died of it, maybe of
+                # a task that ran after it before their results were sent: it runs
+                # again alone (see _dispatch), so a crash then is its own.
+                task.crashes += 1
+                if task.crashes > self.max_crash_retries:
+                    retries = self.max_crash_retries
+                    self._fail(
+                        task,
+                        WorkerCrashedError(task.task_id, worker.pid, exitcode, signal, retries),
+                    )
+                    continue
+            self._pending.appendleft(task)
         if not self._closed:
             self._respawn(worker.index)
         if self._broken is not None:
@@ -1072,7 +1215,7 @@ def _culprit(
 def _unpickling_error(task: _ProcTask, what: str, error: BaseException) -> TaskPicklingError:
     failure = TaskPicklingError(
         f"task {task.task_id}: {what} could not be unpickled in the parent: "
-        f"{type(error).__name__}: {error}"
+        f"{wire.failure_reason(error, 'unpickling it')}"
     )
     failure.__cause__ = error
     return failure

@@ -34,7 +34,9 @@ Worker to parent, on the **result pipe**::
                                                   peak_mib the worker's peak resident
                                                   memory during it, or None
     (FINAL_BLOB, task_id, blob, type_name, seconds, peak_mib)
-    (ERROR, task_id, error_blob | None, type_name, message, traceback_text, peak_mib)
+    (ERROR, task_id, error_blob | reason, type_name, message, traceback_text, peak_mib)
+                                            reason: a str, why the exception could not
+                                            be pickled (then only its text travels)
     (RETIRE, reason)                        replace me (e.g. over max_worker_memory)
     (INIT_FAILED, type_name, message, traceback_text)
 """
@@ -71,6 +73,8 @@ __all__ = [
     "FrameWriter",
     "dumps",
     "encode_frame",
+    "error_text",
+    "failure_reason",
     "set_pipe_size",
 ]
 
@@ -116,8 +120,31 @@ def dumps(obj: Any) -> bytes:
         return cloudpickle.dumps(obj, PROTOCOL)  # type: ignore[no-any-return]
     except Exception as error:
         raise pickle.PicklingError(
-            f"cannot pickle {type(obj).__qualname__} object: {error}"
+            f"cannot pickle {type(obj).__qualname__} object: {error_text(error)}"
         ) from error
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, never raising: an exception whose ``__str__`` raises gives
+    ``<unprintable TypeName: str() raised OtherType>``."""
+    try:
+        return str(error)
+    except BaseException as failure:
+        return (
+            f"<unprintable {type(error).__qualname__}: str() raised {type(failure).__qualname__}>"
+        )
+
+
+def failure_reason(error: BaseException, doing: str) -> str:
+    """Why ``doing`` (``"pickling it"``...) failed, for a message, never raising:
+    ``TypeName: text``, or ``<doing> called sys.exit(code)``."""
+    if isinstance(error, SystemExit):
+        try:
+            code = repr(error.code)
+        except BaseException:
+            code = "..."
+        return f"{doing} called sys.exit({code})"
+    return f"{type(error).__name__}: {error_text(error)}"
 
 
 def encode_frame(messages: list[Any]) -> tuple[bytes, bytes]:

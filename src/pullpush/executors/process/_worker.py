@@ -4,11 +4,17 @@ running task runners, writing envelopes back on the result pipe.
 How one call runs:
 
 1. Its slot in the shared ``running`` array is set to its task id (so the parent can
-   tell, should this process die, which task was running).
+   tell, should this process die, which task was running), and the shared ``started``
+   value to the call's arrival number (so the parent can tell which calls it sent had
+   started: one that started and is no longer running lost its result, if any).
 2. The runner is rebuilt from the message (cached function + arguments).
 3. A plain function runs right away on the loop; a coroutine, generator or async
    iterable runs as an asyncio task, sending INTERMEDIATEs within its credit window.
 4. The FINAL or ERROR message is queued, then the slot is cleared.
+
+Whatever a task raises, ``sys.exit`` included, at whatever stage (its call being
+unpickled, run, its result or exception being pickled), ends that task with an ERROR
+and this worker goes on; only dying (``os._exit``, a signal) loses the worker.
 
 Output is flushed once per turn of the loop in which something was queued (so at the
 end of each read of the call pipe and when a task finishes), while many calls start
@@ -38,7 +44,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import cloudpickle
 import uvloop
@@ -65,6 +71,8 @@ from ._protocol import (
     FrameReader,
     FrameWriter,
     dumps,
+    error_text,
+    failure_reason,
     set_pipe_size,
 )
 
@@ -104,7 +112,7 @@ def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]
         except BaseException as error:
             _write_blocking(
                 result_fd,
-                [(INIT_FAILED, _type_name(error), str(error), _format(error))],
+                [(INIT_FAILED, _type_name(error), error_text(error), _format(error))],
             )
             sys.exit(3)
     os.set_blocking(result_fd, False)
@@ -169,7 +177,14 @@ def _type_name(obj: object) -> str:
 
 
 def _format(error: BaseException) -> str:
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    """The traceback of ``error`` as text, never raising."""
+    try:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except BaseException as failure:
+        return (
+            f"{_type_name(error)}: {error_text(error)}\n"
+            f"(its traceback could not be formatted: {failure_reason(failure, 'formatting it')})\n"
+        )
 
 
 def _write_blocking(fd: int, messages: list[Any]) -> None:
@@ -254,6 +269,11 @@ class _Worker:
         self.reader = FrameReader(call_fd)
         self.writer = FrameWriter(result_fd)
         self.running = running
+        # The arrival number (0, 1, ...) of the last call started, shared with the
+        # parent; calls_received numbers them, arrivals holds those not started.
+        self.started: Any = options.get("started")
+        self.calls_received = 0
+        self.arrivals: dict[int, int] = {}
         self.credit_window: int = options["credit_window"]
         self.max_memory: int | None = options.get("max_memory")
         self.measure_memory: bool = bool(options.get("measure_memory")) and _PEAK.available()
@@ -306,11 +326,13 @@ class _Worker:
     def handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind in (CALL, CALL_ARGS, CALL_BLOB):
+            self.arrivals[message[1]] = self.calls_received
+            self.calls_received += 1
             self.queue.append(message)
         elif kind == DEFINE:
             try:
                 self.functions[message[1]] = cloudpickle.loads(message[2])
-            except Exception as error:
+            except BaseException as error:
                 self.functions[message[1]] = _BadFunction(_unpickling_error("function", error))
         elif kind == FORGET:
             self.functions.pop(message[1], None)
@@ -337,6 +359,7 @@ class _Worker:
         for message in self.queue:
             if message[1] == task_id:
                 self.queue.remove(message)
+                self.arrivals.pop(task_id, None)
                 self.send_error(task_id, asyncio.CancelledError())
                 return
 
@@ -355,10 +378,11 @@ class _Worker:
     def start(self, message: tuple[Any, ...], slot: int) -> None:
         task_id = message[1]
         self.running[slot] = task_id
+        arrival = self.arrivals.pop(task_id, None)
+        if arrival is not None and self.started is not None:
+            self.started.value = arrival
         try:
             runner = self.build(message)
-        except SystemExit as exit:
-            self.exit(exit)
         except BaseException as error:
             self.send_error(task_id, error)
             self.release(slot)
@@ -368,9 +392,7 @@ class _Worker:
         started = time.perf_counter()
         try:
             finished, result = run_sync_step(runner)
-        except SystemExit as exit:
-            self.exit(exit)
-        except BaseException as error:
+        except BaseException as error:  # sys.exit included: the task's error
             self.send_error(task_id, error)
             self.release(slot)
             return
@@ -387,7 +409,7 @@ class _Worker:
         if kind == CALL_BLOB:
             try:
                 runner: Callable[[], Any] = cloudpickle.loads(message[2])
-            except Exception as error:
+            except BaseException as error:
                 raise _unpickling_error("task runner", error) from error
             return runner
         function = self.functions[message[2]]
@@ -396,7 +418,7 @@ class _Worker:
             return lambda: function(*args)
         try:
             args, kwargs = pickle.loads(message[3])
-        except Exception as error:
+        except BaseException as error:
             raise _unpickling_error("task arguments", error) from error
         return lambda: function(*args, **kwargs)
 
@@ -419,11 +441,9 @@ class _Worker:
         emit = self.emitter(task_id, task)
         try:
             value = await drive(result, emit, task.credits, yield_every=YIELD_EVERY)
-        except SystemExit as exit:
-            self.exit(exit)
         except asyncio.CancelledError as cancelled:
             self.send_error(task_id, cancelled)
-        except BaseException as error:
+        except BaseException as error:  # sys.exit included: the task's error
             self.send_error(task_id, error)
         else:
             self.send_final(task_id, value, time.perf_counter() - started)
@@ -498,10 +518,8 @@ class _Worker:
         return its pickled size."""
         try:
             blob = dumps(value)
-        except pickle.PicklingError as error:
-            raise _pickling_error("a value the task yielded", error) from None
-        except SystemExit as exit:  # pickling ran code that called sys.exit
-            self.exit(exit)
+        except BaseException as error:  # sys.exit included: the task fails with this
+            raise _pickling_error("a value the task yielded", error, value) from None
         self.writer.send((INTERMEDIATE_BLOB, task_id, blob, _type_name(value)))
         return len(blob)
 
@@ -515,26 +533,27 @@ class _Worker:
         else:
             try:
                 blob = dumps(value)
-            except pickle.PicklingError as error:
-                self.send_error(task_id, _pickling_error("the task's result", error))
+            except BaseException as error:  # sys.exit included
+                self.send_error(task_id, _pickling_error("the task's result", error, value))
                 return
-            except SystemExit as exit:  # pickling ran code that called sys.exit
-                self.exit(exit)
             self.writer.send(
                 (FINAL_BLOB, task_id, blob, _type_name(value), seconds, self.peak_mib())
             )
         self.note_output()
 
     def send_error(self, task_id: int, error: BaseException) -> None:
+        """Queue the task's ERROR. Total: an exception that cannot be printed, or
+        whose pickling raises anything (``sys.exit`` included), still ends the task
+        (as its type name and text, with why it could not be pickled)."""
         text = _format(error)
         try:
-            blob: bytes | None = dumps(error)
-        except pickle.PicklingError:
-            blob = None
-        except SystemExit as exit:  # pickling ran code that called sys.exit
-            self.exit(exit)
+            blob: bytes | str = dumps(error)
+        except pickle.PicklingError as failure:
+            blob = error_text(failure)
+        except BaseException as failure:
+            blob = failure_reason(failure, "pickling it")
         self.writer.send(
-            (ERROR, task_id, blob, _type_name(error), str(error), text, self.peak_mib())
+            (ERROR, task_id, blob, _type_name(error), error_text(error), text, self.peak_mib())
         )
         self.note_output()
 
@@ -595,12 +614,6 @@ class _Worker:
         if not self.finished.done():
             self.finished.set_result(None)
 
-    def exit(self, exit: SystemExit) -> NoReturn:
-        """A task called ``sys.exit``: deliver what is queued, then exit with its code."""
-        self.flush_blocking()
-        code = exit.code
-        os._exit(code if isinstance(code, int) else 1)
-
 
 class _PeakMemory:
     """Peak resident memory of this process over a window (Linux: reset the kernel's
@@ -641,11 +654,16 @@ def _rss_bytes() -> int | None:
             return None
 
 
-def _pickling_error(what: str, error: BaseException) -> Exception:
-    return TaskPicklingError(f"{what} could not be pickled: {error}")
+def _pickling_error(what: str, error: BaseException, value: Any) -> Exception:
+    """``what`` (``value``) could not be pickled: ``dumps`` raised ``error``."""
+    if isinstance(error, pickle.PicklingError):  # dumps' own: it names the type
+        why = error_text(error)
+    else:
+        why = f"cannot pickle {type(value).__qualname__} object: "
+        why += failure_reason(error, "pickling it")
+    return TaskPicklingError(f"{what} could not be pickled: {why}")
 
 
 def _unpickling_error(what: str, error: BaseException) -> Exception:
-    return TaskPicklingError(
-        f"the {what} could not be unpickled in the worker: {type(error).__name__}: {error}"
-    )
+    why = failure_reason(error, "unpickling it")
+    return TaskPicklingError(f"the {what} could not be unpickled in the worker: {why}")
