@@ -9,6 +9,7 @@ so ``except TimeoutError`` keeps working.
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 __all__ = [
     "BufferFullError",
@@ -225,15 +226,32 @@ class RemoteTraceback(Exception):
 
 class RemoteTaskError(PullPushError):
     """Stands for an exception raised in a worker that could not be rebuilt in the
-    parent (it could not be pickled or unpickled); keeps its type name and message."""
+    parent (it could not be unpickled there: a custom ``__init__`` that its ``args``
+    do not fit, a class the parent cannot import...), or for a failed worker
+    initializer; keeps what can be read of it. The worker's traceback is its
+    ``__cause__`` (:class:`RemoteTraceback`).
 
-    def __init__(self, type_name: str, message: str) -> None:
+    Attributes:
+        type_name: the exception's type, with its module unless a builtin
+            (``"mymodule.QuotaError"``).
+        remote_message: its ``str()``.
+        attributes: its ``args`` and its public instance attributes by name
+            (``error.attributes["code"]``): ``int``, ``float``, ``str``, ``bytes``,
+            ``bool`` and ``None`` values as they were, a tuple item by item,
+            anything else as its ``repr()`` (strings, bytes and reprs cut to 1,000
+            characters). Empty when the worker sent none (an initializer's failure).
+    """
+
+    def __init__(
+        self, type_name: str, message: str, attributes: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
         self.remote_message = message
+        self.attributes: dict[str, Any] = dict(attributes) if attributes else {}
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.type_name, self.remote_message))
+        return (type(self), (self.type_name, self.remote_message, self.attributes))
 
 
 class SinkIndexError(PullPushError, IndexError):

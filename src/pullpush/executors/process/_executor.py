@@ -60,8 +60,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
-
 from ..._exceptions import (
     BrokenExecutorError,
     ExecutorClosedError,
@@ -323,7 +321,7 @@ class ProcessExecutor(Executor):
         if not isinstance(initargs, tuple):
             raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
         self._initializer = (
-            None if initializer is None else cloudpickle.dumps((initializer, initargs))
+            None if initializer is None else wire.cloudpickle_dumps((initializer, initargs))
         )
         if prefetch == "auto":
             self._adaptive = True
@@ -589,7 +587,7 @@ class ProcessExecutor(Executor):
         cached = self._function_id(function)
         if cached is None:
             try:
-                blob = cloudpickle.dumps(runner, wire.PROTOCOL)
+                blob = wire.cloudpickle_dumps(runner)
             except Exception as error:
                 raise TaskPicklingError(
                     f"the task runner ({type(runner).__qualname__}) could not be pickled: {error}"
@@ -636,7 +634,7 @@ class ProcessExecutor(Executor):
                 return None
             held = function
         try:
-            blob = cloudpickle.dumps(function, wire.PROTOCOL)
+            blob = wire.cloudpickle_dumps(function)
         except Exception:
             return None
         check_call_size(self, len(blob), function)
@@ -811,7 +809,7 @@ class ProcessExecutor(Executor):
                 self._break(failure)
 
     def _remote_error(self, task: _ProcTask, message: tuple[Any, ...]) -> BaseException:
-        _, _, blob, type_name, text, traceback_text, _ = message
+        _, _, blob, type_name, text, traceback_text, _, attributes = message
         error: BaseException
         if blob is None:
             error = TaskPicklingError(
@@ -822,7 +820,7 @@ class ProcessExecutor(Executor):
             try:
                 error = pickle.loads(blob)
             except (Exception, SystemExit) as unpickling:
-                error = RemoteTaskError(type_name, text)
+                error = RemoteTaskError(type_name, text, attributes)
                 error.__context__ = unpickling
         if task.cancel_error is None:
             error.__cause__ = RemoteTraceback(traceback_text)
