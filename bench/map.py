@@ -8,9 +8,10 @@ favours no case). Two groups:
 
 * **warm** (the pool is started before the clock): ``pullpush.map`` over a started
   :class:`ProcessExecutor` (adaptive batches), its results collected into a list by
-  ``await`` and by ``async for``; ``multiprocessing.Pool.map`` at each ``--chunksizes``
-  value (the best
-  of them is the baseline, chosen per round, i.e. with hindsight);
+  ``await`` and by ``async for``, and ``await`` over ``list(range(n))`` instead of the
+  range (a range travels to the workers as ranges; a list's items are pickled);
+  ``multiprocessing.Pool.map`` at each ``--chunksizes`` value (the best of them is the
+  baseline, chosen per round, i.e. with hindsight);
   ``ProcessPoolExecutor.map`` at the chunksize that was best for ``Pool.map`` in the
   first round.
 * **cold** (creating and closing the pool included): ``pullpush.map_sync`` (builds its
@@ -74,6 +75,11 @@ def main() -> None:
     async def pullpush_map() -> list[int]:
         return await pullpush.map(square, range(n), executor=executor)
 
+    listed = list(range(n))  # built before the clock
+
+    async def pullpush_map_list() -> list[int]:
+        return await pullpush.map(square, listed, executor=executor)
+
     async def pullpush_map_iterated() -> list[int]:
         return [r async for r in pullpush.map(square, range(n), executor=executor)]
 
@@ -87,6 +93,9 @@ def main() -> None:
         "await pullpush.map (warm)": lambda: loop.run_until_complete(pullpush_map()),
         "async for in pullpush.map (warm)": lambda: loop.run_until_complete(
             pullpush_map_iterated()
+        ),
+        "await pullpush.map over a list (warm)": lambda: loop.run_until_complete(
+            pullpush_map_list()
         ),
     }
     for size in chunksizes:

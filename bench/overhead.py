@@ -14,8 +14,12 @@ it); ``--relay-windows`` adds relays through executors of other credit windows. 
    envelope each, no user-visible chunking -- pullpush runner over a ProcessExecutor,
    ``ProcessPoolExecutor.submit`` + ``as_completed``, ``Pool.imap_unordered(chunksize=1)``;
 2. envelope relay: 2 tasks each yielding 200,000 small values -- pullpush INTERMEDIATE
-   envelopes, against ProcessPoolExecutor tasks reporting progress through a
-   ``multiprocessing.Queue`` handed to the workers by their initializer;
+   envelopes read one by one (``run_tasks``) and in batches (``run_batches``, counting
+   each batch's runs of values without building envelopes), against
+   ProcessPoolExecutor tasks reporting progress through a ``multiprocessing.Queue``
+   handed to the workers by their initializer; besides the wall time, the parent's
+   CPU time per envelope (``time.process_time``: what relaying costs the parent, not
+   the workers), and paired ratios of the batched consumer to the one-by-one one;
 3. CPU-bound: 64 tasks of about 50 ms of pure Python -- pullpush process and
    ProcessPoolExecutor (alternating which goes first; the ratio is the median of the
    per-round ratios), and inline (one core) for the speedup; a sampler records the
@@ -165,6 +169,10 @@ def pool_trivial(pool: Any, n: int) -> float:
     return time.perf_counter() - start
 
 
+# The parent's CPU time of the last relay (time.process_time: this process only).
+relay_cpu: list[float] = [0.0]
+
+
 async def pullpush_relay(executor: ProcessExecutor, tasks: int, values: int) -> float:
     runner = HierarchicalTaskPoolRunner(
         "relay",
@@ -173,12 +181,36 @@ async def pullpush_relay(executor: ProcessExecutor, tasks: int, values: int) -> 
         executor=executor,
     )
     intermediate = EnvelopeType.INTERMEDIATE
+    cpu = time.process_time()
     start = time.perf_counter()
     received = 0
     async for envelope in runner.run_tasks():
         if envelope.type is intermediate:
             received += 1
     took = time.perf_counter() - start
+    relay_cpu[0] = time.process_time() - cpu
+    assert received == tasks * values, received
+    return took
+
+
+async def pullpush_relay_batches(executor: ProcessExecutor, tasks: int, values: int) -> float:
+    """The relay read with ``run_batches``: runs of values counted, no envelope built."""
+    runner = HierarchicalTaskPoolRunner(
+        "relay",
+        [functools.partial(count, values)] * tasks,
+        CapacitySource(tasks),
+        executor=executor,
+    )
+    intermediate = EnvelopeType.INTERMEDIATE
+    cpu = time.process_time()
+    start = time.perf_counter()
+    received = 0
+    async for batch in runner.run_batches():
+        for group in batch.groups():
+            if group.type is intermediate:
+                received += len(group.values)  # type: ignore[union-attr]
+    took = time.perf_counter() - start
+    relay_cpu[0] = time.process_time() - cpu
     assert received == tasks * values, received
     return took
 
@@ -282,6 +314,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     iterations = calibrate(0.05)
     context = multiprocessing.get_context(START_METHOD)
     times: dict[str, list[float]] = {}
+    cpu_times: dict[str, list[float]] = {}
     busy: dict[str, list[float]] = {}
 
     def record(name: str, seconds: float) -> None:
@@ -344,6 +377,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         lambda: pullpush_relay(executor, 2, relay_values),
                     ),
                     (
+                        "relay: pullpush run_batches",
+                        lambda: pullpush_relay_batches(executor, 2, relay_values),
+                    ),
+                    (
                         "relay: ProcessPoolExecutor + multiprocessing.Queue",
                         lambda: loop.run_in_executor(
                             None, ppe_queue_relay, ppe_progress, progress, 2, relay_values
@@ -360,7 +397,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 # rotated: each case comes first, and after each other one, in turn
                 shift = round_number % len(relays)
                 for name, relay in relays[shift:] + relays[:shift]:
+                    relay_cpu[0] = float("nan")
                     record(name, await relay())
+                    if name.startswith("relay: pullpush"):
+                        cpu_times.setdefault(name, []).append(relay_cpu[0])
             if "cpu" in cases:
                 cpu_pair = [
                     (
@@ -401,6 +441,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         pool.join()
     return {
         "times": times,
+        "parent_cpu": cpu_times,
         "busy": busy,
         "uss": uss,
         "n": {"trivial": trivial_n, "relay": 2 * relay_values, "cpu": cpu_tasks},
@@ -438,6 +479,22 @@ def report(result: dict[str, Any], workers: int) -> str:
                 f"{n['relay'] / t[name]:,.0f} envelopes/s",
                 f"{paired(name, 'relay: pullpush envelopes'):.2f}x the time (paired)",
             )
+        cpu = result["parent_cpu"]
+        base = "relay: pullpush envelopes"
+        for name in [base, "relay: pullpush run_batches"]:
+            per = median(cpu[name]) / n["relay"] * 1e6
+            seconds = median(cpu[name])
+            lines.append(f"| {name}: parent CPU | {seconds:.3f} | {per:.2f} us/envelope | |")
+        name = "relay: pullpush run_batches"
+        row(
+            name,
+            f"{n['relay'] / t[name]:,.0f} envelopes/s",
+            f"{paired(name, base):.2f}x the time (paired)",
+        )
+        lines.append(
+            f"| {name}: parent CPU per envelope | | | "
+            f"{paired_ratio(cpu[name], cpu[base]):.2f}x run_tasks' (paired) |"
+        )
         name = "relay: ProcessPoolExecutor + multiprocessing.Queue"
         row(
             name,

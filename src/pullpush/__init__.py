@@ -151,8 +151,10 @@ from .scheduling import SourceClosedError as SourceClosedError
 from .scheduling import UnknownNodeError as UnknownNodeError
 
 # runners
+from ._envelope import EnvelopeBatch as EnvelopeBatch
 from ._envelope import EnvelopeType as EnvelopeType
 from ._envelope import Final as Final
+from ._envelope import IntermediateRun as IntermediateRun
 from ._envelope import TaskProgressEnvelope as TaskProgressEnvelope
 from ._runner import HierarchicalTaskPoolRunner as HierarchicalTaskPoolRunner
 from ._runner import RunnerStatistics as RunnerStatistics
@@ -365,9 +367,11 @@ __all__ = (
     "SourceClosedError",
     "UnknownNodeError",
     # runners
+    "EnvelopeBatch",
     "EnvelopeType",
     "Final",
     "HierarchicalTaskPoolRunner",
+    "IntermediateRun",
     "RetryPolicy",
     "RunnerStatistics",
     "ScheduledTask",

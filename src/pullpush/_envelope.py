@@ -1,13 +1,24 @@
-"""What the task pool runners emit: :class:`TaskProgressEnvelope`, and the :class:`Final`
-marker an async-generator task runner yields to give its result."""
+"""What the task pool runners emit: :class:`TaskProgressEnvelope` (one by one from
+``run_tasks``), :class:`EnvelopeBatch` and :class:`IntermediateRun` (from
+``run_batches``), and the :class:`Final` marker an async-generator task runner yields to
+give its result."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
-__all__ = ["EnvelopeType", "Final", "TaskProgressEnvelope", "make_envelope", "make_envelopes"]
+__all__ = [
+    "EnvelopeBatch",
+    "EnvelopeType",
+    "Final",
+    "IntermediateRun",
+    "TaskProgressEnvelope",
+    "make_envelope",
+    "make_envelopes",
+]
 
 T = TypeVar("T")
 
@@ -98,6 +109,106 @@ def make_envelopes(
         envelope.__class__ = envelope_class
         append(envelope)
     return envelopes
+
+
+class IntermediateRun:
+    """Consecutive INTERMEDIATE values of one task, kept as one list: how a runner
+    stores what a task streams until it is read, and what
+    :meth:`EnvelopeBatch.groups` hands over, so counting or collecting progress
+    builds no object per value.
+
+    Attributes:
+        type: always ``EnvelopeType.INTERMEDIATE`` (so code that dispatches on
+            ``.type`` reads runs and envelopes alike).
+        task_id, key: the task's, as in its envelopes.
+        values: the values the task yielded, in order (at least one).
+    """
+
+    __slots__ = ("key", "task_id", "values")
+
+    type: ClassVar[EnvelopeType] = EnvelopeType.INTERMEDIATE
+
+    def __init__(self, task_id: int, key: Any, values: list[Any]) -> None:
+        self.task_id = task_id
+        self.key = key
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[TaskProgressEnvelope]:
+        """The run's envelopes, built now."""
+        return iter(self.envelopes())
+
+    def envelopes(self) -> list[TaskProgressEnvelope]:
+        """One INTERMEDIATE :class:`TaskProgressEnvelope` per value, built now."""
+        return make_envelopes(EnvelopeType.INTERMEDIATE, self.task_id, self.key, self.values)
+
+    def __repr__(self) -> str:
+        key = "" if self.key is None else f" key={self.key!r}"
+        return f"<INTERMEDIATE run task={self.task_id}{key} of {len(self.values)} values>"
+
+
+class EnvelopeBatch(Sequence[TaskProgressEnvelope]):
+    """What ``run_batches`` yields: the envelopes that were waiting, in the order
+    ``run_tasks`` would have yielded them (at least one, at most its ``max_batch``).
+
+    As a sequence (``for envelope in batch``, ``len(batch)``, ``batch[i]``) it holds
+    :class:`TaskProgressEnvelope` objects, each built when it is read. Read
+    :meth:`groups` instead to skip building them: each task's consecutive
+    INTERMEDIATE values come as one :class:`IntermediateRun` with a ``values`` list.
+    """
+
+    __slots__ = ("_count", "_groups")
+
+    def __init__(self, groups: list[TaskProgressEnvelope | IntermediateRun], count: int) -> None:
+        self._groups = groups
+        self._count = count
+
+    def groups(self) -> list[TaskProgressEnvelope | IntermediateRun]:
+        """The batch as it is stored, in order: an :class:`IntermediateRun` for each
+        task's consecutive INTERMEDIATE values, the :class:`TaskProgressEnvelope`
+        itself for each FINAL and ERROR. Both have ``type``, ``task_id`` and ``key``;
+        a run has ``values``, a FINAL ``value``, an ERROR ``error``. A new list each
+        call; no envelope is built."""
+        return list(self._groups)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[TaskProgressEnvelope]:
+        for group in self._groups:
+            if group.__class__ is IntermediateRun:
+                yield from group.envelopes()
+            else:
+                yield group  # type: ignore[misc]
+
+    @overload
+    def __getitem__(self, index: int) -> TaskProgressEnvelope: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[TaskProgressEnvelope]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return list(self)[index]
+        position = index + self._count if index < 0 else index
+        if not 0 <= position < self._count:
+            raise IndexError("EnvelopeBatch index out of range")
+        for group in self._groups:
+            if isinstance(group, IntermediateRun):
+                if position < len(group.values):
+                    value = group.values[position]
+                    return make_envelope(EnvelopeType.INTERMEDIATE, group.task_id, group.key, value)
+                position -= len(group.values)
+            elif position == 0:
+                return group
+            else:
+                position -= 1
+        raise AssertionError("unreachable: the count and the groups disagree")
+
+    def __repr__(self) -> str:
+        return f"<EnvelopeBatch of {self._count} envelopes in {len(self._groups)} groups>"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

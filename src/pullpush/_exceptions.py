@@ -9,6 +9,7 @@ so ``except TimeoutError`` keeps working.
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 __all__ = [
     "BufferFullError",
@@ -249,10 +250,31 @@ class RemoteTraceback(Exception):
 
 class RemoteTaskError(PullPushError):
     """Stands for an exception raised in a worker that could not be rebuilt in the
-    parent (it could not be pickled or unpickled); keeps its type name and message,
-    and ``reason``, why it could not be unpickled in the parent (or ``None``)."""
+    parent (it could not be pickled in the worker or unpickled in the parent: a
+    custom ``__init__`` that its ``args`` do not fit, a class the parent cannot
+    import...), or for a failed worker initializer; keeps what can be read of it. The
+    worker's traceback is its ``__cause__`` (:class:`RemoteTraceback`).
 
-    def __init__(self, type_name: str, message: str, reason: str | None = None) -> None:
+    Attributes:
+        type_name: the exception's type, with its module unless a builtin
+            (``"mymodule.QuotaError"``).
+        remote_message: its ``str()``.
+        reason: why it could not be unpickled in the parent (also in the message), or
+            ``None``.
+        attributes: its ``args`` and its public instance attributes by name
+            (``error.attributes["code"]``): ``int``, ``float``, ``str``, ``bytes``,
+            ``bool`` and ``None`` values as they were, a tuple item by item,
+            anything else as its ``repr()`` (strings, bytes and reprs cut to 1,000
+            characters). Empty when the worker sent none (an initializer's failure).
+    """
+
+    def __init__(
+        self,
+        type_name: str,
+        message: str,
+        reason: str | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
         text = f"{type_name}: {message}"
         if reason is not None:
             text += f" -- and that exception could not be unpickled in the parent: {reason}"
@@ -260,9 +282,13 @@ class RemoteTaskError(PullPushError):
         self.type_name = type_name
         self.remote_message = message
         self.reason = reason
+        self.attributes: dict[str, Any] = dict(attributes) if attributes else {}
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.type_name, self.remote_message, self.reason))
+        return (
+            type(self),
+            (self.type_name, self.remote_message, self.reason, self.attributes),
+        )
 
 
 class SinkIndexError(PullPushError, IndexError):

@@ -11,10 +11,11 @@ Two pieces cooperate:
   buffer, take the next task from the source, acquire an executor slot and then the
   task's capacity, submit it. It runs ahead of the consumer (eager execution) until
   ``max_unread`` envelopes wait unread;
-* the **consumer side**, :meth:`run_tasks`, which yields the envelopes the executor
-  reported, grants the tasks flow-control credits as their INTERMEDIATE envelopes are
-  read, and on exit (``break``, ``aclose()``, cancellation, ``stop_on_error``) cancels
-  the dispatcher and every task in flight and waits until all capacity is back.
+* the **consumer side**, :meth:`run_tasks` (or :meth:`run_batches`, which hands them
+  over in batches), which yields the envelopes the executor reported, grants the
+  tasks flow-control credits as their INTERMEDIATE envelopes are read, and on exit
+  (``break``, ``aclose()``, cancellation, ``stop_on_error``) cancels the dispatcher
+  and every task in flight and waits until all capacity is back.
 
 Every task started ends in exactly one FINAL or ERROR envelope, unless the consumer
 stops early. Task ids increase in start order, from 0.
@@ -27,7 +28,14 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope, make_envelopes
+from ._envelope import (
+    EnvelopeBatch,
+    EnvelopeType,
+    IntermediateRun,
+    TaskProgressEnvelope,
+    make_envelope,
+    make_envelopes,
+)
 from ._exceptions import ImpossibleCostError, PullPushError, TaskTimeoutError
 from ._obj import pull_iter
 from ._sync import ParkingLot
@@ -220,9 +228,10 @@ class _PoolRunner(Generic[K]):
         # Invariant: _running maps the id of every task submitted and not yet ended.
         self._running: dict[int, _Running] = {}
         # Invariant: the envelopes reported and not yet yielded, in order; an entry is
-        # one envelope, or a list of one task's INTERMEDIATE envelopes (a batch the
-        # executor reported at once). _unread counts the envelopes in it.
-        self._buffer: deque[TaskProgressEnvelope | list[TaskProgressEnvelope]] = deque()
+        # one envelope, or an IntermediateRun of one task's INTERMEDIATE values (a batch
+        # the executor reported at once, its envelopes built only when run_tasks yields
+        # them). _unread counts the envelopes in it.
+        self._buffer: deque[TaskProgressEnvelope | IntermediateRun] = deque()
         self._unread = 0
         self._room = ParkingLot()  # the dispatcher parks here while the buffer is full
         self._consumer: asyncio.Future[None] | None = None
@@ -302,12 +311,11 @@ class _PoolRunner(Generic[K]):
         record = self._running.get(task_id)
         if record is None or self._closing or not values:
             return
-        batch = make_envelopes(_INTERMEDIATE, task_id, record.key, values)
         if self.metrics is not None:  # metrics
-            for envelope in batch:
+            for envelope in make_envelopes(_INTERMEDIATE, task_id, record.key, values):
                 self.metrics.on_envelope(envelope)
-        self._buffer.append(batch)
-        self._unread += len(batch)
+        self._buffer.append(IntermediateRun(task_id, record.key, values))
+        self._unread += len(values)
         self._wake_consumer()
 
     def task_final(self, task_id: int, value: Any) -> None:
@@ -449,37 +457,34 @@ class _PoolRunner(Generic[K]):
         A bare ``break`` leaves the cleanup to Python's async-generator finalizer,
         which runs it on the event loop right after the loop drops the generator.
         """
-        if self._active:
-            raise RuntimeError(f"runner {self.name!r} is already running")
-        self._active = True
-        self._closing = False
-        executor, owned = make_executor(self._executor_spec, self._workers)
-        self._executor = executor
+        executor, owned = self._claim()
         dispatcher: asyncio.Task[None] | None = None
         try:
-            await executor.start()
-            dispatcher = asyncio.ensure_future(self._dispatch())
-            dispatcher.add_done_callback(lambda _: self._wake_consumer())
+            dispatcher = await self._open(executor)
             buffer, room, running = self._buffer, self._room, self._running
             max_unread = self.max_unread
             while True:
                 if buffer:
                     entry = buffer.popleft()
-                    if isinstance(entry, list):
-                        # A batch of one task's INTERMEDIATE envelopes: yielded one by
-                        # one, its credits returned once the consumer has taken them all.
+                    if entry.__class__ is IntermediateRun:
+                        # A run of one task's INTERMEDIATE values: yielded one by one,
+                        # its credits returned once the consumer has taken them all.
+                        run: Any = entry
+                        count = len(run.values)
                         unread = self._unread
-                        self._unread -= len(entry)
+                        self._unread -= count
                         if unread >= max_unread > self._unread:
                             room.unpark()  # the dispatcher may be parked (it parks at max)
-                        self._envelopes += len(entry)
-                        for envelope in entry:
+                        self._envelopes += count
+                        for envelope in make_envelopes(
+                            _INTERMEDIATE, run.task_id, run.key, run.values
+                        ):
                             yield envelope
-                        record = running.get(entry[0].task_id)
+                        record = running.get(run.task_id)
                         if record is not None and record.handle is not None:
-                            record.handle.ack(len(entry))
+                            record.handle.ack(count)
                         continue
-                    envelope = entry
+                    envelope = entry  # type: ignore[assignment]
                     self._unread -= 1
                     if self._unread == max_unread - 1:
                         room.unpark()
@@ -507,6 +512,156 @@ class _PoolRunner(Generic[K]):
                         self._consumer = None
         finally:
             await self._shutdown(dispatcher, executor, owned)
+
+    async def run_batches(
+        self, stop_on_error: bool = False, *, max_batch: int = 4096
+    ) -> AsyncGenerator[EnvelopeBatch, None]:
+        """Run every task of the source, as :meth:`run_tasks` does, and hand over its
+        envelopes in batches: each :class:`EnvelopeBatch` holds every envelope waiting
+        when the consumer asks for the next one (at least one, at most ``max_batch``),
+        in the order ``run_tasks`` would have yielded them.
+
+        A batch is cheaper than its envelopes one by one: one ``yield`` for all of
+        them, and no envelope object built for values that arrived together unless
+        the consumer reads the batch as a sequence. Reading ``batch.groups()`` gets
+        each task's consecutive INTERMEDIATE values as one
+        :class:`IntermediateRun` with a ``values`` list::
+
+            async for batch in runner.run_batches():
+                for group in batch.groups():
+                    if group.type is EnvelopeType.INTERMEDIATE:
+                        progress[group.task_id] += len(group.values)
+                    elif group.type is EnvelopeType.FINAL:
+                        results[group.task_id] = group.value
+
+        Flow control is that of ``run_tasks`` with a batch for an envelope: the
+        envelopes of a batch stop counting towards ``max_unread`` when it is handed
+        over, and the tasks get their flow-control credits for its INTERMEDIATE
+        envelopes when the consumer asks for the next batch (or the run ends), so a
+        slow consumer still holds its producers back. ``stop_on_error``, the end of
+        the run and leaving early (``aclose()``, cancellation, ``break``) are as for
+        ``run_tasks``; with ``stop_on_error``, the envelopes before the error come as a
+        batch of their own, then the error is raised.
+        """
+        max_batch = check_int("max_batch", max_batch, minimum=1)
+        executor, owned = self._claim()
+        dispatcher: asyncio.Task[None] | None = None
+        try:
+            dispatcher = await self._open(executor)
+            buffer, room, running = self._buffer, self._room, self._running
+            max_unread = self.max_unread
+            while True:
+                if buffer:
+                    groups, count, error = self._take_batch(max_batch, stop_on_error)
+                    if count:
+                        unread = self._unread
+                        self._unread -= count
+                        if unread >= max_unread > self._unread:
+                            room.unpark()  # the dispatcher may be parked (it parks at max)
+                        self._envelopes += count
+                        yield EnvelopeBatch(groups, count)
+                        for group in groups:
+                            if group.__class__ is IntermediateRun:
+                                record = running.get(group.task_id)
+                                if record is not None and record.handle is not None:
+                                    record.handle.ack(len(group.values))
+                    if error is not None:
+                        self._unread -= 1
+                        if self._unread == max_unread - 1:
+                            room.unpark()
+                        raise error
+                elif dispatcher.done() and not running:
+                    dispatcher.result()  # the source's own error, if any
+                    return
+                else:
+                    self._consumer = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._consumer
+                    finally:
+                        self._consumer = None
+        finally:
+            await self._shutdown(dispatcher, executor, owned)
+
+    def _take_batch(
+        self, max_batch: int, stop_on_error: bool
+    ) -> tuple[list[TaskProgressEnvelope | IntermediateRun], int, BaseException | None]:
+        """Take up to ``max_batch`` envelopes from the buffer's head, stopping before
+        an ERROR that ``stop_on_error`` raises; return them as groups (one task's
+        consecutive INTERMEDIATE values as one run), their count, and that error once
+        it is the head (taken from the buffer, still counted in ``_unread``)."""
+        buffer = self._buffer
+        groups: list[TaskProgressEnvelope | IntermediateRun] = []
+        append = groups.append
+        count = 0
+        last: Any = None  # the last group when it is a run this batch may extend
+        owned = False  # whether last.values is a list of this batch's (not an executor's)
+        while buffer and count < max_batch:
+            entry: Any = buffer[0]
+            if entry.__class__ is IntermediateRun:
+                room = max_batch - count
+                values = entry.values
+                if len(values) > room:  # split: the rest stays at the head
+                    entry.values = values[room:]
+                    values = values[:room]
+                    entry = IntermediateRun(entry.task_id, entry.key, values)
+                else:
+                    buffer.popleft()
+                count += len(values)
+                if last is not None and last.task_id == entry.task_id:
+                    if not owned:
+                        last.values = list(last.values)
+                        owned = True
+                    last.values += values
+                else:
+                    append(entry)
+                    last, owned = entry, False
+                continue
+            kind = entry.type
+            if kind is _INTERMEDIATE:  # reported alone (task_intermediate)
+                buffer.popleft()
+                count += 1
+                if last is not None and last.task_id == entry.task_id:
+                    if not owned:
+                        last.values = list(last.values)
+                        owned = True
+                    last.values.append(entry.value)
+                else:
+                    last, owned = IntermediateRun(entry.task_id, entry.key, [entry.value]), True
+                    append(last)
+                continue
+            if kind is _ERROR:
+                retried = entry.task_id in self._retried
+                if stop_on_error and not retried:
+                    if count:
+                        break  # the envelopes before the error first
+                    buffer.popleft()
+                    self._retried.discard(entry.task_id)
+                    assert entry.error is not None
+                    return groups, 0, entry.error
+                self._retried.discard(entry.task_id)
+            buffer.popleft()
+            count += 1
+            append(entry)
+            last = None
+        return groups, count, None
+
+    def _claim(self) -> tuple[Executor, bool]:
+        """Mark the runner running and make the run's executor (and whether the run
+        owns it)."""
+        if self._active:
+            raise RuntimeError(f"runner {self.name!r} is already running")
+        executor, owned = make_executor(self._executor_spec, self._workers)
+        self._active = True
+        self._closing = False
+        self._executor = executor
+        return executor, owned
+
+    async def _open(self, executor: Executor) -> asyncio.Task[None]:
+        """Start the executor and the dispatcher."""
+        await executor.start()
+        dispatcher = asyncio.ensure_future(self._dispatch())
+        dispatcher.add_done_callback(lambda _: self._wake_consumer())
+        return dispatcher
 
     async def _shutdown(
         self, dispatcher: asyncio.Task[None] | None, executor: Executor, owned: bool

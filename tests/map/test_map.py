@@ -53,6 +53,10 @@ async def test_process_map_raises_the_first_error_after_the_results_before_it(
         assert "item 5 of the input" in raised.value.__notes__[-1]
 
 
+def _ids(container: Any) -> str:
+    return "range" if container.__name__ == "<lambda>" else str(container.__name__)
+
+
 @PROCESS
 @pytest.mark.timeout(60)
 async def test_errors_return_puts_the_exception_in_place_and_goes_on(loop_kind: str) -> None:
@@ -61,7 +65,10 @@ async def test_errors_return_puts_the_exception_in_place_and_goes_on(loop_kind: 
     assert isinstance(results[5], ValueError)
 
 
-async def test_every_item_runs_exactly_once_when_an_item_of_a_batch_fails() -> None:
+@pytest.mark.parametrize("container", [lambda r: r, list, tuple, iter], ids=_ids)
+async def test_every_item_runs_exactly_once_when_an_item_of_a_batch_fails(
+    container: Any,
+) -> None:
     calls: list[int] = []
     lock = threading.Lock()
 
@@ -73,7 +80,7 @@ async def test_every_item_runs_exactly_once_when_an_item_of_a_batch_fails() -> N
         return -x
 
     results = await pullpush.map(
-        record, range(100), executor="thread", workers=2, errors="return", batch_size=8
+        record, container(range(100)), executor="thread", workers=2, errors="return", batch_size=8
     )
     assert sorted(calls) == list(range(100))
     for x, result in enumerate(results):
@@ -161,8 +168,9 @@ async def test_tqdm_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
     assert "10/10" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("container", [list, tuple, iter], ids=_ids)
 async def test_large_items_go_one_per_task_and_tiny_ones_in_batches(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, container: Any
 ) -> None:
     chunks: list[_Chunk] = []
     issue = _MapRun._issue
@@ -174,7 +182,7 @@ async def test_large_items_go_one_per_task_and_tiny_ones_in_batches(
     monkeypatch.setattr(_MapRun, "_issue", recording)
     big = b"x" * (LARGE_ITEM + 1)
     items: list[Any] = ["a", "b", big, "c", bytearray(big), "d"]
-    assert await pullpush.map(length, items, executor="inline", batch_size=10) == [
+    assert await pullpush.map(length, container(items), executor="inline", batch_size=10) == [
         1,
         1,
         len(big),
@@ -195,6 +203,7 @@ async def test_large_items_go_one_per_task_and_tiny_ones_in_batches(
     ]
     assert chunks[0].batched and len(chunks[0].items) == 1  # nothing measured yet
     assert max(len(c.items) for c in chunks) > 100  # then batches grew
+    assert all(type(c.items) is range for c in chunks)  # a range is sent as ranges
 
 
 @PROCESS

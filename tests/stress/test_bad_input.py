@@ -247,7 +247,7 @@ INVALID: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("resource limits", lambda: ResourceCapacitySource({"cpu": -1}), ValueError, "cpu"),
     ("resource nan", lambda: ResourceCapacitySource({"cpu": math.nan}), ValueError, "cpu"),
     ("resource parent", lambda: ResourceCapacitySource({"cpu": 1}, parent=C), TypeError, "parent"),
-    ("runner capacity", lambda: HierarchicalTaskPoolRunner("x", [], 5), TypeError, "capacity"),
+    ("runner capacity", lambda: HierarchicalTaskPoolRunner("x", [], "5"), TypeError, "capacity"),
     ("runner source", lambda: HierarchicalTaskPoolRunner("x", 42, C), TypeError, "source"),
     (
         "runner timeout",

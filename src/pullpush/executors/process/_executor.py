@@ -63,8 +63,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
-
 from ..._exceptions import (
     BrokenExecutorError,
     ExecutorClosedError,
@@ -354,7 +352,7 @@ class ProcessExecutor(Executor):
         if not isinstance(initargs, tuple):
             raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
         self._initializer = (
-            None if initializer is None else cloudpickle.dumps((initializer, initargs))
+            None if initializer is None else wire.cloudpickle_dumps((initializer, initargs))
         )
         if prefetch == "auto":
             self._adaptive = True
@@ -623,7 +621,7 @@ class ProcessExecutor(Executor):
         cached = self._function_id(function)
         if cached is None:
             try:
-                blob = cloudpickle.dumps(runner, wire.PROTOCOL)
+                blob = wire.cloudpickle_dumps(runner)
             except Exception as error:
                 raise TaskPicklingError(
                     f"the task runner ({type(runner).__qualname__}) could not be pickled: {error}"
@@ -670,7 +668,7 @@ class ProcessExecutor(Executor):
                 return None
             held = function
         try:
-            blob = cloudpickle.dumps(function, wire.PROTOCOL)
+            blob = wire.cloudpickle_dumps(function)
         except Exception:
             return None
         check_call_size(self, len(blob), function)
@@ -904,7 +902,7 @@ class ProcessExecutor(Executor):
         """The error an ERROR message stands for. Total: an exception that cannot be
         unpickled, or unpickles as something else, becomes a :class:`RemoteTaskError`
         that says why."""
-        _, _, blob, type_name, text, traceback_text, _ = message
+        _, _, blob, type_name, text, traceback_text, _, attributes = message
         error: BaseException
         if not isinstance(blob, bytes):  # why the worker could not pickle it
             error = TaskPicklingError(
@@ -916,7 +914,7 @@ class ProcessExecutor(Executor):
                 unpickled = pickle.loads(blob)
             except BaseException as unpickling:  # the task's code ran: its failure
                 error = RemoteTaskError(
-                    type_name, text, wire.failure_reason(unpickling, "unpickling it")
+                    type_name, text, wire.failure_reason(unpickling, "unpickling it"), attributes
                 )
                 error.__context__ = unpickling
             else:
@@ -928,6 +926,7 @@ class ProcessExecutor(Executor):
                         text,
                         f"it unpickled as a {type(unpickled).__qualname__} object, "
                         "not an exception",
+                        attributes,
                     )
         try:
             if task.cancel_error is None:
@@ -940,7 +939,7 @@ class ProcessExecutor(Executor):
                 task.cancel_error.__context__ = error
         except BaseException as chaining:  # an exception class that refuses a __cause__
             error = RemoteTaskError(
-                type_name, text, wire.failure_reason(chaining, "setting its __cause__")
+                type_name, text, wire.failure_reason(chaining, "setting its __cause__"), attributes
             )
             error.__cause__ = RemoteTraceback(traceback_text)
             if task.cancel_error is None:

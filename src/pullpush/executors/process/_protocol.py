@@ -34,9 +34,12 @@ Worker to parent, on the **result pipe**::
                                                   peak_mib the worker's peak resident
                                                   memory during it, or None
     (FINAL_BLOB, task_id, blob, type_name, seconds, peak_mib)
-    (ERROR, task_id, error_blob | reason, type_name, message, traceback_text, peak_mib)
-                                            reason: a str, why the exception could not
-                                            be pickled (then only its text travels)
+    (ERROR, task_id, error_blob | reason, type_name, message, traceback_text, peak_mib,
+     attributes)                            reason: a str, why the exception could not
+                                            be pickled (then only its text travels);
+                                            attributes: the error's args and public
+                                            attributes, plain values or reprs (for a
+                                            RemoteTaskError if error_blob fails to load)
     (RETIRE, reason)                        replace me (e.g. over max_worker_memory)
     (INIT_FAILED, type_name, message, traceback_text)
 """
@@ -44,10 +47,15 @@ Worker to parent, on the **result pipe**::
 from __future__ import annotations
 
 import errno
+import io
+import linecache
 import os
 import pickle
 import struct
-from typing import Any, Final
+import types
+from collections import ChainMap
+from collections.abc import Callable
+from typing import Any, ClassVar, Final
 
 import cloudpickle
 
@@ -105,6 +113,53 @@ _HEADER = struct.Struct("<Q")
 _READ_SIZE = 1 << 20
 
 
+_code_reduce: Callable[[types.CodeType], tuple[Any, tuple[Any, ...]]] = (
+    cloudpickle.Pickler.dispatch_table[types.CodeType]
+)
+
+
+def _reduce_code(code: types.CodeType) -> tuple[Any, tuple[Any, ...]]:
+    """cloudpickle's reduction of a code object (a function pickled by value: one of
+    ``__main__``, a notebook, a lambda), keeping its file name, which cloudpickle
+    replaces with ``"<dynamic-code>"``, so the worker's tracebacks name the user's file
+    and line, and show the source line when the worker can read the file. A file
+    that exists only in this process's ``linecache`` (a notebook cell) travels with
+    its lines."""
+    rebuild, args = _code_reduce(code)
+    filename = code.co_filename
+    lines: list[str] | None = None
+    if not filename.startswith("<") and not os.path.isfile(filename):
+        lines = linecache.getlines(filename) or None
+    return _code_in_file, (rebuild, args, filename, lines)
+
+
+def _code_in_file(
+    rebuild: Callable[..., types.CodeType],
+    args: tuple[Any, ...],
+    filename: str,
+    lines: list[str] | None,
+) -> types.CodeType:
+    """Unpickle what :func:`_reduce_code` made: the code object, in its file."""
+    if lines is not None and filename not in linecache.cache:
+        # No modification time: linecache.checkcache keeps the entry.
+        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+    return rebuild(*args).replace(co_filename=filename)
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
+        {types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table
+    )
+
+
+def cloudpickle_dumps(obj: Any) -> bytes:
+    """``cloudpickle.dumps(obj, PROTOCOL)``, but functions pickled by value keep their
+    file name (see :func:`_reduce_code`)."""
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=PROTOCOL).dump(obj)
+        return file.getvalue()
+
+
 def dumps(obj: Any) -> bytes:
     """Pickle ``obj`` (protocol 5), falling back to cloudpickle for what plain pickle
     cannot handle (lambdas, closures, classes defined in ``__main__``).
@@ -117,7 +172,7 @@ def dumps(obj: Any) -> bytes:
     except Exception:
         pass
     try:
-        return cloudpickle.dumps(obj, PROTOCOL)  # type: ignore[no-any-return]
+        return cloudpickle_dumps(obj)
     except Exception as error:
         raise pickle.PicklingError(
             f"cannot pickle {type(obj).__qualname__} object: {error_text(error)}"

@@ -176,6 +176,39 @@ def _type_name(obj: object) -> str:
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _attributes(error: BaseException) -> dict[str, Any]:
+    """``error``'s ``args`` and public instance attributes, in a form that always
+    pickles and unpickles (see ``RemoteTaskError.attributes``)."""
+    try:
+        found: dict[str, Any] = {"args": error.args}
+        found.update(
+            (name, value)
+            for name, value in getattr(error, "__dict__", {}).items()
+            if isinstance(name, str) and not name.startswith("_")
+        )
+        return {name: _readable(value) for name, value in found.items()}
+    except BaseException:  # an exception with hostile attributes: send none
+        return {}
+
+
+def _readable(value: Any, nested: bool = False) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        if (kind is str or kind is bytes) and len(value) > 1000:
+            return value[:1000] + (b"..." if kind is bytes else "...")
+        return value
+    if kind is tuple and not nested:
+        return tuple(_readable(item, nested=True) for item in value)
+    try:
+        text = repr(value)
+    except (Exception, SystemExit):
+        text = f"<{type(value).__qualname__} object (its repr failed)>"
+    return text if len(text) <= 1000 else text[:1000] + "..."
+
+
 def _format(error: BaseException) -> str:
     """The traceback of ``error`` as text, never raising."""
     try:
@@ -553,7 +586,16 @@ class _Worker:
         except BaseException as failure:
             blob = failure_reason(failure, "pickling it")
         self.writer.send(
-            (ERROR, task_id, blob, _type_name(error), error_text(error), text, self.peak_mib())
+            (
+                ERROR,
+                task_id,
+                blob,
+                _type_name(error),
+                error_text(error),
+                text,
+                self.peak_mib(),
+                _attributes(error),
+            )
         )
         self.note_output()
 
