@@ -240,3 +240,10 @@ async def fail_later(how: str, seconds: float) -> None:
 
 def noop_arg(value: Any) -> bool:
     return True
+
+
+def report_pid_then_sleep(seconds: float) -> Generator[int, None, str]:
+    """Streams this worker's pid (it leaves at once), then blocks for ``seconds``."""
+    yield os.getpid()
+    time.sleep(seconds)
+    return "slept"
