@@ -599,14 +599,9 @@ class ProcessExecutor(Executor):
         try:
             task.call = self._encode(task.wire_id, runner)
         except TaskPicklingError as error:
+            # Pickling failed, whatever it raised (sys.exit and other BaseExceptions
+            # included, except KeyboardInterrupt): that fails this task, not the caller.
             self._fail(task, error)
-            return task
-        except SystemExit as exit:
-            # Pickling ran code that called sys.exit: that fails this task, not the
-            # caller's process.
-            failure = TaskPicklingError(f"pickling the task runner called sys.exit({exit.code!r})")
-            failure.__cause__ = exit
-            self._fail(task, failure)
             return task
         self._pending.append(task)
         self._dispatch()
@@ -622,9 +617,12 @@ class ProcessExecutor(Executor):
         if cached is None:
             try:
                 blob = wire.cloudpickle_dumps(runner)
-            except Exception as error:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:
                 raise TaskPicklingError(
-                    f"the task runner ({type(runner).__qualname__}) could not be pickled: {error}"
+                    f"the task runner ({type(runner).__qualname__}) could not be pickled: "
+                    f"{wire.failure_reason(error, 'pickling it')}"
                 ) from error
             check_call_size(self, len(blob), runner)
             return (wire.CALL_BLOB, wire_id, blob), None, None
@@ -633,7 +631,9 @@ class ProcessExecutor(Executor):
             return (wire.CALL, wire_id, fn_id, args), fn_id, fn_blob
         try:
             args_blob = wire.dumps((args, kwargs or {}))
-        except (pickle.PicklingError, SystemExit) as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
             name = getattr(function, "__qualname__", repr(function))
             where, why = _culprit(args, kwargs or {}, error)
             raise TaskPicklingError(f"{where} of {name} could not be pickled: {why}") from error
@@ -669,7 +669,9 @@ class ProcessExecutor(Executor):
             held = function
         try:
             blob = wire.cloudpickle_dumps(function)
-        except Exception:
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # the whole runner is pickled instead, and fails there
             return None
         check_call_size(self, len(blob), function)
         fn_id = self._next_fn_id
@@ -1199,16 +1201,20 @@ def _culprit(
     for where, value in named:
         try:
             wire.dumps(value)
-        except (Exception, SystemExit) as own:  # noqa: PERF203 - an error path, not a hot one
+        except KeyboardInterrupt:  # noqa: PERF203 - an error path, not a hot one
+            raise
+        except BaseException as own:
             error = own
             where = f"{where} ({type(value).__qualname__})"
             break
     else:
         where = "the arguments"
-    if isinstance(error, SystemExit):
-        return where, f"pickling it called sys.exit({error.code!r})"
+    if not isinstance(error, pickle.PicklingError):  # what pickling raised, as it was
+        return where, wire.failure_reason(error, "pickling it")
     cause = error.__cause__
-    return where, str(cause if isinstance(cause, Exception) and str(cause) else error)
+    if isinstance(cause, BaseException) and wire.error_text(cause):
+        return where, wire.failure_reason(cause, "pickling it")
+    return where, wire.error_text(error)
 
 
 def _unpickling_error(task: _ProcTask, what: str, error: BaseException) -> TaskPicklingError:
