@@ -252,6 +252,6 @@ def open_fds() -> tuple[int, list[str]]:
     for name in os.listdir("/proc/self/fd"):
         try:
             targets.append(os.readlink(f"/proc/self/fd/{name}"))
-        except OSError:  # the fd listdir itself used
+        except OSError:  # noqa: PERF203 - the fd listdir itself used
             continue
     return os.getpid(), targets
