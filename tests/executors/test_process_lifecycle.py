@@ -87,33 +87,42 @@ async def _until(condition: Any, seconds: float = 20.0) -> None:
 # -- item 1: a worker's death is seen, whatever its siblings hold ---------------------------------
 
 
+async def _check_fds_of_each_worker(executor: ProcessExecutor) -> None:
+    """Each worker holds its own two pipe ends, and no other fd of the pool's."""
+    seen: dict[int, list[str]] = {}
+    for _ in range(10):  # spread over the workers (prefetch=0: one task each)
+        seen.update(await asyncio.gather(*(executor.run(tasks.open_fds) for _ in range(8))))
+        if len(seen) == executor.max_workers:
+            break
+    workers = {w.pid: w for w in executor._workers}
+    assert set(seen) <= set(workers)
+
+    def inode(fd: int) -> str:
+        return f"pipe:[{os.fstat(fd).st_ino}]"
+
+    pipes = {pid: {inode(c.fileno()) for c in w.connections} for pid, w in workers.items()}
+    for pid, targets in seen.items():
+        foreign = set().union(*(p for other, p in pipes.items() if other != pid))
+        assert not foreign & set(targets), f"worker {pid} holds another worker's pipes"
+        own = [t for t in targets if t in pipes[pid]]
+        assert sorted(own) == sorted(pipes[pid]), "a worker holds its two ends only"
+        assert not [t for t in targets if "pidfd" in t], "a worker holds a pidfd"
+
+
 @pytest.mark.parametrize("start_method", METHODS)
 async def test_fix_a_worker_holds_no_fd_of_another_worker(start_method: str) -> None:
     """Regression (issue 13): ``fork`` workers started at the same time from threads
     inherited each other's pipe ends (and the parent's ends of their own pipes), so
     a worker's death (its sentinel, its result pipe's EOF) went unseen while a sibling
-    lived. Each worker now holds its own two pipe ends and nothing else of the pool's."""
+    lived. Each worker now holds its own two pipe ends and nothing else of the pool's,
+    replacements (forked while every other worker's fds are open) included."""
     async with no_leaks(), ProcessExecutor(4, start_method=start_method, prefetch=0) as executor:
-        # Spread over the four workers: each task waits until all four run.
-        seen: dict[int, list[str]] = {}
-        for _ in range(10):
-            runs = [executor.run(tasks.open_fds) for _ in range(8)]
-            seen.update(await asyncio.gather(*runs))
-            if len(seen) == 4:
-                break
-        workers = {w.pid: w for w in executor._workers}
-        assert set(seen) <= set(workers)
-
-        def inode(fd: int) -> str:
-            return f"pipe:[{os.fstat(fd).st_ino}]"
-
-        pipes = {pid: {inode(c.fileno()) for c in w.connections} for pid, w in workers.items()}
-        for pid, targets in seen.items():
-            foreign = set().union(*(p for other, p in pipes.items() if other != pid))
-            assert not foreign & set(targets), f"worker {pid} holds another worker's pipes"
-            own = [t for t in targets if t in pipes[pid]]
-            assert sorted(own) == sorted(pipes[pid]), "a worker holds its two ends only"
-            assert not [t for t in targets if "pidfd" in t]
+        await _check_fds_of_each_worker(executor)
+        crashes = [executor.run(tasks.die, "os._exit") for _ in range(2)]
+        outcomes = await asyncio.gather(*crashes, return_exceptions=True)
+        assert all(isinstance(o, WorkerCrashedError) for o in outcomes), outcomes
+        await _until(lambda: len(executor.pids) == 4)
+        await _check_fds_of_each_worker(executor)
 
 
 @pytest.mark.parametrize("start_method", METHODS)

@@ -19,7 +19,7 @@ Data flow::
         events.task_intermediates (a run) / final / error
     ack(n) -> CREDIT (batched) ===================>    credits: a stream pauses
                                                             when its window is spent
-    sentinel readable -> _on_exit: drain the result pipe,
+    pidfd or sentinel readable -> _on_exit: drain the result pipe,
         fail the task(s) that were running (shared array),
         re-queue the tasks sent but not started, respawn
 
@@ -194,7 +194,7 @@ class _Worker:
         self.writer_waiting = False
         self.reading = False
         self.sentinel: int | None = None
-        self.pidfd: int | None = None
+        self.pidfd: _PidFd | None = None
         # Whether _on_exit is registered for the process's end; whether it ran.
         self.watching = False
         self.exit_seen = False
@@ -282,6 +282,10 @@ class ProcessExecutor(Executor):
 
     The worker slots (``max_workers * (tasks_per_worker + prefetch)``) are the
     executor's :attr:`capacity`: a runner holds one while a task is with a worker.
+
+    The executor is bound to the event loop its :meth:`start` ran on: a call from
+    another loop raises ``RuntimeError`` (but :meth:`aclose` once that loop is
+    closed). A cancelled start is undone, and the next call starts afresh.
     """
 
     name = "process"
@@ -496,7 +500,7 @@ class ProcessExecutor(Executor):
             call_reader, call_writer = context.Pipe(duplex=False)
             result_reader, result_writer = context.Pipe(duplex=False)
             for connection in (call_writer, result_reader, call_reader, result_writer):
-                _worker_fds[connection.fileno()] = connection.close
+                _worker_fds[connection.fileno()] = weakref.ref(connection)
         worker.running = context.RawArray("q", [-1] * self.tasks_per_worker)
         options = {
             "credit_window": self.credit_window,
@@ -571,9 +575,9 @@ class ProcessExecutor(Executor):
         until it is gone (:meth:`_confirm_exit`)."""
         loop = self._loop
         assert loop is not None and worker.pid is not None and worker.sentinel is not None
-        worker.pidfd = _open_pidfd(worker.pid)
+        worker.pidfd = _PidFd.open(worker.pid)
         if worker.pidfd is not None:
-            loop.add_reader(worker.pidfd, self._on_exit, worker)
+            loop.add_reader(worker.pidfd.fd, self._on_exit, worker)
         loop.add_reader(worker.sentinel, self._on_exit, worker)
         worker.watching = True
 
@@ -582,7 +586,7 @@ class ProcessExecutor(Executor):
         if worker.watching and loop is not None:
             worker.watching = False
             if worker.pidfd is not None:
-                loop.remove_reader(worker.pidfd)
+                loop.remove_reader(worker.pidfd.fd)
             if worker.sentinel is not None:
                 loop.remove_reader(worker.sentinel)
 
@@ -714,7 +718,7 @@ class ProcessExecutor(Executor):
             _close_connection(connection)
         worker.connections = []
         if worker.pidfd is not None:
-            _close_fd(worker.pidfd)
+            worker.pidfd.close()
             worker.pidfd = None
         process, worker.process = worker.process, None
         if process is not None:
@@ -1138,11 +1142,14 @@ class ProcessExecutor(Executor):
 
     def _reap(self, worker: _Worker, attempts: int) -> None:
         """Collect the exit status; the sentinel can fire an instant before the kernel
-        lets the parent reap the process, so retry briefly rather than block."""
+        lets the parent reap the process, and a forkserver worker's pidfd before the
+        forkserver has reaped it and sent its status: retry (2 ms apart for 0.5 s, then
+        20 ms apart up to 10 s in all) rather than block."""
         process = worker.process
         process.join(0)
-        if process.exitcode is None and attempts < 500 and self._loop is not None:
-            self._loop.call_later(0.002, self._reap, worker, attempts + 1)
+        if process.exitcode is None and attempts < 725 and self._loop is not None:
+            delay = 0.002 if attempts < 250 else 0.02
+            self._loop.call_later(delay, self._reap, worker, attempts + 1)
             return
         self._after_exit(worker)
 
@@ -1277,9 +1284,10 @@ _fork_lock = threading.Lock()
 """Held while a ``fork`` worker starts, and while a worker's fd is opened (and recorded)
 or closed (and forgotten): a child forked from this process knows exactly which of its
 fds are the workers'."""
-_worker_fds: dict[int, Callable[[], None]] = {}
-"""The fds this process holds for its workers (pipe ends, pidfds), each with what
-closes it."""
+_worker_fds: dict[int, weakref.ref[Any]] = {}
+"""The fds this process holds for its workers (pipe ends, pidfds), each with its owner
+(a ``Connection`` or a :class:`_PidFd`, which close it), held weakly: an executor
+dropped unclosed closes its fds as before."""
 _forking = threading.local()
 """``keep``: the fds that the worker being forked on this thread keeps (its own ends)."""
 
@@ -1292,25 +1300,44 @@ def _close_connection(connection: Any) -> None:
             connection.close()
 
 
-def _open_pidfd(pid: int) -> int | None:
-    """A pidfd for ``pid`` (readable once it exits), or ``None`` where there is none
-    (not Linux >= 5.3), or the process is gone already (its sentinel says so)."""
-    pidfd_open = getattr(os, "pidfd_open", None)
-    if pidfd_open is None:
-        return None
-    with _fork_lock:
-        try:
-            fd: int = pidfd_open(pid)
-        except OSError:
+class _PidFd:
+    """A process's pidfd (Linux >= 5.3): readable once the process has exited."""
+
+    __slots__ = ("__weakref__", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls, pid: int) -> _PidFd | None:
+        """``pid``'s pidfd, or ``None`` where there is none (not Linux >= 5.3), or
+        the process is gone already (its sentinel says so)."""
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is None:
             return None
-        _worker_fds[fd] = functools.partial(os.close, fd)
-    return fd
+        with _fork_lock:
+            try:
+                pidfd = cls(pidfd_open(pid))
+            except OSError:
+                return None
+            _worker_fds[pidfd.fd] = weakref.ref(pidfd)
+        return pidfd
 
+    def close(self) -> None:
+        with _fork_lock:
+            self._close()
 
-def _close_fd(fd: int) -> None:
-    with _fork_lock:
-        _worker_fds.pop(fd, None)
-        os.close(fd)
+    def _close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            _worker_fds.pop(fd, None)
+            os.close(fd)
+
+    def __del__(self) -> None:
+        # Dropped unclosed (its executor was): no lock here, it may be held by the
+        # thread this runs on. At worst a child forked meanwhile keeps a copy.
+        with contextlib.suppress(OSError):
+            self._close()
 
 
 def _after_fork_in_child() -> None:
@@ -1322,10 +1349,14 @@ def _after_fork_in_child() -> None:
     global _fork_lock
     _fork_lock = threading.Lock()
     keep = getattr(_forking, "keep", ())
-    for fd, close in list(_worker_fds.items()):
-        if fd not in keep:
+    for fd, owner in list(_worker_fds.items()):
+        held = owner()
+        if fd not in keep and held is not None:
             with contextlib.suppress(OSError):
-                close()
+                if isinstance(held, _PidFd):
+                    held._close()
+                else:
+                    held.close()
     _worker_fds.clear()
     _live_executors.clear()
 
