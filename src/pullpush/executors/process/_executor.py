@@ -531,9 +531,15 @@ class ProcessExecutor(Executor):
         assert loop is not None
         # The child's ends: the thread that starts the process closes them after.
         child_ends = worker.connections[2:]
-        started = loop.run_in_executor(
-            None, _start_process, worker.process, child_ends, self.start_method == "fork"
-        )
+        try:
+            started = loop.run_in_executor(
+                None, _start_process, worker.process, child_ends, self.start_method == "fork"
+            )
+        except BaseException:  # no thread to start it (the loop is shutting down...)
+            self._release(worker)
+            if worker.exited is not None and not worker.exited.done():
+                worker.exited.set_result(None)
+            raise
         del worker.connections[2:]
         try:
             await asyncio.shield(started)
@@ -658,11 +664,11 @@ class ProcessExecutor(Executor):
             _, late = await asyncio.wait(waiting, timeout=self.cancel_grace + 1.0)
             if late:
                 for worker in self._workers:
-                    if worker.state != _DEAD and worker.process is not None:
+                    if worker.state != _DEAD and worker.pid is not None:
                         worker.process.terminate()
                 _, late = await asyncio.wait(late, timeout=self.kill_grace)
                 for worker in self._workers:
-                    if worker.state != _DEAD and worker.process is not None:
+                    if worker.state != _DEAD and worker.pid is not None:
                         worker.process.kill()
                         self._confirm_exit(worker)
                 if late:
@@ -679,7 +685,7 @@ class ProcessExecutor(Executor):
         for task in self._pending:
             self._end_unreported(task)
         self._pending.clear()
-        live = [w for w in self._workers if w.state != _DEAD and w.process is not None]
+        live = [w for w in self._workers if w.state != _DEAD and w.pid is not None]
         for worker in self._workers:
             for task in worker.tasks.values():
                 self._end_unreported(task)
