@@ -273,6 +273,13 @@ async def test_fix_another_loop_gets_a_clear_error_and_closes_an_orphaned_execut
             return await executor.run(tasks.identity, 1)
 
         assert await asyncio.to_thread(_run_in_new_loop, first()) == 1  # its loop, closed
+        # Still open, its workers live on (they used to die with the threads of the
+        # loop's default executor, which had started them: a parent-death signal
+        # follows the thread that forked).
+        pids = executor.pids
+        assert len(pids) == 2
+        await asyncio.sleep(0.3)
+        assert all(_status(pid) not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) for pid in pids)
         with pytest.raises(RuntimeError, match="another event loop than start"):
             await executor.run(tasks.identity, 2)
         with pytest.raises(RuntimeError, match="another event loop than start"):

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -533,9 +534,9 @@ class ProcessExecutor(Executor):
         child_ends = worker.connections[2:]
         try:
             started = loop.run_in_executor(
-                None, _start_process, worker.process, child_ends, self.start_method == "fork"
+                _starters(), _start_process, worker.process, child_ends, self.start_method == "fork"
             )
-        except BaseException:  # no thread to start it (the loop is shutting down...)
+        except BaseException:  # no thread to start it (the loop or interpreter is ending)
             self._release(worker)
             if worker.exited is not None and not worker.exited.done():
                 worker.exited.set_result(None)
@@ -1226,6 +1227,24 @@ class ProcessExecutor(Executor):
                     worker.process.join(1.0)
 
 
+_starter_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_starter_lock = threading.Lock()
+
+
+def _starters() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that start workers: this module's own, which live as long as the
+    process. ``PR_SET_PDEATHSIG`` fires when the *thread* that forked a worker ends,
+    and a loop's default executor ends with its loop (``asyncio.run``): its workers
+    would die with it, and the executor, still open, would start replacements."""
+    global _starter_pool
+    with _starter_lock:
+        if _starter_pool is None:
+            _starter_pool = concurrent.futures.ThreadPoolExecutor(
+                min(32, _usable_cpus() + 4), thread_name_prefix="pullpush-start"
+            )
+        return _starter_pool
+
+
 def _start_process(process: Any, child_ends: list[Any], fork: bool) -> None:
     """Start a worker's process (on a thread: it blocks for the fork), close the
     child's ends of its pipes here, then take it out of multiprocessing's list of
@@ -1350,10 +1369,12 @@ def _after_fork_in_child() -> None:
     """In any child forked from this process: close every fd of the workers but the
     ends of the worker being forked (a worker holding another's pipes or pidfd would
     keep its sibling's ends open), forget the executors (the child must not kill its
-    parent's workers at its exit), and take a fresh lock (a thread of the parent may
-    have held it)."""
-    global _fork_lock
+    parent's workers at its exit), and take fresh locks (a thread of the parent may
+    have held them) and starter threads."""
+    global _fork_lock, _starter_lock, _starter_pool
     _fork_lock = threading.Lock()
+    _starter_lock = threading.Lock()
+    _starter_pool = None  # its threads are the parent's
     keep = getattr(_forking, "keep", ())
     for fd, owner in list(_worker_fds.items()):
         held = owner()
