@@ -1153,6 +1153,8 @@ class ProcessExecutor(Executor):
         forkserver has reaped it and sent its status: retry (2 ms apart for 0.5 s, then
         20 ms apart up to 10 s in all) rather than block."""
         process = worker.process
+        if process is None:  # released meanwhile (by an undone start)
+            return
         process.join(0)
         if process.exitcode is None and attempts < 725 and self._loop is not None:
             delay = 0.002 if attempts < 250 else 0.02
