@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import re
 import signal
 import sys
 import time
@@ -212,6 +213,14 @@ def occupy() -> Generator[int, None, None]:
         pass
 
 
+def hold_gil() -> Generator[int, None, None]:
+    """Reports this worker's pid, then runs C code that never releases the GIL (a
+    regular expression backtracking for ages): no thread of the worker gets a turn."""
+    yield os.getpid()
+    re.match(r"(a+)+$", "a" * 40 + "b")
+    raise AssertionError("the backtracking ended")
+
+
 def record_run(path: str, key: str) -> str:
     """Appends ``key`` to the file at ``path`` each time it runs (counts runs)."""
     with open(path, "a") as file:
@@ -362,3 +371,14 @@ def yields_dies_when_pickled(how: str) -> Generator[Any, None, str]:
     yield 1
     yield DiesWhenPickled(how)
     return "unreachable"
+
+
+def open_fds() -> tuple[int, list[str]]:
+    """This worker's pid, and what each of its open fds is (``pipe:[inode]``...)."""
+    targets = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{name}"))
+        except OSError:  # noqa: PERF203 - the fd listdir itself used
+            continue
+    return os.getpid(), targets

@@ -183,8 +183,9 @@ PARENT = textwrap.dedent(
         executor = ProcessExecutor(2, start_method=sys.argv[1])
         await executor.start()
         await executor.run(os.getpid)
-        if sys.argv[2] == "busy":  # both workers spin in pure Python, never reading
-            streams = [executor.stream(tasks.occupy) for _ in range(2)]
+        if sys.argv[2] in ("busy", "gil"):  # both workers stay busy, never reading
+            task = tasks.occupy if sys.argv[2] == "busy" else tasks.hold_gil
+            streams = [executor.stream(task) for _ in range(2)]
             for stream in streams:
                 await stream.__anext__()
         print(" ".join(map(str, executor.pids)), flush=True)
@@ -195,14 +196,18 @@ PARENT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("busy", ["idle", "busy"])
+@pytest.mark.parametrize("busy", ["idle", "busy", "gil"])
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn", "fork"])
 def test_workers_exit_within_two_seconds_when_the_parent_is_killed(
     start_method: str, busy: str
 ) -> None:
     """Busy forkserver workers are the hard case (regression, found by the stress
     suite): their parent is the forkserver, so no parent-death signal comes, and their
-    loop never reads the call pipe's end; a watchdog thread sees the pipe hang up."""
+    loop never reads the call pipe's end; a watchdog thread sees the pipe hang up.
+    Regression (issue 13): a worker running C code that holds the GIL ("gil") starves
+    that thread; its forkserver never exited either, as every worker held the server's
+    "alive" pipe. Workers now close that pipe, so the server exits with the parent and
+    the kernel kills its workers."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(tasks.__file__)])}
     script = PARENT
     parent = subprocess.Popen(
@@ -227,6 +232,9 @@ def test_workers_exit_within_two_seconds_when_the_parent_is_killed(
     while alive and time.monotonic() < deadline:
         alive = [p for p in alive if _alive(p)]
         time.sleep(0.02)
+    for pid in alive:  # leave nothing behind, whatever happened
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
     assert not alive, f"workers {alive} outlived their parent by 2 s"
 
 

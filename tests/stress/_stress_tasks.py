@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import threading
 import time
@@ -200,6 +201,8 @@ def occupy(mode: str) -> Generator[int, None, None]:
     if mode == "streaming":  # the parent's consumer never reads: paused by flow control
         while True:
             yield 0
+    if mode == "holding the GIL":  # C code that never releases it: no thread gets a turn
+        re.match(r"(a+)+$", "a" * 40 + "b")
     raise AssertionError(mode)
 
 

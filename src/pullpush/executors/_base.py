@@ -129,23 +129,42 @@ class Executor(abc.ABC):
         """Make the executor ready (start workers...). Idempotent.
 
         Several runners sharing the executor may call it at once: the first call
-        starts it, the others wait for that start (and see its error, if it failed).
+        starts it, the others wait for that start (and see its error, if it failed;
+        if it was cancelled and the executor is :attr:`_restartable`, one of them
+        starts it afresh).
         """
-        if self._closed:
-            raise ExecutorClosedError(f"{type(self).__name__} is closed")
-        starting = self._starting
-        if starting is not None:
-            await asyncio.shield(starting)
-            return
+        while True:
+            if self._closed:
+                raise ExecutorClosedError(f"{type(self).__name__} is closed")
+            starting = self._starting
+            if starting is None:
+                break
+            if not self._restartable:
+                await asyncio.shield(starting)
+                return
+            if not starting.done():
+                await asyncio.wait([starting])  # raises our own cancellation only
+            if not starting.cancelled():
+                starting.result()
+                return
+            # That start was cancelled, and undone: start afresh.
         self._starting = starting = asyncio.get_running_loop().create_future()
         try:
             await self._start()
         except BaseException as error:
+            if self._restartable and isinstance(error, asyncio.CancelledError):
+                self._starting = None
+                starting.cancel()  # whoever waits for it starts afresh
+                raise
             starting.set_exception(error)
             starting.exception()  # retrieved: later start() calls re-raise it
             raise
         self._started = True
         starting.set_result(None)
+
+    _restartable = False
+    """Whether :meth:`_start` undoes itself when cancelled, so that a later
+    :meth:`start` starts afresh (else it raises that cancellation again)."""
 
     async def _start(self) -> None:  # noqa: B027 - optional hook
         """What starting means to this executor."""

@@ -19,7 +19,7 @@ Data flow::
         events.task_intermediates (a run) / final / error
     ack(n) -> CREDIT (batched) ===================>    credits: a stream pauses
                                                             when its window is spent
-    sentinel readable -> _on_exit: drain the result pipe,
+    pidfd or sentinel readable -> _on_exit: drain the result pipe,
         fail the task(s) that were running (shared array),
         re-queue the tasks sent but not started, respawn
 
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -57,10 +58,13 @@ import multiprocessing
 import multiprocessing.process
 import os
 import pickle
+import signal
+import threading
+import time
 import types
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..._exceptions import (
@@ -213,6 +217,10 @@ class _Worker:
         self.writer_waiting = False
         self.reading = False
         self.sentinel: int | None = None
+        self.pidfd: _PidFd | None = None
+        # Whether _on_exit is registered for the process's end; whether it ran.
+        self.watching = False
+        self.exit_seen = False
         # Ids of tasks whose cancellation led to terminating this worker.
         self.terminating_for: set[int] = set()
         self.kill_timer: asyncio.TimerHandle | None = None
@@ -304,6 +312,10 @@ class ProcessExecutor(Executor):
 
     The worker slots (``max_workers * (tasks_per_worker + prefetch)``) are the
     executor's :attr:`capacity`: a runner holds one while a task is with a worker.
+
+    The executor is bound to the event loop its :meth:`start` ran on: a call from
+    another loop raises ``RuntimeError`` (but :meth:`aclose` once that loop is
+    closed). A cancelled start is undone, and the next call starts afresh.
     """
 
     name = "process"
@@ -312,6 +324,8 @@ class ProcessExecutor(Executor):
     def _abandon(self) -> None:
         """Collected unclosed (after the ResourceWarning): kill the workers."""
         self._kill_all()
+
+    _restartable = True
 
     def __init__(
         self,
@@ -389,6 +403,8 @@ class ProcessExecutor(Executor):
         self._early_deaths = 0
         self._broken: BaseException | None = None
         self._spawning: set[asyncio.Task[None]] = set()
+        # Whether _unstart is undoing a start (then no worker is replaced).
+        self._unstarting = False
         self._workers_started = 0
         self._workers_lost = 0
 
@@ -430,6 +446,32 @@ class ProcessExecutor(Executor):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Start the workers (idempotent), on the running loop: the executor is bound to
+        it, and every later call must come from it.
+
+        A cancelled start is undone (every process it started is killed and reaped):
+        the next call starts afresh.
+
+        Raises:
+            RuntimeError: it started on another event loop.
+        """
+        if not self._closed:
+            self._check_loop("start")
+        await super().start()
+
+    def _check_loop(self, what: str) -> None:
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            hint = (
+                "which is closed now: await aclose() (from any loop) and make a new executor"
+                if loop.is_closed()
+                else "use the executor from that loop, or one executor per loop"
+            )
+            raise RuntimeError(
+                f"ProcessExecutor.{what} called from another event loop than start() ({hint})"
+            )
+
     async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._context = multiprocessing.get_context(self.start_method)
@@ -437,16 +479,66 @@ class ProcessExecutor(Executor):
             _preload_forkserver()
         _live_executors.add(self)
         self._workers = [_Worker(i, self.credit_window) for i in range(self.max_workers)]
-        for worker in self._workers:
-            self._prepare(worker)
-        await asyncio.gather(*(self._spawn(worker) for worker in self._workers))
+        try:
+            for worker in self._workers:
+                self._prepare(worker)
+            spawns = [self._spawn(worker) for worker in self._workers]
+            for outcome in await asyncio.gather(*spawns, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        except BaseException:
+            await _to_the_end(self._unstart())
+            raise
+
+    async def _unstart(self) -> None:
+        """Undo a start that failed or was cancelled: kill and reap every worker it
+        started (replacements included), so that the executor can start again.
+
+        Tasks sent to those workers go back to the pending queue, but those that may
+        have started (running, or streamed): they fail with :class:`WorkerCrashedError`.
+        """
+        self._unstarting = True
+        try:
+            while self._spawning:  # replacements of workers that died early
+                await asyncio.wait(list(self._spawning))
+            # Started (a _spawn cancelled before its first step started nothing).
+            live = [w for w in self._workers if w.state != _DEAD and w.pid is not None]
+            for worker in live:
+                # Not a crash: no replacement, no early death counted.
+                self._unwatch_exit(worker)
+                worker.state = _STOPPING  # no new task goes to it
+                worker.process.kill()
+            await _wait_for_exits([w.process for w in live])
+            again: list[_ProcTask] = []
+            for worker in self._workers:
+                running = set(worker.running[:]) if worker.running is not None else set()
+                for task in list(worker.tasks.values()):
+                    if task.cancel_error is not None or task.wire_id in running or task.streamed:
+                        crashed = WorkerCrashedError(task.task_id, worker.pid, None, signal.SIGKILL)
+                        self._fail(task, task.cancel_error or crashed)
+                    else:
+                        task.worker = None
+                        again.append(task)
+                worker.tasks.clear()
+                self._release(worker)
+                if worker.exited is not None and not worker.exited.done():
+                    worker.exited.set_result(None)
+            self._pending.extendleft(reversed(again))
+        finally:
+            self._unstarting = False
+        self._workers = []
+        self._loop = None
+        _live_executors.discard(self)
 
     def _prepare(self, worker: _Worker) -> None:
         """Create ``worker``'s pipes and process object; tasks may be queued on it from
         now on (the call pipe buffers them until the process reads)."""
         context = self._context
-        call_reader, call_writer = context.Pipe(duplex=False)
-        result_reader, result_writer = context.Pipe(duplex=False)
+        with _fork_lock:  # a child forked meanwhile knows these fds are the workers'
+            call_reader, call_writer = context.Pipe(duplex=False)
+            result_reader, result_writer = context.Pipe(duplex=False)
+            for connection in (call_writer, result_reader, call_reader, result_writer):
+                _worker_fds[connection.fileno()] = weakref.ref(connection)
         worker.running = context.RawArray("q", [-1] * self.tasks_per_worker)
         worker.started = context.RawValue("q", -1)
         options = {
@@ -455,6 +547,7 @@ class ProcessExecutor(Executor):
             "max_memory": self.max_worker_memory,
             "measure_memory": self.measure_memory,
             "initializer": self._initializer,
+            "parent_pid": os.getpid(),
         }
         worker.process = context.Process(
             target=_worker.main,
@@ -476,18 +569,25 @@ class ProcessExecutor(Executor):
         """Start ``worker``'s process (prepared by :meth:`_prepare`)."""
         loop = self._loop
         assert loop is not None
+        # The child's ends: the thread that starts the process closes them after.
+        child_ends = worker.connections[2:]
         try:
-            await loop.run_in_executor(None, _start_process, worker.process)
-        except BaseException:
+            started = loop.run_in_executor(
+                _starters(), _start_process, worker.process, child_ends, self.start_method == "fork"
+            )
+        except BaseException:  # no thread to start it (the loop or interpreter is ending)
             self._release(worker)
             if worker.exited is not None and not worker.exited.done():
                 worker.exited.set_result(None)
             raise
-        finally:
-            # The child has its own copies of its ends now.
-            for connection in worker.connections[2:]:
-                connection.close()
-            del worker.connections[2:]
+        del worker.connections[2:]
+        try:
+            await asyncio.shield(started)
+        except BaseException:
+            # Failed or cancelled: the start goes on in its thread all the same. Once
+            # it is done, kill and reap what it started, whatever happens meanwhile.
+            await _to_the_end(self._abandon_start(worker, started))
+            raise
         self._workers_started += 1
         worker.pid = worker.process.pid
         worker.sentinel = worker.process.sentinel
@@ -495,12 +595,49 @@ class ProcessExecutor(Executor):
             return
         loop.add_reader(worker.reader.fd, self._on_readable, worker)
         worker.reading = True
-        loop.add_reader(worker.sentinel, self._on_exit, worker)
+        self._watch_exit(worker)
         self._schedule_flush(worker)
         self._dispatch()
 
+    async def _abandon_start(self, worker: _Worker, started: asyncio.Future[None]) -> None:
+        """``worker``'s start failed or was cancelled: once the thread starting it is
+        done, kill its process if it started, reap it, and close its fds."""
+        await asyncio.wait([started])
+        process = worker.process
+        if not started.cancelled() and started.exception() is None and process is not None:
+            process.kill()
+            await _wait_for_exits([process])
+        self._release(worker)
+        if worker.exited is not None and not worker.exited.done():
+            worker.exited.set_result(None)
+
+    def _watch_exit(self, worker: _Worker) -> None:
+        """Have :meth:`_on_exit` called when ``worker``'s process ends.
+
+        Its pidfd (Linux >= 5.3) says so whatever other processes hold: a sentinel is
+        a pipe or socket whose far end another process may hold open (a ``fork``
+        worker started at the same time as another inherits its fds). The sentinel is
+        watched too, where there is no pidfd; and a process sent SIGKILL is looked at
+        until it is gone (:meth:`_confirm_exit`)."""
+        loop = self._loop
+        assert loop is not None and worker.pid is not None and worker.sentinel is not None
+        worker.pidfd = _PidFd.open(worker.pid)
+        if worker.pidfd is not None:
+            loop.add_reader(worker.pidfd.fd, self._on_exit, worker)
+        loop.add_reader(worker.sentinel, self._on_exit, worker)
+        worker.watching = True
+
+    def _unwatch_exit(self, worker: _Worker) -> None:
+        loop = self._loop
+        if worker.watching and loop is not None:
+            worker.watching = False
+            if worker.pidfd is not None:
+                loop.remove_reader(worker.pidfd.fd)
+            if worker.sentinel is not None:
+                loop.remove_reader(worker.sentinel)
+
     def _respawn(self, index: int) -> None:
-        if self._closed or self._broken is not None:
+        if self._closed or self._broken is not None or self._unstarting:
             return
         worker = _Worker(index, self.credit_window)
         self._workers[index] = worker
@@ -514,7 +651,35 @@ class ProcessExecutor(Executor):
         if not task.cancelled() and task.exception() is not None:
             self._break(task.exception())  # type: ignore[arg-type]
 
+    async def aclose(self) -> None:
+        """Close the executor (see :meth:`Executor.aclose`). From another event loop
+        than the one it started on, only once that one is closed (then nothing there
+        waits for its tasks: its workers are killed and reaped).
+
+        Raises:
+            RuntimeError: called from another loop while the executor's own loop is
+                open; the executor stays open (close it from its loop).
+        """
+        loop = self._loop
+        if (
+            self._closing is None
+            and loop is not None
+            and not loop.is_closed()
+            and loop is not asyncio.get_running_loop()
+        ):
+            raise RuntimeError(
+                "ProcessExecutor.aclose called from another event loop than start(), "
+                "which is still open: close it from that loop"
+            )
+        await super().aclose()
+
     async def _aclose(self) -> None:
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            await self._aclose_orphaned()  # its own loop is closed (see aclose)
+            return
+        starting = self._starting
+        if starting is not None and not starting.done():
+            await asyncio.wait([starting])  # then close what it started, or nothing
         _live_executors.discard(self)
         self._last_function = self._last_function_id = None
         closed = ExecutorClosedError("the ProcessExecutor closed while the task was pending")
@@ -539,16 +704,47 @@ class ProcessExecutor(Executor):
             _, late = await asyncio.wait(waiting, timeout=self.cancel_grace + 1.0)
             if late:
                 for worker in self._workers:
-                    if worker.state != _DEAD and worker.process is not None:
+                    if worker.state != _DEAD and worker.pid is not None:
                         worker.process.terminate()
                 _, late = await asyncio.wait(late, timeout=self.kill_grace)
                 for worker in self._workers:
-                    if worker.state != _DEAD and worker.process is not None:
+                    if worker.state != _DEAD and worker.pid is not None:
                         worker.process.kill()
+                        self._confirm_exit(worker)
                 if late:
                     await asyncio.wait(late, timeout=5.0)
         for worker in self._workers:
             self._release(worker)
+
+    async def _aclose_orphaned(self) -> None:
+        """Close an executor whose event loop is closed (an ``asyncio.run`` ended
+        without closing it): nothing there listens to its tasks any more, so they
+        are dropped unreported; its workers are killed and reaped from this loop."""
+        self._loop = None  # nothing more may be scheduled on the closed loop
+        self._last_function = self._last_function_id = None
+        for task in self._pending:
+            self._end_unreported(task)
+        self._pending.clear()
+        live = [w for w in self._workers if w.state != _DEAD and w.pid is not None]
+        for worker in self._workers:
+            for task in worker.tasks.values():
+                self._end_unreported(task)
+            worker.tasks.clear()
+            worker.kill_timer = None  # a timer of the closed loop: it never runs
+            worker.flush_scheduled = worker.reading = worker.writer_waiting = False
+            worker.watching = False
+        for worker in live:
+            with contextlib.suppress(Exception):
+                worker.process.kill()
+        await _wait_for_exits([w.process for w in live])
+        for worker in self._workers:
+            self._release(worker)
+        _live_executors.discard(self)
+
+    def _end_unreported(self, task: _ProcTask) -> None:
+        task.done = True
+        task.worker = None
+        task.escalation = None  # a timer of the closed loop: it never runs
 
     def _release(self, worker: _Worker) -> None:
         """Forget a worker's fds and reap its process."""
@@ -560,13 +756,16 @@ class ProcessExecutor(Executor):
             if worker.writer_waiting:
                 loop.remove_writer(worker.writer.fd)
                 worker.writer_waiting = False
-            if worker.sentinel is not None:
-                loop.remove_reader(worker.sentinel)
+        self._unwatch_exit(worker)
         if worker.kill_timer is not None:
             worker.kill_timer.cancel()
+            worker.kill_timer = None
         for connection in worker.connections:
-            connection.close()
+            _close_connection(connection)
         worker.connections = []
+        if worker.pidfd is not None:
+            worker.pidfd.close()
+            worker.pidfd = None
         process, worker.process = worker.process, None
         if process is not None:
             with contextlib.suppress(ValueError):
@@ -590,6 +789,9 @@ class ProcessExecutor(Executor):
     def submit(self, task_id: int, runner: TaskRunner, events: TaskEvents) -> TaskHandle:
         if self._closed:
             raise ExecutorClosedError("the ProcessExecutor is closed")
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            self._check_loop("submit")
         task = _ProcTask(self, task_id, self._next_wire_id, events)
         self._next_wire_id += 1
         if self._broken is not None:
@@ -1056,15 +1258,27 @@ class ProcessExecutor(Executor):
         worker.kill_timer = None
         if worker.state != _DEAD and worker.process is not None:
             worker.process.kill()
+            self._confirm_exit(worker)
+
+    def _confirm_exit(self, worker: _Worker) -> None:
+        """``worker`` was sent SIGKILL: should neither its pidfd nor its sentinel say
+        it ended (no pidfd, and the sentinel held open by another process), see for
+        ourselves until it has, so that whatever waits for it (a cancelled task, a
+        closing executor) always ends."""
+        if worker.exit_seen or worker.state == _DEAD or worker.process is None:
+            return
+        if worker.process.exitcode is not None:
+            self._on_exit(worker)
+        elif self._loop is not None:
+            self._loop.call_later(0.05, self._confirm_exit, worker)
 
     # -- a worker exits ----------------------------------------------------------------------------
 
     def _on_exit(self, worker: _Worker) -> None:
-        loop = self._loop
-        assert loop is not None
-        if worker.sentinel is not None:
-            loop.remove_reader(worker.sentinel)
-            worker.sentinel = None
+        if worker.exit_seen:  # its pidfd and its sentinel both said so
+            return
+        worker.exit_seen = True
+        self._unwatch_exit(worker)
         worker.state_before_exit = worker.state
         worker.state = _STOPPING  # no new task goes to it
         self._workers_lost += 1
@@ -1074,11 +1288,16 @@ class ProcessExecutor(Executor):
 
     def _reap(self, worker: _Worker, attempts: int) -> None:
         """Collect the exit status; the sentinel can fire an instant before the kernel
-        lets the parent reap the process, so retry briefly rather than block."""
+        lets the parent reap the process, and a forkserver worker's pidfd before the
+        forkserver has reaped it and sent its status: retry (2 ms apart for 0.5 s, then
+        20 ms apart up to 10 s in all) rather than block."""
         process = worker.process
+        if process is None:  # released meanwhile (by an undone start)
+            return
         process.join(0)
-        if process.exitcode is None and attempts < 500 and self._loop is not None:
-            self._loop.call_later(0.002, self._reap, worker, attempts + 1)
+        if process.exitcode is None and attempts < 725 and self._loop is not None:
+            delay = 0.002 if attempts < 250 else 0.02
+            self._loop.call_later(delay, self._reap, worker, attempts + 1)
             return
         self._after_exit(worker)
 
@@ -1157,16 +1376,39 @@ class ProcessExecutor(Executor):
         for worker in self._workers:
             for connection in worker.connections:
                 with contextlib.suppress(OSError):
-                    connection.close()
+                    _close_connection(connection)
             if worker.process is not None and worker.state != _DEAD:
                 with contextlib.suppress(Exception):
                     worker.process.kill()
                     worker.process.join(1.0)
 
 
-def _start_process(process: Any) -> None:
-    """Start a worker's process (on a thread: it blocks for the fork), then take it out
-    of multiprocessing's list of children.
+_starter_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_starter_lock = threading.Lock()
+
+
+def _starters() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that start workers: this module's own, which live as long as the
+    process. ``PR_SET_PDEATHSIG`` fires when the *thread* that forked a worker ends,
+    and a loop's default executor ends with its loop (``asyncio.run``): its workers
+    would die with it, and the executor, still open, would start replacements."""
+    global _starter_pool
+    with _starter_lock:
+        if _starter_pool is None:
+            _starter_pool = concurrent.futures.ThreadPoolExecutor(
+                min(32, _usable_cpus() + 4), thread_name_prefix="pullpush-start"
+            )
+        return _starter_pool
+
+
+def _start_process(process: Any, child_ends: list[Any], fork: bool) -> None:
+    """Start a worker's process (on a thread: it blocks for the fork), close the
+    child's ends of its pipes here, then take it out of multiprocessing's list of
+    children.
+
+    ``fork``: the child is a copy of this process, with every fd open here. The start
+    holds ``_fork_lock``, so no other worker's fd is being opened or closed meanwhile
+    and the child closes all of them (:func:`_after_fork_in_child`) but its own ends.
 
     ``Process.start()`` first polls every child in that list (``_cleanup``), from the
     thread it runs on. With the forkserver, polling reads the child's exit status from
@@ -1175,8 +1417,131 @@ def _start_process(process: Any) -> None:
     records exit code 255 (seen in the stress suite, about 1 kill in 250). The executor
     reaps its own workers, on its loop only, and kills them at exit (``_kill_all``).
     """
-    process.start()
+    try:
+        if fork:
+            with _fork_lock:
+                _forking.keep = {connection.fileno() for connection in child_ends}
+                try:
+                    process.start()
+                finally:
+                    _forking.keep = ()
+        else:
+            process.start()
+    finally:
+        for connection in child_ends:
+            _close_connection(connection)
     multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
+
+
+async def _to_the_end(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run ``coroutine`` to its end even if the caller is cancelled meanwhile; the
+    cancellation is raised once it is done."""
+    task = asyncio.ensure_future(coroutine)
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as error:
+            if task.done():
+                raise
+            cancelled = error
+            continue
+        break
+    if cancelled is not None:
+        raise cancelled
+
+
+async def _wait_for_exits(processes: list[Any], timeout: float = 5.0) -> None:
+    """Wait (polling, the loop free) until ``processes``, sent SIGKILL, have exited and
+    their exit status was collected; at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while any(p.exitcode is None for p in processes) and time.monotonic() < deadline:  # noqa: ASYNC110 - a process has no awaitable end here
+        await asyncio.sleep(0.005)
+
+
+# -- the workers' fds, and forks ---------------------------------------------------------------
+
+_fork_lock = threading.Lock()
+"""Held while a ``fork`` worker starts, and while a worker's fd is opened (and recorded)
+or closed (and forgotten): a child forked from this process knows exactly which of its
+fds are the workers'."""
+_worker_fds: dict[int, weakref.ref[Any]] = {}
+"""The fds this process holds for its workers (pipe ends, pidfds), each with its owner
+(a ``Connection`` or a :class:`_PidFd`, which close it), held weakly: an executor
+dropped unclosed closes its fds as before."""
+_forking = threading.local()
+"""``keep``: the fds that the worker being forked on this thread keeps (its own ends)."""
+
+
+def _close_connection(connection: Any) -> None:
+    """Close a worker's pipe end (a ``Connection``), forgetting its fd first."""
+    with _fork_lock:
+        if not connection.closed:
+            _worker_fds.pop(connection.fileno(), None)
+            connection.close()
+
+
+class _PidFd:
+    """A process's pidfd (Linux >= 5.3): readable once the process has exited."""
+
+    __slots__ = ("__weakref__", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls, pid: int) -> _PidFd | None:
+        """``pid``'s pidfd, or ``None`` where there is none (not Linux >= 5.3), or
+        the process is gone already (its sentinel says so)."""
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is None:
+            return None
+        with _fork_lock:
+            try:
+                pidfd = cls(pidfd_open(pid))
+            except OSError:
+                return None
+            _worker_fds[pidfd.fd] = weakref.ref(pidfd)
+        return pidfd
+
+    def close(self) -> None:
+        with _fork_lock:
+            self._close()
+
+    def _close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            _worker_fds.pop(fd, None)
+            os.close(fd)
+
+    def __del__(self) -> None:
+        # Dropped unclosed (its executor was): no lock here, it may be held by the
+        # thread this runs on. At worst a child forked meanwhile keeps a copy.
+        with contextlib.suppress(OSError):
+            self._close()
+
+
+def _after_fork_in_child() -> None:
+    """In any child forked from this process: close every fd of the workers but the
+    ends of the worker being forked (a worker holding another's pipes or pidfd would
+    keep its sibling's ends open), forget the executors (the child must not kill its
+    parent's workers at its exit), and take fresh locks (a thread of the parent may
+    have held them) and starter threads."""
+    global _fork_lock, _starter_lock, _starter_pool
+    _fork_lock = threading.Lock()
+    _starter_lock = threading.Lock()
+    _starter_pool = None  # its threads are the parent's
+    keep = getattr(_forking, "keep", ())
+    for fd, owner in list(_worker_fds.items()):
+        held = owner()
+        if fd not in keep and held is not None:
+            with contextlib.suppress(OSError):
+                if isinstance(held, _PidFd):
+                    held._close()
+                else:
+                    held.close()
+    _worker_fds.clear()
+    _live_executors.clear()
 
 
 def _preload_forkserver() -> None:
@@ -1233,3 +1598,6 @@ _live_executors: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 def _kill_live_workers() -> None:
     for executor in list(_live_executors):
         executor._kill_all()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

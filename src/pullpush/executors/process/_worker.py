@@ -25,7 +25,10 @@ generator's values leave in runs, one message per run.
 The worker exits when the parent says STOP (after its work is done), when the call
 pipe reaches EOF (the parent died), or when its parent dies (``PR_SET_PDEATHSIG``,
 and a watchdog thread that sees the call pipe hang up even while a task keeps the
-loop busy).
+loop busy). A forkserver worker's parent is the forkserver: the worker closes its copy
+of the forkserver's "alive" pipe at once, so that the server exits when the
+executor's process dies, and the kernel then kills the worker, whatever it runs
+(even C code holding the GIL, which the watchdog thread would wait for).
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ MEMORY_CHECK_EVERY = 0.1
 
 def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]) -> None:
     """Entry point of a worker process (``multiprocessing.Process`` target)."""
-    _die_with_parent()
+    _die_with_parent(options.get("parent_pid"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     call_fd, result_fd = call_conn.fileno(), result_conn.fileno()
     _watch_parent(call_fd)
@@ -131,18 +134,47 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies."""
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies, and make sure that
+    happens when the executor's process (``parent_pid``) dies.
+
+    The parent is the executor's process, or with the forkserver the forkserver. The
+    forkserver exits once every holder of its "alive" pipe is gone: the executor's
+    process and, unless they close it, every worker (each gets a copy). So a worker
+    closes its copy; then the executor's death ends the forkserver, which ends the
+    worker through the kernel, even while a task holds the GIL.
+    """
     if not sys.platform.startswith("linux"):
         return
+    parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+    if parent != parent_pid and not _leave_forkserver():
+        os._exit(1)  # neither the executor's process nor a forkserver: a reaper
+
+
+def _leave_forkserver() -> bool:
+    """If this process is a forkserver's child, close its copy of the forkserver's
+    "alive" fd (see :func:`_die_with_parent`) and return ``True``.
+
+    A forkserver's child has the fd but not the server's pid (it never launched it);
+    so a task here that starts forkserver processes gets a forkserver of its own."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if server is None or fd is None or getattr(server, "_forkserver_pid", None) is not None:
+        return False
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    server._forkserver_alive_fd = None
+    return True
 
 
 def _watch_parent(call_fd: int) -> None:
