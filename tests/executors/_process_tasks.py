@@ -235,3 +235,8 @@ def big_values(count: int, size: int, kind: str) -> Generator[Any, None, int]:
         data = bytes([i % 256]) * size
         yield data if kind == "bytes" else {"i": i, "data": data}
     return count
+
+
+def hanging_initializer() -> None:
+    """An initializer that never returns (in a test's lifetime)."""
+    time.sleep(3600)

@@ -61,7 +61,9 @@ from ._protocol import (
     RAW_TYPES,
     READY,
     RETIRE,
+    STARTED,
     STOP,
+    WATCH,
     FrameReader,
     FrameWriter,
     dumps,
@@ -263,6 +265,8 @@ class _Worker:
         # Invariant: the slots of ``running`` not used by a started task.
         self.free_slots: list[int] = list(range(len(running)))[::-1]
         self.tasks: dict[int, _Task] = {}
+        # Tasks whose start the parent wants to hear about (WATCH), not started yet.
+        self.watched: set[int] = set()
         # Invariant: unflushed counts the messages and values queued since the last
         # flush; a flush is scheduled (flush_scheduled) while it is not zero.
         self.unflushed = 0
@@ -323,6 +327,8 @@ class _Worker:
         elif kind == STOP:
             self.stopping = True
             self.end_if_idle()
+        elif kind == WATCH:
+            self.watched.add(message[1])
 
     def cancel(self, task_id: int) -> None:
         task = self.tasks.get(task_id)
@@ -337,6 +343,7 @@ class _Worker:
         for message in self.queue:
             if message[1] == task_id:
                 self.queue.remove(message)
+                self.watched.discard(task_id)
                 self.send_error(task_id, asyncio.CancelledError())
                 return
 
@@ -355,6 +362,12 @@ class _Worker:
     def start(self, message: tuple[Any, ...], slot: int) -> None:
         task_id = message[1]
         self.running[slot] = task_id
+        if self.watched and task_id in self.watched:
+            # Out at once: the parent starts the task's timeout clock with it, and a
+            # sync task keeps this loop (and the next flush) busy until it ends.
+            self.watched.discard(task_id)
+            self.writer.send((STARTED, task_id))
+            self.flush()
         try:
             runner = self.build(message)
         except SystemExit as exit:
