@@ -24,6 +24,7 @@ stops early. Task ids increase in start order, from 0.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -67,7 +68,7 @@ _STARTED, _ENDED, _MUST_WAIT = 0, 1, 2
 class _Running:
     """A task in flight, from submit to its terminal event."""
 
-    __slots__ = ("cost", "handle", "key", "scheduled", "slots", "task_id", "timer")
+    __slots__ = ("cost", "handle", "key", "scheduled", "slots", "task_id", "timeout", "timer")
 
     def __init__(
         self,
@@ -85,6 +86,8 @@ class _Running:
         self.scheduled = scheduled
         self.cost = cost
         self.handle: TaskHandle | None = None
+        # Seconds the task may run (None: no limit); its timer starts when it starts.
+        self.timeout: float | None = None
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -244,6 +247,8 @@ class _PoolRunner(Generic[K]):
         self._envelopes = 0
         # Ids of ERROR envelopes of attempts that will be retried (not final failures).
         self._retried: set[int] = set()
+        # Whether this run warned that its capacity admits nothing (once per run).
+        self._stall_warned = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.statistics()!r}>"
@@ -300,6 +305,30 @@ class _PoolRunner(Generic[K]):
         return slots
 
     # -- TaskEvents (called by the executor on the loop) ------------------------------------
+
+    @property
+    def listens_for_starts(self) -> bool:
+        """Whether any task may have a timeout (else starts need not be reported)."""
+        return self.timeout is not None
+
+    def task_started(self, task_id: int) -> None:
+        """The task began running: its ``timeout`` clock (re)starts now."""
+        record = self._running.get(task_id)
+        if record is None or record.timeout is None:
+            return
+        if record.timer is not None:
+            record.timer.cancel()
+        record.timer = asyncio.get_running_loop().call_later(
+            record.timeout, self._time_out, task_id, record.timeout
+        )
+
+    def task_waiting(self, task_id: int) -> None:
+        """A task reported started early is queued behind others after all: its clock
+        stops until ``task_started``."""
+        record = self._running.get(task_id)
+        if record is not None and record.timer is not None:
+            record.timer.cancel()
+            record.timer = None
 
     def task_intermediate(self, task_id: int, value: Any) -> None:
         record = self._running.get(task_id)
@@ -420,6 +449,7 @@ class _PoolRunner(Generic[K]):
         self._running[task_id] = record
         if self.metrics is not None:  # metrics
             self.metrics.on_task_started(task_id)
+        record.timeout = timeout
         try:
             handle = executor.submit(task_id, runner, self)
         except BaseException as error:
@@ -427,7 +457,9 @@ class _PoolRunner(Generic[K]):
             return
         if task_id in self._running:
             record.handle = handle
-            if timeout is not None:
+            # The timeout clock starts when the task starts (task_started); an executor
+            # that does not report starts starts its tasks at submit.
+            if timeout is not None and record.timer is None and not executor.reports_starts:
                 record.timer = asyncio.get_running_loop().call_later(
                     timeout, self._time_out, task_id, timeout
                 )
@@ -436,6 +468,44 @@ class _PoolRunner(Generic[K]):
         record = self._running.get(task_id)
         if record is not None and record.handle is not None:
             record.handle.cancel(TaskTimeoutError(f"task {task_id} timed out after {timeout}s"))
+
+    # -- a capacity that admits nothing -------------------------------------------------------
+
+    stall_warning: float = 5.0
+    """Seconds the dispatcher may wait for capacity while none of the runner's tasks
+    runs before it warns (``RuntimeWarning``, once per run) that the capacity admits
+    nothing; the warning names the capacity and any level whose limit can never
+    admit the task."""
+
+    async def _acquire_capacity(self, acquire: Any, capacity: Any, cost: Any) -> Any:
+        """Await ``acquire`` (the capacity's acquire of ``cost``); if it waits for
+        :attr:`stall_warning` seconds while nothing of this runner is in flight, warn."""
+        if self._running or self._stall_warned:
+            return await acquire
+        timer = asyncio.get_running_loop().call_later(
+            self.stall_warning, self._warn_stalled, capacity, cost
+        )
+        try:
+            return await acquire
+        finally:
+            timer.cancel()
+
+    def _warn_stalled(self, capacity: Any, cost: Any) -> None:
+        if self._running or self._stall_warned or self._closing:
+            return
+        self._stall_warned = True
+        why = _never_admits(capacity, cost)
+        detail = (
+            f": {why}, so no task can ever start unless that limit is raised"
+            if why is not None
+            else " (its units are all held elsewhere)"
+        )
+        warnings.warn(
+            f"runner {self.name!r} has waited {self.stall_warning}s for capacity "
+            f"{capacity!r} with no task running{detail}",
+            RuntimeWarning,
+            stacklevel=1,
+        )
 
     # -- the consumer side ----------------------------------------------------------------------
 
@@ -653,6 +723,7 @@ class _PoolRunner(Generic[K]):
         executor, owned = make_executor(self._executor_spec, self._workers)
         self._active = True
         self._closing = False
+        self._stall_warned = False
         self._executor = executor
         return executor, owned
 
@@ -697,6 +768,21 @@ def _release_slot(slots: CapacitySource | None) -> None:
         slots.release()
 
 
+def _never_admits(capacity: Any, cost: Any) -> str | None:
+    """Why ``cost`` can never be taken from ``capacity`` under its current limits (the
+    first level of its chain that is too small), or ``None``."""
+    for level, at_level in capacity._costs(cost):
+        if isinstance(level, CapacitySource):
+            if at_level > level.limit:
+                return f"{level!r} has limit {level.limit}"
+        elif isinstance(level, ResourceCapacitySource):
+            limits = level.limits
+            for key, amount in dict(at_level).items():
+                if key in limits and amount > limits[key]:
+                    return f"{level!r} allows {key}={limits[key]:g}, one task costs {amount:g}"
+    return None
+
+
 class HierarchicalTaskPoolRunner(_PoolRunner[None]):
     """Run task runners with one unit of a :class:`CapacitySource` each.
 
@@ -707,8 +793,12 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
             It is read one task ahead of capacity: the next task is taken from the
             source, then capacity is acquired, then it starts, so no capacity is held
             while the source waits for work.
-        capacity: one unit per running task; its parents are acquired too. An int
-            ``n`` stands for ``CapacitySource(n)``.
+        capacity: one unit per running task; its parents are acquired too. A
+            capacity that admits no task for :attr:`stall_warning` seconds (5.0)
+            while none of the runner's tasks runs (``CapacitySource(0)``, a unit
+            costing more than a resource parent allows, units all held elsewhere)
+            gets a ``RuntimeWarning`` naming it and the level that is too small.
+            An int ``n`` stands for ``CapacitySource(n)``.
         executor: ``"inline"`` (default), ``"thread"``, ``"process"``, ``"ray"`` or an
             :class:`Executor`. A name builds an executor owned (and closed) by each
             run; an object is started if needed and left open.
@@ -716,7 +806,13 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
             each run builds (its ``max_workers``; default: the usable CPUs). A
             ``ValueError`` with any other executor (an object has its own size).
         timeout: seconds each task may run; then it is cancelled and gets an ERROR
-            envelope with :class:`TaskTimeoutError`.
+            envelope with :class:`TaskTimeoutError`. The clock starts when the task
+            starts running (``TaskEvents.task_started``; at submit for an executor
+            that does not report starts), so time queued behind other tasks in a
+            worker does not count. One exception keeps a task from hanging: with
+            the process executor, a task submitted while no worker is ready (they
+            are starting, e.g. in their initializer) is timed from submit until a
+            worker takes it. Cancelling a task that has not started ends it at once.
         max_unread: how many envelopes may wait unread before the runner stops
             starting tasks (eager execution with a bounded results buffer).
         metrics: a :class:`~pullpush.RunnerMetricsCollector` to report tasks
@@ -806,7 +902,8 @@ class HierarchicalTaskPoolRunner(_PoolRunner[None]):
             self._held = runner  # cancelled while waiting: keep the task for later
             raise
         try:
-            await self.capacity.acquire()
+            capacity = self.capacity
+            await self._acquire_capacity(capacity.acquire(), capacity, 1)
         except BaseException:
             _release_slot(slots)
             self._held = runner
@@ -904,6 +1001,10 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
         self._lookahead: deque[Any] = deque()
         self._attempts: dict[Any, int] = {}
         self._retry_timers: set[asyncio.TimerHandle] = set()
+
+    @property
+    def listens_for_starts(self) -> bool:
+        return True  # a ScheduledTask may have its own timeout
 
     # -- choosing the next task ---------------------------------------------------------------
 
@@ -1083,7 +1184,8 @@ class ScheduledTaskPoolRunner(_PoolRunner[K]):
         if self.backfill:
             await self.capacity.wait_obj.wait()
             return False
-        await self.capacity.acquire(cost)
+        capacity = self.capacity
+        await self._acquire_capacity(capacity.acquire(cost), capacity, cost)
         return True
 
     def _give_back(self, cost: Any) -> None:

@@ -382,3 +382,8 @@ def open_fds() -> tuple[int, list[str]]:
         except OSError:  # noqa: PERF203 - the fd listdir itself used
             continue
     return os.getpid(), targets
+
+
+def hanging_initializer() -> None:
+    """An initializer that never returns (in a test's lifetime)."""
+    time.sleep(3600)

@@ -16,6 +16,11 @@ Contract of an executor:
 * For every ``submit``, exactly one of ``events.task_final`` / ``events.task_error``
   is called, last, after the task's ``events.task_intermediate`` calls, all on the
   loop ``start()`` ran on.
+* Starts: an executor whose tasks may wait after ``submit`` before they run (queued
+  behind others) sets :attr:`Executor.reports_starts` and calls
+  ``events.task_started(task_id)`` when each task begins running, before its other
+  events; the runners start a task's ``timeout`` clock then (at ``submit`` for an
+  executor that does not report starts).
 * Flow control: a task may have at most ``credit_window`` INTERMEDIATE envelopes
   outstanding (reported but not acknowledged through ``TaskHandle.ack``); then it is
   paused until the consumer catches up. Nothing is ever dropped.
@@ -54,6 +59,17 @@ TaskRunner = Callable[[], Any]
 
 class TaskEvents(Protocol):
     """What an executor reports to; implemented by the pool runners."""
+
+    def task_started(self, task_id: int) -> None:
+        """Optional: the task began running (an executor looks it up with ``getattr``
+        and skips reporting when the receiver lacks it). It may be reported early
+        (the process executor does so while no worker is ready, so a worker that never
+        gets ready cannot hold a task past its timeout), then again when it starts."""
+
+    # Optional: ``task_waiting(task_id)``: a task reported started early waits behind
+    # other tasks after all; it is reported started again when it runs.
+    # Optional: ``listens_for_starts`` (default true): false tells an executor for
+    # which reporting a start costs something (a wire message) to skip it.
 
     def task_intermediate(self, task_id: int, value: Any) -> None:
         """The task yielded ``value``."""
@@ -96,6 +112,9 @@ class Executor(abc.ABC):
     """
 
     name: str = "executor"
+    reports_starts: bool = False
+    """Whether this executor calls ``TaskEvents.task_started`` for every task (when
+    the receiver has it); if not, a task counts as started at ``submit``."""
     credit_window: int = 256
     """INTERMEDIATE envelopes a task may have outstanding before it is paused."""
     _warn_unclosed: bool = False
@@ -299,6 +318,9 @@ class _Collector:
         self.envelopes.append(envelope)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def task_started(self, task_id: int) -> None:
+        pass
 
     def task_intermediate(self, task_id: int, value: Any) -> None:
         self._add(TaskProgressEnvelope(EnvelopeType.INTERMEDIATE, task_id, None, value))

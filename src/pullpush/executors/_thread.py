@@ -51,7 +51,8 @@ from ._drive import Credits, drive, run_sync_step
 
 __all__ = ["ThreadExecutor"]
 
-_INTERMEDIATE, _FINAL, _ERROR = 0, 1, 2  # an _INTERMEDIATE event carries a list of values
+# An _INTERMEDIATE event carries a list of values; _BEGAN: a queued task got a thread.
+_INTERMEDIATE, _FINAL, _ERROR, _BEGAN = 0, 1, 2, 3
 
 YIELD_EVERY = 0.005
 """Seconds a sync generator runs before its thread's loop gets a turn (its values are
@@ -142,6 +143,8 @@ class ThreadExecutor(Executor):
         for worker in self._workers:
             worker.stop()
 
+    reports_starts = True
+
     def __init__(
         self,
         max_workers: int | None = None,
@@ -224,6 +227,7 @@ class ThreadExecutor(Executor):
             self._idle.extend(idle)
         for task in handed_out:
             assert task.worker is not None
+            task.report_start()
             task.worker.loop.call_soon_threadsafe(task.start_in_worker)
         _resolve(ready)
 
@@ -276,6 +280,7 @@ class ThreadExecutor(Executor):
             else:
                 self._pending.append(task)
                 return task
+        task.report_start()
         worker.loop.call_soon_threadsafe(task.start_in_worker)
         return task
 
@@ -385,6 +390,7 @@ class _Worker:
                 executor._idle.append(self)
         self.post(task, kind, value)
         if following is not None:
+            self.post(following, _BEGAN, None)
             self.loop.call_soon(following.start_in_worker)
 
     def _apply_acks(self) -> None:
@@ -420,6 +426,8 @@ class _Worker:
                     # After cancel() nothing more is reported but the end.
                     if not task.cancel_requested:
                         task.intermediates(task.task_id, value)
+                elif kind == _BEGAN:
+                    task.report_start()
                 else:
                     task.report_end(kind, value)
             except Exception as error:  # noqa: PERF203 - a TaskEvents bug must not lose the batch
@@ -462,6 +470,7 @@ class _ThreadTask:
         "intermediates",
         "runner",
         "started",
+        "started_reporter",
         "state",
         "task_id",
         "worker",
@@ -475,6 +484,7 @@ class _ThreadTask:
         self.runner = runner
         self.events = events
         self.intermediates = intermediates_reporter(events)
+        self.started_reporter: Callable[[int], None] | None = getattr(events, "task_started", None)
         self.context = contextvars.copy_context()
         self.state = _PENDING
         self.worker: _Worker | None = None
@@ -545,6 +555,12 @@ class _ThreadTask:
             atask.cancel()
 
     # -- caller's thread: the TaskHandle ------------------------------------------------------
+
+    def report_start(self) -> None:
+        """Caller's thread: the task was handed to a thread (``TaskEvents.task_started``)."""
+        report = self.started_reporter
+        if report is not None and not self.ended:
+            report(self.task_id)
 
     def report_end(self, kind: int, value: Any) -> None:
         """Caller's thread: deliver the task's end (a cancel requested earlier wins)."""

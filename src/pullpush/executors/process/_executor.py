@@ -29,9 +29,9 @@ Steps of a task:
    as a function id plus its arguments; the function itself is cloudpickled once
    and sent to a worker once (``DEFINE``), the first time that worker needs it.
    Scalar arguments travel raw. Anything else is cloudpickled whole.
-2. The task waits in the parent's pending queue until a live worker has room, then
-   its CALL is queued on that worker's call pipe; all calls queued during one turn
-   of the event loop go out as one frame.
+2. The task waits in the parent's pending queue until a ready worker (its start-up
+   and initializer done) has room, then its CALL is queued on that worker's call
+   pipe; all calls queued during one turn of the event loop go out as one frame.
 3. The worker runs it and streams envelopes back (see ``_worker.py``).
 4. The parent turns each message into a ``TaskEvents`` call, on the loop: no thread
    and no asyncio task per task; a run of values is one call.
@@ -124,6 +124,7 @@ class _ProcTask:
         "crashes",
         "credited",
         "done",
+        "early",
         "escalation",
         "events",
         "executor",
@@ -131,6 +132,7 @@ class _ProcTask:
         "received",
         "seen_running",
         "seq",
+        "starts",
         "streamed",
         "task_id",
         "wire_id",
@@ -149,6 +151,15 @@ class _ProcTask:
         self.events = events
         # What reports the task's INTERMEDIATE batches (looked up at the first one).
         self.intermediates: Callable[[int, list[Any]], None] | None = None
+        # What reports the task's start (TaskEvents.task_started); None once reported,
+        # or when the submitter does not listen.
+        self.starts: Callable[[int], None] | None = (
+            getattr(events, "task_started", None)
+            if getattr(events, "listens_for_starts", True)
+            else None
+        )
+        # Whether its clock was started at submit (no worker was ready then).
+        self.early = False
         self.call: _Call | None = None
         self.worker: _Worker | None = None
         # Invariant: done once the terminal event was reported; nothing after that.
@@ -326,6 +337,8 @@ class ProcessExecutor(Executor):
         self._kill_all()
 
     _restartable = True
+
+    reports_starts = True
 
     def __init__(
         self,
@@ -531,8 +544,8 @@ class ProcessExecutor(Executor):
         _live_executors.discard(self)
 
     def _prepare(self, worker: _Worker) -> None:
-        """Create ``worker``'s pipes and process object; tasks may be queued on it from
-        now on (the call pipe buffers them until the process reads)."""
+        """Create ``worker``'s pipes and process object; tasks are sent to it once it
+        says READY."""
         context = self._context
         with _fork_lock:  # a child forked meanwhile knows these fds are the workers'
             call_reader, call_writer = context.Pipe(duplex=False)
@@ -805,9 +818,22 @@ class ProcessExecutor(Executor):
             # included, except KeyboardInterrupt): that fails this task, not the caller.
             self._fail(task, error)
             return task
+        if task.starts is not None and not any(w.state == _READY for w in self._workers):
+            # No worker is ready (they are starting, or being replaced): the task's
+            # clock starts now, so a worker whose initializer never returns cannot
+            # hold it past its timeout. Once a worker takes it, the clock restarts
+            # (a free slot) or stops until it starts (queued behind others).
+            task.early = True
+            task.starts(task_id)
         self._pending.append(task)
         self._dispatch()
         return task
+
+    def _report_start(self, task: _ProcTask) -> None:
+        """Tell the submitter the task started (once)."""
+        starts, task.starts = task.starts, None
+        if starts is not None and not task.done:
+            starts(task.task_id)
 
     def _encode(self, wire_id: int, runner: TaskRunner) -> _Call:
         function: Any = runner
@@ -891,14 +917,19 @@ class ProcessExecutor(Executor):
         pending = self._pending
         if not pending:
             return
-        room = self.tasks_per_worker + self._prefetch
         workers = self._workers
+        # While a worker is starting, ready ones take no prefetch: the tasks it will
+        # take wait here rather than pile up behind the first ready worker's work.
+        starting = any(w.state == _STARTING for w in workers)
+        room = self.tasks_per_worker + (0 if starting else self._prefetch)
         while pending:
             best: _Worker | None = None
             # A task run again after a crash lost its result goes to an idle worker.
             best_load = room if not pending[0].crashes else 1
             for worker in workers:
-                if worker.state <= _READY and worker.isolating is None:  # starting or ready
+                # Ready only: a task waits for a worker's start-up (its initializer)
+                # here, where cancelling it ends it at once.
+                if worker.state == _READY and worker.isolating is None:
                     load = len(worker.tasks)
                     if load < best_load:
                         best, best_load = worker, load
@@ -920,6 +951,15 @@ class ProcessExecutor(Executor):
                 if len(defined) > _FUNCTIONS_PER_WORKER:
                     old, _ = defined.popitem(last=False)
                     worker.writer.send((wire.FORGET, old))
+        if task.starts is not None:
+            if len(worker.tasks) < self.tasks_per_worker:
+                self._report_start(task)  # a slot is free: it starts on arrival
+            else:
+                if task.early:
+                    waiting = getattr(task.events, "task_waiting", None)
+                    if waiting is not None:
+                        waiting(task.task_id)
+                worker.writer.send((wire.WATCH, task.wire_id))  # queued: the worker says
         worker.writer.send(message)
         task.worker = worker
         worker.tasks[task.wire_id] = task
@@ -1048,6 +1088,10 @@ class ProcessExecutor(Executor):
                 if message[6] is not None:
                     self._report_memory(task, message[6])
                 task.events.task_error(task.task_id, self._remote_error(task, message))
+        elif kind == wire.STARTED:
+            task = worker.tasks.get(message[1])
+            if task is not None:
+                self._report_start(task)
         elif kind == wire.READY:
             if worker.state == _STARTING:
                 worker.state = _READY

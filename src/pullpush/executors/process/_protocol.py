@@ -24,6 +24,9 @@ Parent to worker, on the **call pipe**::
     (CANCEL, task_id)
     (CREDIT, task_id, count)                the consumer read count more INTERMEDIATEs
     (STOP,)                                 finish what you have, then exit
+    (WATCH, task_id)                        say STARTED when task_id starts (sent just
+                                            before its CALL, only for a task queued
+                                            behind others whose submitter listens)
 
 Worker to parent, on the **result pipe**::
 
@@ -41,6 +44,7 @@ Worker to parent, on the **result pipe**::
                                             attributes, plain values or reprs (for a
                                             RemoteTaskError if error_blob fails to load)
     (RETIRE, reason)                        replace me (e.g. over max_worker_memory)
+    (STARTED, task_id)                      a watched task began running
     (INIT_FAILED, type_name, message, traceback_text)
 """
 
@@ -76,7 +80,9 @@ __all__ = [
     "RAW_TYPES",
     "READY",
     "RETIRE",
+    "STARTED",
     "STOP",
+    "WATCH",
     "FrameReader",
     "FrameWriter",
     "dumps",
@@ -95,6 +101,7 @@ CALL_BLOB: Final = 5
 CANCEL: Final = 6
 CREDIT: Final = 7
 STOP: Final = 8
+WATCH: Final = 9
 # worker -> parent
 READY: Final = 20
 INTERMEDIATE: Final = 21
@@ -104,6 +111,7 @@ FINAL_BLOB: Final = 24
 ERROR: Final = 25
 RETIRE: Final = 26
 INIT_FAILED: Final = 27
+STARTED: Final = 28
 
 RAW_TYPES: Final[frozenset[type]] = frozenset({int, float, str, bytes, bool, type(None)})
 """Types whose values travel inside a frame as they are: unpickling them cannot fail."""

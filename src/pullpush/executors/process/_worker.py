@@ -70,7 +70,9 @@ from ._protocol import (
     RAW_TYPES,
     READY,
     RETIRE,
+    STARTED,
     STOP,
+    WATCH,
     FrameReader,
     FrameWriter,
     dumps,
@@ -348,6 +350,8 @@ class _Worker:
         # Invariant: the slots of ``running`` not used by a started task.
         self.free_slots: list[int] = list(range(len(running)))[::-1]
         self.tasks: dict[int, _Task] = {}
+        # Tasks whose start the parent wants to hear about (WATCH), not started yet.
+        self.watched: set[int] = set()
         # Invariant: unflushed counts the messages and values queued since the last
         # flush; a flush is scheduled (flush_scheduled) while it is not zero.
         self.unflushed = 0
@@ -410,6 +414,8 @@ class _Worker:
         elif kind == STOP:
             self.stopping = True
             self.end_if_idle()
+        elif kind == WATCH:
+            self.watched.add(message[1])
 
     def cancel(self, task_id: int) -> None:
         task = self.tasks.get(task_id)
@@ -425,6 +431,7 @@ class _Worker:
             if message[1] == task_id:
                 self.queue.remove(message)
                 self.arrivals.pop(task_id, None)
+                self.watched.discard(task_id)
                 self.send_error(task_id, asyncio.CancelledError())
                 return
 
@@ -446,6 +453,12 @@ class _Worker:
         arrival = self.arrivals.pop(task_id, None)
         if arrival is not None and self.started is not None:
             self.started.value = arrival
+        if self.watched and task_id in self.watched:
+            # Out at once: the parent starts the task's timeout clock with it, and a
+            # sync task keeps this loop (and the next flush) busy until it ends.
+            self.watched.discard(task_id)
+            self.writer.send((STARTED, task_id))
+            self.flush()
         try:
             runner = self.build(message)
         except BaseException as error:
