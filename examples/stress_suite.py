@@ -31,7 +31,7 @@ async def test_faults_in_a_process_pool(process_executor: ProcessExecutor, fault
     tasks = [plan.task(i, square, i) for i in range(60)]
     capacity = CapacitySource(4)
     runner = HierarchicalTaskPoolRunner(
-        "stress", tasks, capacity, executor=process_executor, timeout=2.0
+        "stress", tasks, capacity, executor=process_executor, timeout=5.0
     )
     envelopes = [envelope async for envelope in runner.run_tasks()]
     tally = plan.check(envelopes, len(tasks), expected=square)
