@@ -38,8 +38,8 @@ import warnings
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._envelope import EnvelopeType, TaskProgressEnvelope
 from .._exceptions import ExecutorClosedError
+from ..runners._envelope import EnvelopeType, TaskProgressEnvelope
 
 if TYPE_CHECKING:
     from ..capacity import CapacitySource

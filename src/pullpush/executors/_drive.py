@@ -21,8 +21,8 @@ from itertools import islice
 from types import CoroutineType, GeneratorType
 from typing import Any
 
-from .._envelope import Final
 from .._sync import ParkingLot
+from ..runners._envelope import Final
 
 __all__ = ["Credits", "FinalNotLastError", "drive", "needs_driving", "run_sync_step"]
 

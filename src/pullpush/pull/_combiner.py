@@ -46,9 +46,9 @@ from collections.abc import (
 )
 from typing import Any, Generic, TypeVar
 
-from ._exceptions import PullPushError
-from ._obj import PullObj, aclose_quietly, pull_iter
-from ._util import check_int
+from .._exceptions import PullPushError
+from .._obj import PullObj, aclose_quietly, pull_iter
+from .._util import check_int
 
 __all__ = ["DEFAULT_READ_AHEAD", "AnyFailedError", "AsyncIteratorCombiner"]
 
