@@ -33,7 +33,7 @@ from .._exceptions import TaskTimeoutError
 from .._sync import ParkingLot
 from .._util import check_int, check_seconds
 from ..capacity import CapacitySource, ResourceCapacitySource
-from ..executors import Executor, ExecutorSpec
+from ..executors import Executor, ExecutorSpec, TaskEvents
 from ..executors._registry import check_executor_spec, make_executor
 from ._envelope import (
     EnvelopeBatch,
@@ -86,7 +86,7 @@ class RunnerStatistics:
         return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
 
-class PoolRunner(Generic[K]):
+class PoolRunner(TaskEvents, Generic[K]):
     """What both runners share: the dispatcher, the executor seam and the envelope
     stream. Subclasses decide what to start next (:meth:`_next_start`)."""
 
