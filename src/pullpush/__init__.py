@@ -85,7 +85,7 @@ from ._bridge import OverflowPolicy as OverflowPolicy
 from ._bridge import PushPullBufferCacheObj as PushPullBufferCacheObj
 from ._bridge import PushPullBufferObj as PushPullBufferObj
 from ._bridge import PushPullObj as PushPullObj
-from .pull._combiner import AnyFailedError as AnyFailedError
+from ._exceptions import AnyFailedError as AnyFailedError
 from .pull._combiner import AsyncIteratorCombiner as AsyncIteratorCombiner
 from ._sync import WaitObject as WaitObject
 

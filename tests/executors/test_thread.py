@@ -26,8 +26,8 @@ from pullpush import (
     TaskTimeoutError,
     ThreadExecutor,
 )
+from pullpush._exceptions import FinalNotLastError
 from pullpush.executors import TaskHandle, TaskRunner, make_executor
-from pullpush.executors._drive import FinalNotLastError
 from pullpush.testing import collect, settle
 
 PREFIX = "pullpush-test"

@@ -31,8 +31,10 @@ from collections.abc import Callable, Generator
 from types import GeneratorType
 from typing import Any
 
+from .._exceptions import RemoteTraceback
 from .._util import check_int
 from ..capacity import CapacitySource
+from ..runners._envelope import EnvelopeType
 from ._base import (
     BaseTaskHandle,
     Executor,
@@ -46,7 +48,8 @@ from ._drive import Credits, drive, needs_driving, run_sync_step
 
 __all__ = ["RayExecutor"]
 
-_INTERMEDIATE, _FINAL = 0, 1
+# What the Ray task yields: (kind, value), the kind in the envelopes' vocabulary.
+_INTERMEDIATE, _FINAL = EnvelopeType.INTERMEDIATE, EnvelopeType.FINAL
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -60,22 +63,10 @@ def _import_ray() -> Any:
         raise ImportError(_INSTALL_HINT) from missing
 
 
-class _RemoteTraceback(Exception):
-    """The traceback of an error raised in a Ray worker, chained as ``__cause__``."""
-
-    def __init__(self, text: str) -> None:
-        text = _ANSI_ESCAPE.sub("", text)  # Ray colours the task's name
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-
 # -- in the Ray worker ------------------------------------------------------------------------
 
 
-def _remote_stream(runner: TaskRunner) -> Generator[tuple[int, Any], None, None]:
+def _remote_stream(runner: TaskRunner) -> Generator[tuple[EnvelopeType, Any], None, None]:
     """Ray worker: call ``runner``; yield ``(_INTERMEDIATE, value)`` per value it
     produces, then ``(_FINAL, value)``. An error propagates (Ray wraps it).
 
@@ -117,7 +108,9 @@ def _remote_stream(runner: TaskRunner) -> Generator[tuple[int, Any], None, None]
             loop.close()
 
 
-def _sync_stream(generator: Generator[Any, Any, Any]) -> Generator[tuple[int, Any], None, None]:
+def _sync_stream(
+    generator: Generator[Any, Any, Any],
+) -> Generator[tuple[EnvelopeType, Any], None, None]:
     """Ray worker: each value of a sync generator, then its return value as FINAL."""
     try:
         while True:
@@ -133,7 +126,7 @@ def _sync_stream(generator: Generator[Any, Any, Any]) -> Generator[tuple[int, An
 
 def _async_stream(
     loop: asyncio.AbstractEventLoop, stream: Any
-) -> Generator[tuple[int, Any], None, None]:
+) -> Generator[tuple[EnvelopeType, Any], None, None]:
     """Ray worker: drive an async iterable on ``loop``, one value at a time.
 
     The loop runs until :func:`drive` emits a value or ends; a window of one credit
@@ -429,7 +422,7 @@ class _RayTask(BaseTaskHandle):
         try:
             async for ref in self.generator:
                 kind, value = await ref
-                if kind == _FINAL:
+                if kind is _FINAL:
                     final = value
                 elif not self.cancel_requested:
                     await credits.take()
@@ -466,5 +459,6 @@ def _unwrap(failed: Any) -> BaseException:
     if not isinstance(cause, BaseException):
         return failed  # type: ignore[no-any-return]
     if cause.__cause__ is None:
-        cause.__cause__ = _RemoteTraceback(str(getattr(failed, "traceback_str", failed)))
+        text = str(getattr(failed, "traceback_str", failed))
+        cause.__cause__ = RemoteTraceback(_ANSI_ESCAPE.sub("", text))  # Ray colours names
     return cause

@@ -39,6 +39,7 @@ from typing import Any
 
 from .._util import check_int
 from ..capacity import CapacitySource
+from ..runners._envelope import EnvelopeType
 from ._base import (
     BaseTaskHandle,
     Executor,
@@ -52,8 +53,12 @@ from ._drive import Credits, drive, run_sync_step
 
 __all__ = ["ThreadExecutor"]
 
-# An _INTERMEDIATE event carries a list of values; _BEGAN: a queued task got a thread.
-_INTERMEDIATE, _FINAL, _ERROR, _BEGAN = 0, 1, 2, 3
+# The kinds of event a worker thread posts: the envelopes' (an INTERMEDIATE event
+# carries a list of values), and _BEGAN: a queued task got a thread.
+_INTERMEDIATE = EnvelopeType.INTERMEDIATE
+_FINAL = EnvelopeType.FINAL
+_ERROR = EnvelopeType.ERROR
+_BEGAN = "BEGAN"
 
 YIELD_EVERY = 0.005
 """Seconds a sync generator runs before its thread's loop gets a turn (its values are
@@ -354,7 +359,7 @@ class _ThreadWorker:
         # Invariant (under _lock): _outbox holds the events this thread posted that the
         # caller has not flushed yet, and a flush is scheduled on the caller's loop
         # exactly while it is non-empty.
-        self._outbox: list[tuple[_ThreadTask, int, Any]] = []
+        self._outbox: list[tuple[_ThreadTask, str, Any]] = []
         # Invariant (under _lock): _acks holds acknowledgements from the caller not yet
         # applied on this thread, and an apply is scheduled on ``loop`` exactly while
         # it is non-empty.
@@ -394,7 +399,7 @@ class _ThreadWorker:
         except RuntimeError:
             pass  # the caller's loop is closed: nobody is listening any more
 
-    def post(self, task: _ThreadTask, kind: int, value: Any) -> None:
+    def post(self, task: _ThreadTask, kind: str, value: Any) -> None:
         """Worker thread: queue one event for the caller's loop."""
         with self._lock:
             outbox = self._outbox
@@ -403,7 +408,7 @@ class _ThreadWorker:
                 return  # a flush is scheduled already and will take this one too
         self._post_to_caller(self._flush)
 
-    def end(self, task: _ThreadTask, kind: int, value: Any) -> None:
+    def end(self, task: _ThreadTask, kind: str, value: Any) -> None:
         """Worker thread: ``task`` finished; take the next pending task or go idle,
         then report the end (so the thread is free before its capacity comes back)."""
         task.credits = None
@@ -444,13 +449,13 @@ class _ThreadWorker:
             self._outbox = []
         for task, kind, value in items:
             try:
-                if kind == _INTERMEDIATE:
+                if kind is _INTERMEDIATE:
                     # After cancel() nothing more is reported but the end.
                     if not task.cancel_requested:
                         task.events.task_intermediates(task.task_id, value)
-                elif kind == _BEGAN:
+                elif kind is _BEGAN:
                     task.report_start()
-                elif kind == _FINAL:
+                elif kind is _FINAL:
                     task.report_end(None, value)
                 else:
                     task.report_end(value)

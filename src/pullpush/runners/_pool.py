@@ -24,6 +24,7 @@ stops early. Task ids increase in start order, from 0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import warnings
 from collections import deque
 from collections.abc import AsyncGenerator
@@ -62,28 +63,23 @@ _ERROR = EnvelopeType.ERROR
 STARTED, ENDED, MUST_WAIT = 0, 1, 2
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class RunnerStatistics:
-    """Live counters of a runner (see :meth:`PoolRunner.statistics`)."""
+    """A snapshot of a runner's counters (see :meth:`PoolRunner.statistics`).
 
-    __slots__ = ("completed", "envelopes", "failed", "running", "started")
+    Attributes:
+        started: tasks started (task ids handed out, rejected tasks included).
+        running: tasks in flight.
+        completed: tasks that ended in a FINAL envelope.
+        failed: tasks that ended in an ERROR envelope.
+        envelopes: envelopes delivered to the consumer.
+    """
 
-    def __init__(self, started: int, running: int, completed: int, failed: int, envelopes: int):
-        self.started = started
-        self.running = running
-        self.completed = completed
-        self.failed = failed
-        self.envelopes = envelopes
-
-    def __repr__(self) -> str:
-        return (
-            f"RunnerStatistics(started={self.started}, running={self.running}, "
-            f"completed={self.completed}, failed={self.failed}, envelopes={self.envelopes})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RunnerStatistics):
-            return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+    started: int
+    running: int
+    completed: int
+    failed: int
+    envelopes: int
 
 
 class PoolRunner(TaskEvents, Generic[K]):
