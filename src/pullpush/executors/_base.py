@@ -36,7 +36,7 @@ import abc
 import asyncio
 import warnings
 from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._exceptions import ExecutorClosedError
 from ..runners._envelope import EnvelopeType, TaskProgressEnvelope
@@ -54,6 +54,8 @@ __all__ = [
     "as_task_events",
     "intermediates_reporter",
 ]
+
+_E = TypeVar("_E", bound="Executor")
 
 TaskRunner = Callable[[], Any]
 """A zero-argument callable; what it returns decides the envelopes (SPEC 2)."""
@@ -380,7 +382,7 @@ class Executor(abc.ABC):
     def _abandon(self) -> None:  # noqa: B027 - optional hook
         """Collected unclosed: release what can be released without a loop."""
 
-    async def __aenter__(self) -> Executor:
+    async def __aenter__(self: _E) -> _E:
         await self.start()
         return self
 
