@@ -85,8 +85,8 @@ from ._bridge import OverflowPolicy as OverflowPolicy
 from ._bridge import PushPullBufferCacheObj as PushPullBufferCacheObj
 from ._bridge import PushPullBufferObj as PushPullBufferObj
 from ._bridge import PushPullObj as PushPullObj
-from ._combiner import AnyFailedError as AnyFailedError
-from ._combiner import AsyncIteratorCombiner as AsyncIteratorCombiner
+from ._exceptions import AnyFailedError as AnyFailedError
+from .pull._combiner import AsyncIteratorCombiner as AsyncIteratorCombiner
 from ._sync import WaitObject as WaitObject
 
 # chains
@@ -151,19 +151,19 @@ from .scheduling import SourceClosedError as SourceClosedError
 from .scheduling import UnknownNodeError as UnknownNodeError
 
 # runners
-from ._envelope import EnvelopeBatch as EnvelopeBatch
-from ._envelope import EnvelopeType as EnvelopeType
-from ._envelope import Final as Final
-from ._envelope import IntermediateRun as IntermediateRun
-from ._envelope import TaskProgressEnvelope as TaskProgressEnvelope
-from ._runner import HierarchicalTaskPoolRunner as HierarchicalTaskPoolRunner
-from ._runner import RunnerStatistics as RunnerStatistics
-from ._runner import ScheduledTaskPoolRunner as ScheduledTaskPoolRunner
-from ._map import map as map
-from ._map import map_sync as map_sync
-from ._map import MapStream as MapStream
-from ._task import RetryPolicy as RetryPolicy
-from ._task import ScheduledTask as ScheduledTask
+from .runners._envelope import EnvelopeBatch as EnvelopeBatch
+from .runners._envelope import EnvelopeType as EnvelopeType
+from .runners._envelope import Final as Final
+from .runners._envelope import IntermediateRun as IntermediateRun
+from .runners._envelope import TaskProgressEnvelope as TaskProgressEnvelope
+from .runners._hierarchical import HierarchicalTaskPoolRunner as HierarchicalTaskPoolRunner
+from .runners._pool import RunnerStatistics as RunnerStatistics
+from .runners._scheduled import ScheduledTaskPoolRunner as ScheduledTaskPoolRunner
+from .runners._map import map as map
+from .runners._map import map_sync as map_sync
+from .runners._map import MapStream as MapStream
+from .runners._task import RetryPolicy as RetryPolicy
+from .runners._task import ScheduledTask as ScheduledTask
 
 # executors
 from .executors import Executor as Executor

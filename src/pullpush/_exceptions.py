@@ -18,6 +18,7 @@ __all__ = [
     "PullTimeoutError",
     "RaceCutoffError",
     "SignalStoppedError",
+    "AnyFailedError",
     # capacity
     "AcquireTimeoutError",
     "InsufficientCapacityError",
@@ -36,6 +37,7 @@ __all__ = [
     # executors
     "BrokenExecutorError",
     "ExecutorClosedError",
+    "FinalNotLastError",
     "RemoteTaskError",
     "RemoteTraceback",
     "TaskPicklingError",
@@ -67,6 +69,14 @@ class BufferFullError(PullPushError):
 
 class SignalStoppedError(PullPushError):
     """``WaitObject.wait()`` was called on, or woken by, a stopped signal."""
+
+
+class AnyFailedError(PullPushError):
+    """Every source of :meth:`AsyncIteratorCombiner.any` failed; see :attr:`errors`."""
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        super().__init__(f"all {len(errors)} sources failed: {errors!r}")
+        self.errors = errors
 
 
 # -- capacity ------------------------------------------------------------------------
@@ -169,6 +179,10 @@ class ImpossibleCostError(PullPushError, ValueError):
 class ExecutorClosedError(PullPushError, RuntimeError):
     """A task was submitted to an executor that is closed (or closing), or was still
     running when the executor closed."""
+
+
+class FinalNotLastError(ValueError):
+    """An async-generator task runner yielded something after ``Final(x)``."""
 
 
 class BrokenExecutorError(PullPushError, RuntimeError):

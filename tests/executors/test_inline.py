@@ -17,8 +17,9 @@ from pullpush import (
     InlineExecutor,
     TaskTimeoutError,
 )
+from pullpush._exceptions import FinalNotLastError
 from pullpush._util import is_awaitable
-from pullpush.executors._drive import FinalNotLastError, needs_driving
+from pullpush.executors._drive import needs_driving
 from pullpush.testing import collect
 
 

@@ -26,8 +26,8 @@ from pullpush import (
     TaskTimeoutError,
     ThreadExecutor,
 )
+from pullpush._exceptions import FinalNotLastError
 from pullpush.executors import TaskHandle, TaskRunner, make_executor
-from pullpush.executors._drive import FinalNotLastError
 from pullpush.testing import collect, settle
 
 PREFIX = "pullpush-test"
@@ -251,6 +251,34 @@ async def test_cancelling_an_async_runner_cancels_it_in_its_thread() -> None:
         ((kind, task_id, error),) = recorder.events
         assert (kind, task_id) == ("ERROR", 0) and isinstance(error, asyncio.CancelledError)
         # The thread is free again.
+        assert await executor.run(lambda: "next") == "next"
+
+
+@pytest.mark.timeout(10)
+async def test_cancel_wins_keeping_the_tasks_own_error_as_context_issue14() -> None:
+    """Regression (issue 14): a plain function cancelled while it runs, which then
+    fails, ends with the cancel's error, its own error kept as ``__context__`` (the
+    thread executor dropped it; inline and process kept it)."""
+    loop = asyncio.get_running_loop()
+    running = loop.create_future()
+    release = threading.Event()
+
+    def fails_when_released() -> None:
+        signal(loop, running)
+        release.wait(5)
+        raise ValueError("own failure")
+
+    async with ThreadExecutor(1, thread_name_prefix=PREFIX) as executor:
+        recorder = Recorder()
+        handle = executor.submit(0, fails_when_released, recorder)
+        await running
+        handle.cancel(TaskTimeoutError("timed out"))
+        release.set()
+        await recorder.ended
+        ((kind, _, error),) = recorder.events
+        assert kind == "ERROR" and isinstance(error, TaskTimeoutError)
+        assert isinstance(error.__context__, ValueError)
+        assert str(error.__context__) == "own failure"
         assert await executor.run(lambda: "next") == "next"
 
 

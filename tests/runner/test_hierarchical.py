@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
@@ -17,6 +18,7 @@ from pullpush import (
     Final,
     HierarchicalTaskPoolRunner,
     PushPullBufferObj,
+    RunnerStatistics,
     SourceBufferObj,
     SourceFromIterable,
     TaskProgressEnvelope,
@@ -151,6 +153,20 @@ async def test_errors_are_isolated_and_the_pool_goes_on() -> None:
     assert errors[0].task_id == 2
     assert sorted(finals(envelopes)) == [0, 1, 3, 4]
     assert runner.statistics().failed == 1
+
+
+async def test_statistics_is_a_frozen_snapshot_issue14() -> None:
+    runner = HierarchicalTaskPoolRunner("stats", [lambda: 1, lambda: 2], CapacitySource(1))
+    before = runner.statistics()
+    await collect(runner.run_tasks())
+    after = runner.statistics()
+    assert before == RunnerStatistics(0, 0, 0, 0, 0)
+    assert after == RunnerStatistics(started=2, running=0, completed=2, failed=0, envelopes=2)
+    assert repr(after) == (
+        "RunnerStatistics(started=2, running=0, completed=2, failed=0, envelopes=2)"
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        after.completed = 3  # type: ignore[misc]
 
 
 async def test_stop_on_error_cancels_the_rest_and_raises() -> None:

@@ -6,8 +6,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from .._turn import Turn
 from .._util import PLAIN_TYPES, check_callable, is_awaitable
+from ..push._turn import Turn
 
 __all__ = ["BidiProcessor", "BidiProcessorFactory", "BidirectionalChain"]
 

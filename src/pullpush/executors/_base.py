@@ -36,10 +36,10 @@ import abc
 import asyncio
 import warnings
 from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .._envelope import EnvelopeType, TaskProgressEnvelope
 from .._exceptions import ExecutorClosedError
+from ..runners._envelope import EnvelopeType, TaskProgressEnvelope
 
 if TYPE_CHECKING:
     from ..capacity import CapacitySource
@@ -49,45 +49,121 @@ __all__ = [
     "ExecutorClosedError",
     "TaskEvents",
     "TaskHandle",
+    "BaseTaskHandle",
     "TaskRunner",
+    "as_task_events",
     "intermediates_reporter",
 ]
+
+_E = TypeVar("_E", bound="Executor")
 
 TaskRunner = Callable[[], Any]
 """A zero-argument callable; what it returns decides the envelopes (SPEC 2)."""
 
 
-class TaskEvents(Protocol):
-    """What an executor reports to; implemented by the pool runners."""
+class TaskEvents(abc.ABC):
+    """What an executor reports to; the pool runners subclass it.
 
-    def task_started(self, task_id: int) -> None:
-        """Optional: the task began running (an executor looks it up with ``getattr``
-        and skips reporting when the receiver lacks it). It may be reported early
-        (the process executor does so while no worker is ready, so a worker that never
-        gets ready cannot hold a task past its timeout), then again when it starts."""
+    The three abstract methods are what every receiver must have; the others have
+    defaults, so an executor calls each of them directly. A receiver that does not
+    subclass :class:`TaskEvents` but has the three methods (duck typing) works too:
+    the thread, inline and Ray executors wrap it (:func:`as_task_events`), using
+    whichever of the optional methods it has.
+    """
 
-    # Optional: ``task_waiting(task_id)``: a task reported started early waits behind
-    # other tasks after all; it is reported started again when it runs.
-    # Optional: ``listens_for_starts`` (default true): false tells an executor for
-    # which reporting a start costs something (a wire message) to skip it.
+    __slots__ = ()
 
+    @property
+    def listens_for_starts(self) -> bool:
+        """Whether starts need reporting (default true): false tells an executor for
+        which reporting a start costs something (a wire message) to skip it."""
+        return True
+
+    def task_started(self, task_id: int) -> None:  # noqa: B027 - optional, a no-op
+        """The task began running. It may be reported early (the process executor
+        does so while no worker is ready, so a worker that never gets ready cannot
+        hold a task past its timeout), then again when it starts."""
+
+    def task_waiting(self, task_id: int) -> None:  # noqa: B027 - optional, a no-op
+        """A task reported started early waits behind other tasks after all; it is
+        reported started again when it runs."""
+
+    @abc.abstractmethod
     def task_intermediate(self, task_id: int, value: Any) -> None:
         """The task yielded ``value``."""
 
-    # Optional: ``task_intermediates(task_id, values)``, the task yielded each of
-    # ``values`` (a list, in order). An executor that receives values in batches (the
-    # process executor) calls it when the receiver has it, and ``task_intermediate``
-    # once per value otherwise; the runners take a whole batch at once.
+    def task_intermediates(self, task_id: int, values: list[Any]) -> None:
+        """The task yielded each of ``values`` (a list, in order); an executor that
+        receives values in batches reports them at once. Default: one
+        :meth:`task_intermediate` per value."""
+        intermediate = self.task_intermediate
+        for value in values:
+            intermediate(task_id, value)
 
+    def task_resources(self, task_id: int, usage: Any) -> None:  # noqa: B027 - optional
+        """What an executor measured the task using (e.g. ``{"memory_mb": 412.5}``),
+        reported just before its terminal event. Default: ignored."""
+
+    @abc.abstractmethod
     def task_final(self, task_id: int, value: Any) -> None:
         """The task finished with ``value``."""
 
+    @abc.abstractmethod
     def task_error(self, task_id: int, error: BaseException) -> None:
         """The task failed with ``error``."""
 
-    # Optional: an executor that measures what a task used calls
-    # ``task_resources(task_id, usage)`` (e.g. ``{"memory_mb": 412.5}``) just before
-    # the task's terminal event, if the receiver has that method.
+
+class _DuckEvents(TaskEvents):
+    """A receiver that has :class:`TaskEvents`' methods without subclassing it: its
+    own methods, and the defaults for the optional ones it lacks."""
+
+    __slots__ = ("receiver",)
+
+    def __init__(self, receiver: Any) -> None:
+        self.receiver = receiver
+
+    @property
+    def listens_for_starts(self) -> bool:
+        return bool(getattr(self.receiver, "listens_for_starts", True))
+
+    def task_started(self, task_id: int) -> None:
+        method = getattr(self.receiver, "task_started", None)
+        if method is not None:
+            method(task_id)
+
+    def task_waiting(self, task_id: int) -> None:
+        method = getattr(self.receiver, "task_waiting", None)
+        if method is not None:
+            method(task_id)
+
+    def task_intermediate(self, task_id: int, value: Any) -> None:
+        self.receiver.task_intermediate(task_id, value)
+
+    def task_intermediates(self, task_id: int, values: list[Any]) -> None:
+        method = getattr(self.receiver, "task_intermediates", None)
+        if method is not None:
+            method(task_id, values)
+        else:
+            super().task_intermediates(task_id, values)
+
+    def task_resources(self, task_id: int, usage: Any) -> None:
+        method = getattr(self.receiver, "task_resources", None)
+        if method is not None:
+            method(task_id, usage)
+
+    def task_final(self, task_id: int, value: Any) -> None:
+        self.receiver.task_final(task_id, value)
+
+    def task_error(self, task_id: int, error: BaseException) -> None:
+        self.receiver.task_error(task_id, error)
+
+
+def as_task_events(events: Any) -> TaskEvents:
+    """``events`` itself when it subclasses :class:`TaskEvents`, else ``events``
+    (duck-typed) with the defaults for the optional methods it lacks."""
+    if isinstance(events, TaskEvents):
+        return events
+    return _DuckEvents(events)
 
 
 class TaskHandle(Protocol):
@@ -98,6 +174,88 @@ class TaskHandle(Protocol):
 
     def ack(self, count: int = 1) -> None:
         """``count`` INTERMEDIATE envelopes of the task were consumed."""
+
+
+class BaseTaskHandle:
+    """What every executor's :class:`TaskHandle` shares: the task's end, reported
+    once, and the rule that a cancel wins.
+
+    * ``ended`` turns true when :meth:`report_end` reports the task's end; nothing is
+      reported after that.
+    * A cancel wins: once :meth:`request_cancel` ran, the task ends with the cancel's
+      error (``asyncio.CancelledError()`` when it gave none) whatever the task's own
+      outcome -- it may have finished an instant before the request reached it. The
+      task's own error, unless a ``CancelledError`` (the cancel itself), is kept as
+      that error's ``__context__`` (if it has none yet).
+    * Before the end is reported, ``forget(handle)``, the executor's callback, is
+      called, so the executor no longer counts the task when the receiver hears of
+      its end (and may hand its capacity out again).
+
+    A subclass stops the task on :meth:`request_cancel` returning true, and calls
+    :meth:`report_end` once the task stopped (never earlier: its capacity would be
+    handed out while it still runs).
+    """
+
+    __slots__ = ("cancel_error", "cancel_requested", "ended", "events", "forget", "task_id")
+
+    def __init__(
+        self,
+        task_id: int,
+        events: TaskEvents,
+        forget: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.events = events
+        self.forget = forget
+        self.ended = False
+        self.cancel_requested = False
+        self.cancel_error: BaseException | None = None
+
+    def request_cancel(self, error: BaseException | None) -> bool:
+        """Record a cancel (the first error given wins); return whether the task
+        must be stopped now: true for the first request before the end, else false."""
+        if self.ended:
+            return False
+        if self.cancel_error is None:
+            self.cancel_error = error
+        if self.cancel_requested:
+            return False
+        self.cancel_requested = True
+        return True
+
+    def report_end(self, error: BaseException | None, value: Any = None) -> None:
+        """Report the task's end, once: its ``error``, else its FINAL ``value``; after
+        a cancel, the cancel's error."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.forget is not None:
+            self.forget(self)
+        if self.cancel_requested:
+            self.events.task_error(self.task_id, _cancel_wins(self.cancel_error, error))
+        elif error is not None:
+            self.events.task_error(self.task_id, error)
+        else:
+            self.events.task_final(self.task_id, value)
+
+
+def _cancel_wins(cancel_error: BaseException | None, own: BaseException | None) -> BaseException:
+    """The error a cancelled task ends with: the cancel's, the task's own error (if
+    any, and not the cancellation itself) as its context."""
+    cancelled = isinstance(own, asyncio.CancelledError)
+    if cancel_error is None:
+        if cancelled:
+            assert own is not None
+            return own  # the cancellation as the task saw it, traceback included
+        cancel_error = asyncio.CancelledError()
+    if (
+        own is not None
+        and not cancelled
+        and own is not cancel_error
+        and cancel_error.__context__ is None
+    ):
+        cancel_error.__context__ = own
+    return cancel_error
 
 
 class Executor(abc.ABC):
@@ -224,7 +382,7 @@ class Executor(abc.ABC):
     def _abandon(self) -> None:  # noqa: B027 - optional hook
         """Collected unclosed: release what can be released without a loop."""
 
-    async def __aenter__(self) -> Executor:
+    async def __aenter__(self: _E) -> _E:
         await self.start()
         return self
 
@@ -276,7 +434,9 @@ class Executor(abc.ABC):
 
 def intermediates_reporter(events: TaskEvents) -> Callable[[int, list[Any]], None]:
     """What reports a batch of INTERMEDIATE values to ``events``: its
-    ``task_intermediates`` when it has one, else ``task_intermediate`` per value."""
+    ``task_intermediates`` when it has one, else ``task_intermediate`` per value
+    (for a receiver that does not subclass :class:`TaskEvents`; the process executor
+    still takes its receivers as they come)."""
     batch: Callable[[int, list[Any]], None] | None = getattr(events, "task_intermediates", None)
     if batch is not None:
         return batch
@@ -299,7 +459,7 @@ def _bind(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     return functools.partial(fn, *args, **kwargs)
 
 
-class _Collector:
+class _Collector(TaskEvents):
     """A :class:`TaskEvents` for one standalone task."""
 
     def __init__(self) -> None:
@@ -318,9 +478,6 @@ class _Collector:
         self.envelopes.append(envelope)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
-
-    def task_started(self, task_id: int) -> None:
-        pass
 
     def task_intermediate(self, task_id: int, value: Any) -> None:
         self._add(TaskProgressEnvelope(EnvelopeType.INTERMEDIATE, task_id, None, value))

@@ -21,14 +21,11 @@ from itertools import islice
 from types import CoroutineType, GeneratorType
 from typing import Any
 
-from .._envelope import Final
+from .._exceptions import FinalNotLastError
 from .._sync import ParkingLot
+from ..runners._envelope import Final
 
 __all__ = ["Credits", "FinalNotLastError", "drive", "needs_driving", "run_sync_step"]
-
-
-class FinalNotLastError(ValueError):
-    """An async-generator task runner yielded something after ``Final(x)``."""
 
 
 class Credits:

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from types import CoroutineType
 from typing import Any
 
 from .._util import check_int
 from ._base import (
+    BaseTaskHandle,
     Executor,
     ExecutorClosedError,
     TaskEvents,
     TaskHandle,
     TaskRunner,
-    intermediates_reporter,
+    as_task_events,
 )
 from ._drive import Credits, drive, needs_driving, run_sync_step
 
@@ -46,7 +47,10 @@ class InlineExecutor(Executor):
     def submit(self, task_id: int, runner: TaskRunner, events: TaskEvents) -> TaskHandle:
         if self._closed:
             raise ExecutorClosedError("InlineExecutor is closed")
-        return _InlineTask(self, task_id, runner, events)
+        task = _InlineTask(self, task_id, runner, as_task_events(events), self._tasks.discard)
+        if task.task is not None:
+            self._tasks.add(task)
+        return task
 
     async def _aclose(self) -> None:
         tasks = [t.task for t in self._tasks if t.task is not None]
@@ -56,47 +60,37 @@ class InlineExecutor(Executor):
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class _InlineTask:
+class _InlineTask(BaseTaskHandle):
     """One task on the loop: a :class:`TaskHandle`."""
 
-    __slots__ = (
-        "_cancel_error",
-        "_cancelled",
-        "_credits",
-        "_events",
-        "_executor",
-        "_result",
-        "_started",
-        "task",
-        "task_id",
-    )
+    __slots__ = ("_credit_window", "_credits", "_result", "_started", "task")
 
     def __init__(
-        self, executor: InlineExecutor, task_id: int, runner: TaskRunner, events: TaskEvents
+        self,
+        executor: InlineExecutor,
+        task_id: int,
+        runner: TaskRunner,
+        events: TaskEvents,
+        forget: Callable[[Any], None],
     ) -> None:
-        self.task_id = task_id
-        self._events = events
-        self._executor = executor
+        super().__init__(task_id, events, forget)
+        self._credit_window = executor.credit_window
         self._credits: Credits | None = None
-        self._cancel_error: BaseException | None = None
-        self._cancelled = False
         self._started = False
         self.task: asyncio.Task[None] | None = None
         try:
             finished, result = run_sync_step(runner)
         except (Exception, SystemExit) as error:
-            events.task_error(task_id, error)
+            self.report_end(error)
             return
         if finished:
-            events.task_final(task_id, result)
+            self.report_end(None, result)
             return
         self._result = result
-        executor._tasks.add(self)
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         self._started = True
-        events, task_id = self._events, self.task_id
         result = self._result
         try:
             if type(result) is CoroutineType:
@@ -107,50 +101,29 @@ class _InlineTask:
                     value = await self._drive(value)
             else:
                 value = await self._drive(result)
-        except asyncio.CancelledError as cancelled:
-            error = self._cancel_error
-            events.task_error(task_id, error if error is not None else cancelled)
-        except (Exception, SystemExit) as error:
-            if self._cancelled:
-                self._end_cancelled(error)
-            else:
-                events.task_error(task_id, error)
+        except (asyncio.CancelledError, Exception, SystemExit) as error:
+            # Cancelled, the runner may also have caught the CancelledError and
+            # returned, or raised while stopping (a generator's ``finally``): the
+            # cancel wins either way (BaseTaskHandle.report_end).
+            self.report_end(error)
         else:
-            if self._cancelled:
-                self._end_cancelled(None)
-            else:
-                events.task_final(task_id, value)
-        finally:
-            self._executor._tasks.discard(self)
+            self.report_end(None, value)
 
     def _drive(self, result: Any) -> Coroutine[Any, Any, Any]:
         """Drive a stream (or awaitable) under a credit window: what ``ack`` feeds."""
-        events, task_id = self._events, self.task_id
-        report = intermediates_reporter(events)
+        task_id, report = self.task_id, self.events.task_intermediates
 
         def emit(values: list[Any]) -> None:
             report(task_id, values)
 
-        self._credits = Credits(self._executor.credit_window)
+        self._credits = Credits(self._credit_window)
         return drive(result, emit, self._credits)
-
-    def _end_cancelled(self, own_error: BaseException | None) -> None:
-        """Interleaving: cancelled, the runner did not end with CancelledError -- it
-        caught it and returned, or raised while stopping (a generator's ``finally``).
-        The cancel wins, as the executor contract says: the task ends with the cancel's
-        error, the runner's own error as its context."""
-        error = self._cancel_error if self._cancel_error is not None else asyncio.CancelledError()
-        if own_error is not None and error.__context__ is None:
-            error.__context__ = own_error
-        self._events.task_error(self.task_id, error)
 
     def cancel(self, error: BaseException | None = None) -> None:
         task = self.task
         if task is None or task.done():
             return
-        if self._cancel_error is None:
-            self._cancel_error = error
-        self._cancelled = True
+        self.request_cancel(error)
         task.cancel()
         if not self._started:
             # Interleaving: cancelled before its first step, the task never runs _run,
@@ -159,10 +132,7 @@ class _InlineTask:
             close = getattr(self._result, "close", None)
             if close is not None and inspect.iscoroutine(self._result):
                 close()
-            self._executor._tasks.discard(self)
-            self._events.task_error(
-                self.task_id, error if error is not None else asyncio.CancelledError()
-            )
+            self.report_end(None)
 
     def ack(self, count: int = 1) -> None:
         if self._credits is not None:

@@ -22,22 +22,34 @@ plain function's task yields a single FINAL pair.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import re
 import threading
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import GeneratorType
 from typing import Any
 
+from .._exceptions import RemoteTraceback
 from .._util import check_int
 from ..capacity import CapacitySource
-from ._base import Executor, ExecutorClosedError, TaskEvents, TaskHandle, TaskRunner
+from ..runners._envelope import EnvelopeType
+from ._base import (
+    BaseTaskHandle,
+    Executor,
+    ExecutorClosedError,
+    TaskEvents,
+    TaskHandle,
+    TaskRunner,
+    as_task_events,
+)
 from ._drive import Credits, drive, needs_driving, run_sync_step
 
 __all__ = ["RayExecutor"]
 
-_INTERMEDIATE, _FINAL = 0, 1
+# What the Ray task yields: (kind, value), the kind in the envelopes' vocabulary.
+_INTERMEDIATE, _FINAL = EnvelopeType.INTERMEDIATE, EnvelopeType.FINAL
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -51,22 +63,10 @@ def _import_ray() -> Any:
         raise ImportError(_INSTALL_HINT) from missing
 
 
-class _RemoteTraceback(Exception):
-    """The traceback of an error raised in a Ray worker, chained as ``__cause__``."""
-
-    def __init__(self, text: str) -> None:
-        text = _ANSI_ESCAPE.sub("", text)  # Ray colours the task's name
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-
 # -- in the Ray worker ------------------------------------------------------------------------
 
 
-def _remote_stream(runner: TaskRunner) -> Generator[tuple[int, Any], None, None]:
+def _remote_stream(runner: TaskRunner) -> Generator[tuple[EnvelopeType, Any], None, None]:
     """Ray worker: call ``runner``; yield ``(_INTERMEDIATE, value)`` per value it
     produces, then ``(_FINAL, value)``. An error propagates (Ray wraps it).
 
@@ -108,7 +108,9 @@ def _remote_stream(runner: TaskRunner) -> Generator[tuple[int, Any], None, None]
             loop.close()
 
 
-def _sync_stream(generator: Generator[Any, Any, Any]) -> Generator[tuple[int, Any], None, None]:
+def _sync_stream(
+    generator: Generator[Any, Any, Any],
+) -> Generator[tuple[EnvelopeType, Any], None, None]:
     """Ray worker: each value of a sync generator, then its return value as FINAL."""
     try:
         while True:
@@ -124,7 +126,7 @@ def _sync_stream(generator: Generator[Any, Any, Any]) -> Generator[tuple[int, An
 
 def _async_stream(
     loop: asyncio.AbstractEventLoop, stream: Any
-) -> Generator[tuple[int, Any], None, None]:
+) -> Generator[tuple[EnvelopeType, Any], None, None]:
     """Ray worker: drive an async iterable on ``loop``, one value at a time.
 
     The loop runs until :func:`drive` emits a value or ends; a window of one credit
@@ -360,7 +362,19 @@ class RayExecutor(Executor):
                 "RayExecutor is not started: await executor.start() or use "
                 "'async with RayExecutor() as executor'"
             )
-        return _RayTask(self, task_id, runner, events)
+        ray = self._ray
+        task = _RayTask(
+            task_id,
+            as_task_events(events),
+            self._tasks.discard,
+            # Submitted now, so Ray sees the tasks in submit order.
+            self._remote.remote(runner),
+            self.credit_window,
+            ray.exceptions.RayTaskError,
+            functools.partial(ray.cancel, force=self.force_cancel),
+        )
+        self._tasks.add(task)
+        return task
 
     async def _aclose(self) -> None:
         error = ExecutorClosedError("RayExecutor closed while the task ran")
@@ -374,38 +388,30 @@ class RayExecutor(Executor):
             await host.stop()
 
 
-class _RayTask:
+class _RayTask(BaseTaskHandle):
     """One Ray task, read by one asyncio task on the caller's loop: a TaskHandle.
 
     Everything here lives on the caller's loop (Ray's client calls are thread-safe
     and do not block for long: ``.remote()`` submits, ``ray.cancel`` sends a request).
     """
 
-    __slots__ = (
-        "cancel_error",
-        "cancel_requested",
-        "consumer",
-        "credits",
-        "ended",
-        "events",
-        "executor",
-        "generator",
-        "task_id",
-    )
+    __slots__ = ("cancel_remote", "consumer", "credits", "generator", "task_error_type")
 
     def __init__(
-        self, executor: RayExecutor, task_id: int, runner: TaskRunner, events: TaskEvents
+        self,
+        task_id: int,
+        events: TaskEvents,
+        forget: Callable[[_RayTask], None],
+        generator: Any,
+        credit_window: int,
+        task_error_type: type[BaseException],
+        cancel_remote: Callable[[Any], object],
     ) -> None:
-        self.executor = executor
-        self.task_id = task_id
-        self.events = events
-        self.cancel_requested = False
-        self.cancel_error: BaseException | None = None
-        self.ended = False
-        self.credits = Credits(executor.credit_window)
-        # Submitted now, so Ray sees the tasks in submit order.
-        self.generator: Any = executor._remote.remote(runner)
-        executor._tasks.add(self)
+        super().__init__(task_id, events, forget)
+        self.credits = Credits(credit_window)
+        self.generator = generator
+        self.task_error_type = task_error_type
+        self.cancel_remote = cancel_remote
         self.consumer = asyncio.get_running_loop().create_task(self._consume())
 
     async def _consume(self) -> None:
@@ -416,13 +422,13 @@ class _RayTask:
         try:
             async for ref in self.generator:
                 kind, value = await ref
-                if kind == _FINAL:
+                if kind is _FINAL:
                     final = value
                 elif not self.cancel_requested:
                     await credits.take()
                     if not self.cancel_requested:
                         events.task_intermediate(task_id, value)
-        except self.executor._ray.exceptions.RayTaskError as failed:
+        except self.task_error_type as failed:
             error = _unwrap(failed)
         except asyncio.CancelledError:
             # Interleaving: this reader was cancelled from outside (its loop is
@@ -431,35 +437,15 @@ class _RayTask:
             raise
         except Exception as failed:  # Ray's own failures: a crashed worker, a lost object
             error = failed
-        self._report_end(final, error)
-
-    def _report_end(self, final: Any, error: BaseException | None) -> None:
-        self.ended = True
-        self.executor._tasks.discard(self)
-        if self.cancel_requested:
-            cancel_error = self.cancel_error
-            self.events.task_error(
-                self.task_id,
-                cancel_error if cancel_error is not None else asyncio.CancelledError(),
-            )
-        elif error is not None:
-            self.events.task_error(self.task_id, error)
-        else:
-            self.events.task_final(self.task_id, final)
+        self.report_end(error, final)
 
     def cancel(self, error: BaseException | None = None) -> None:
-        if self.ended:
+        if not self.request_cancel(error):
             return
-        if self.cancel_error is None:
-            self.cancel_error = error
-        if self.cancel_requested:
-            return
-        self.cancel_requested = True
         # Wake a read paused by flow control: nothing more is reported but the end.
         self.credits.ack(self.credits.outstanding)
         try:
-            executor = self.executor
-            executor._ray.cancel(self.generator, force=executor.force_cancel)
+            self.cancel_remote(self.generator)
         except Exception:  # already finished, or Ray is gone: the stream ends anyway
             pass
 
@@ -473,5 +459,6 @@ def _unwrap(failed: Any) -> BaseException:
     if not isinstance(cause, BaseException):
         return failed  # type: ignore[no-any-return]
     if cause.__cause__ is None:
-        cause.__cause__ = _RemoteTraceback(str(getattr(failed, "traceback_str", failed)))
+        text = str(getattr(failed, "traceback_str", failed))
+        cause.__cause__ = RemoteTraceback(_ANSI_ESCAPE.sub("", text))  # Ray colours names
     return cause

@@ -39,20 +39,26 @@ from typing import Any
 
 from .._util import check_int
 from ..capacity import CapacitySource
+from ..runners._envelope import EnvelopeType
 from ._base import (
+    BaseTaskHandle,
     Executor,
     ExecutorClosedError,
     TaskEvents,
     TaskHandle,
     TaskRunner,
-    intermediates_reporter,
+    as_task_events,
 )
 from ._drive import Credits, drive, run_sync_step
 
 __all__ = ["ThreadExecutor"]
 
-# An _INTERMEDIATE event carries a list of values; _BEGAN: a queued task got a thread.
-_INTERMEDIATE, _FINAL, _ERROR, _BEGAN = 0, 1, 2, 3
+# The kinds of event a worker thread posts: the envelopes' (an INTERMEDIATE event
+# carries a list of values), and _BEGAN: a queued task got a thread.
+_INTERMEDIATE = EnvelopeType.INTERMEDIATE
+_FINAL = EnvelopeType.FINAL
+_ERROR = EnvelopeType.ERROR
+_BEGAN = "BEGAN"
 
 YIELD_EVERY = 0.005
 """Seconds a sync generator runs before its thread's loop gets a turn (its values are
@@ -164,14 +170,14 @@ class ThreadExecutor(Executor):
         self.thread_name_prefix = thread_name_prefix
         self._capacity = CapacitySource(self.max_workers)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._workers: list[_Worker] = []
+        self._workers: list[_ThreadWorker] = []
         self._ready: asyncio.Future[None] | None = None
         # Shared by the caller's thread and every worker thread, guarded by _lock.
         # Invariant: a task is in _pending exactly while its state is _PENDING; a
         # worker is in _idle exactly while it has no task and _pending is empty.
         self._lock = threading.Lock()
         self._pending: deque[_ThreadTask] = deque()
-        self._idle: list[_Worker] = []
+        self._idle: list[_ThreadWorker] = []
         # Caller's thread only. Invariant: _tasks holds every task submitted whose
         # terminal event has not been delivered yet.
         self._tasks: set[_ThreadTask] = set()
@@ -202,7 +208,7 @@ class ThreadExecutor(Executor):
         self._ready = ready = loop.create_future()
         readies = []
         for index in range(self.max_workers):
-            worker = _Worker(self, f"{self.thread_name_prefix}-{index}", loop)
+            worker = _ThreadWorker(self, f"{self.thread_name_prefix}-{index}", loop)
             self._workers.append(worker)
             readies.append(worker.ready)
         for worker in self._workers:
@@ -270,7 +276,14 @@ class ThreadExecutor(Executor):
             )
         if asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("ThreadExecutor.submit called from another event loop than start()")
-        task = _ThreadTask(self, task_id, runner, events)
+        task = _ThreadTask(
+            task_id,
+            runner,
+            as_task_events(events),
+            self.credit_window,
+            self._task_ended,
+            self._unqueue,
+        )
         self._tasks.add(task)
         with self._lock:
             if self._idle:
@@ -285,13 +298,35 @@ class ThreadExecutor(Executor):
         return task
 
     def _task_ended(self, task: _ThreadTask) -> None:
-        """Caller's thread: ``task`` reported its end."""
+        """Caller's thread, a task's ``forget`` callback: ``task`` reports its end."""
         self._tasks.discard(task)
         if not self._tasks and self._drained is not None:
             _resolve(self._drained)
 
+    def _unqueue(self, task: _ThreadTask) -> bool:
+        """Caller's thread, a task's callback: drop ``task`` from the queue if it
+        waits there (then it never runs); return whether it did."""
+        with self._lock:
+            if task.state != _PENDING:
+                return False
+            self._pending.remove(task)
+            task.state = _DROPPED
+            return True
 
-class _Worker:
+    def _next_task(self, worker: _ThreadWorker) -> _ThreadTask | None:
+        """Worker thread, its task finished: hand it the next pending task, or put it
+        with the idle ones (``None``)."""
+        with self._lock:
+            if self._pending:
+                following = self._pending.popleft()
+                following.worker = worker
+                following.state = _STARTED
+                return following
+            self._idle.append(worker)
+            return None
+
+
+class _ThreadWorker:
     """One thread and its event loop.
 
     Thread ownership: ``loop`` runs on ``thread``; ``_outbox`` and ``_acks`` cross
@@ -324,7 +359,7 @@ class _Worker:
         # Invariant (under _lock): _outbox holds the events this thread posted that the
         # caller has not flushed yet, and a flush is scheduled on the caller's loop
         # exactly while it is non-empty.
-        self._outbox: list[tuple[_ThreadTask, int, Any]] = []
+        self._outbox: list[tuple[_ThreadTask, str, Any]] = []
         # Invariant (under _lock): _acks holds acknowledgements from the caller not yet
         # applied on this thread, and an apply is scheduled on ``loop`` exactly while
         # it is non-empty.
@@ -364,7 +399,7 @@ class _Worker:
         except RuntimeError:
             pass  # the caller's loop is closed: nobody is listening any more
 
-    def post(self, task: _ThreadTask, kind: int, value: Any) -> None:
+    def post(self, task: _ThreadTask, kind: str, value: Any) -> None:
         """Worker thread: queue one event for the caller's loop."""
         with self._lock:
             outbox = self._outbox
@@ -373,21 +408,13 @@ class _Worker:
                 return  # a flush is scheduled already and will take this one too
         self._post_to_caller(self._flush)
 
-    def end(self, task: _ThreadTask, kind: int, value: Any) -> None:
+    def end(self, task: _ThreadTask, kind: str, value: Any) -> None:
         """Worker thread: ``task`` finished; take the next pending task or go idle,
         then report the end (so the thread is free before its capacity comes back)."""
         task.credits = None
         executor = self._executor()
-        assert executor is not None  # task.executor holds it
-        with executor._lock:
-            if executor._pending:
-                following: _ThreadTask | None = executor._pending.popleft()
-                assert following is not None
-                following.worker = self
-                following.state = _STARTED
-            else:
-                following = None
-                executor._idle.append(self)
+        assert executor is not None  # task.forget holds it
+        following = executor._next_task(self)
         self.post(task, kind, value)
         if following is not None:
             self.post(following, _BEGAN, None)
@@ -422,14 +449,16 @@ class _Worker:
             self._outbox = []
         for task, kind, value in items:
             try:
-                if kind == _INTERMEDIATE:
+                if kind is _INTERMEDIATE:
                     # After cancel() nothing more is reported but the end.
                     if not task.cancel_requested:
-                        task.intermediates(task.task_id, value)
-                elif kind == _BEGAN:
+                        task.events.task_intermediates(task.task_id, value)
+                elif kind is _BEGAN:
                     task.report_start()
+                elif kind is _FINAL:
+                    task.report_end(None, value)
                 else:
-                    task.report_end(kind, value)
+                    task.report_end(value)
             except Exception as error:  # noqa: PERF203 - a TaskEvents bug must not lose the batch
                 self._caller.call_exception_handler(
                     {"message": "TaskEvents callback raised", "exception": error}
@@ -449,7 +478,7 @@ class _Worker:
             pass  # the thread's loop is closed: the task is long over
 
 
-class _ThreadTask:
+class _ThreadTask(BaseTaskHandle):
     """One submitted task: the runner's :class:`TaskHandle`.
 
     Thread ownership: ``state`` and ``worker`` change under the executor's lock;
@@ -460,37 +489,34 @@ class _ThreadTask:
 
     __slots__ = (
         "atask",
-        "cancel_error",
-        "cancel_requested",
         "context",
+        "credit_window",
         "credits",
-        "ended",
-        "events",
-        "executor",
-        "intermediates",
         "runner",
         "started",
-        "started_reporter",
         "state",
-        "task_id",
+        "unqueue",
         "worker",
     )
 
     def __init__(
-        self, executor: ThreadExecutor, task_id: int, runner: TaskRunner, events: TaskEvents
+        self,
+        task_id: int,
+        runner: TaskRunner,
+        events: TaskEvents,
+        credit_window: int,
+        forget: Callable[[_ThreadTask], None],
+        unqueue: Callable[[_ThreadTask], bool],
     ) -> None:
-        self.executor = executor
-        self.task_id = task_id
+        # The executor's callbacks (forget, unqueue) hold it while the task lives:
+        # its threads hold it only weakly.
+        super().__init__(task_id, events, forget)
+        self.unqueue = unqueue
+        self.credit_window = credit_window
         self.runner = runner
-        self.events = events
-        self.intermediates = intermediates_reporter(events)
-        self.started_reporter: Callable[[int], None] | None = getattr(events, "task_started", None)
         self.context = contextvars.copy_context()
         self.state = _PENDING
-        self.worker: _Worker | None = None
-        self.cancel_requested = False
-        self.cancel_error: BaseException | None = None
-        self.ended = False
+        self.worker: _ThreadWorker | None = None
         self.credits: Credits | None = None
         self.atask: asyncio.Task[None] | None = None
         self.started = False
@@ -513,7 +539,7 @@ class _ThreadTask:
         if finished:
             worker.end(self, _FINAL, result)
             return
-        self.credits = Credits(self.executor.credit_window)
+        self.credits = Credits(self.credit_window)
         self.atask = self.context.run(worker.loop.create_task, self._run(result))
 
     async def _run(self, result: Any) -> None:
@@ -558,44 +584,15 @@ class _ThreadTask:
 
     def report_start(self) -> None:
         """Caller's thread: the task was handed to a thread (``TaskEvents.task_started``)."""
-        report = self.started_reporter
-        if report is not None and not self.ended:
-            report(self.task_id)
-
-    def report_end(self, kind: int, value: Any) -> None:
-        """Caller's thread: deliver the task's end (a cancel requested earlier wins)."""
-        if self.ended:
-            return
-        self.ended = True
-        self.executor._task_ended(self)
-        events = self.events
-        if self.cancel_requested:
-            error = self.cancel_error
-            if error is None:
-                error = asyncio.CancelledError()
-            events.task_error(self.task_id, error)
-        elif kind == _FINAL:
-            events.task_final(self.task_id, value)
-        else:
-            events.task_error(self.task_id, value)
+        if not self.ended:
+            self.events.task_started(self.task_id)
 
     def cancel(self, error: BaseException | None = None) -> None:
-        if self.ended:
+        if not self.request_cancel(error):
             return
-        if self.cancel_error is None:
-            self.cancel_error = error
-        if self.cancel_requested:
-            return
-        self.cancel_requested = True
-        executor = self.executor
-        with executor._lock:
-            queued = self.state == _PENDING
-            if queued:
-                executor._pending.remove(self)
-                self.state = _DROPPED
-        if queued:
+        if self.unqueue(self):
             # It never ran and never will: it ends now.
-            self.report_end(_ERROR, asyncio.CancelledError())
+            self.report_end(asyncio.CancelledError())
             return
         worker = self.worker
         assert worker is not None

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterator
 
 from .._clock import Clock, resolve_clock
-from .._envelope import EnvelopeType, TaskProgressEnvelope
+from ..runners._envelope import EnvelopeType, TaskProgressEnvelope
 from ._duration import Duration
 from ._window import RollingWindow, RollingWindowStats
 

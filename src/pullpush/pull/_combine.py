@@ -18,7 +18,6 @@ import types
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from .._combiner import DEFAULT_READ_AHEAD, AsyncIteratorCombiner
 from .._exceptions import RaceCutoffError
 from .._obj import (
     PullObjLabeledManyTo1Link,
@@ -28,6 +27,7 @@ from .._obj import (
     pull_iter,
 )
 from .._util import check_int
+from ._combiner import DEFAULT_READ_AHEAD, AsyncIteratorCombiner
 from ._flow import PullEagerObj
 
 __all__ = [

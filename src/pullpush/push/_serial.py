@@ -2,7 +2,7 @@
 
 :class:`PushObjSerial1To1` is the base of every stateful push stage (reduce, buffer,
 window, window-timeout, buffer-reduce) and of :class:`PushSerialObj`. Concurrent
-``asend`` calls take turns on a FIFO :class:`~pullpush._turn.Turn`; the uncontended
+``asend`` calls take turns on a FIFO :class:`~pullpush.push._turn.Turn`; the uncontended
 path is a busy flag, so a stage used from one producer pays almost nothing.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from .._obj import PushObj, PushObj1To1
-from .._turn import Turn
+from ._turn import Turn
 
 __all__ = ["PushObjSerial1To1", "PushSerialObj"]
 

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .._envelope import EnvelopeType, TaskProgressEnvelope
 from .._exceptions import TaskTimeoutError, WorkerCrashedError
+from ..runners._envelope import EnvelopeType, TaskProgressEnvelope
 
 __all__ = ["FaultPlan", "InjectedFault", "assert_one_terminal_per_task"]
 

@@ -6,9 +6,15 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._util import check_int, check_seconds
+from .._util import check_int, check_seconds
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ..capacity import CapacitySource
+    from ..executors import TaskHandle
 
 __all__ = ["DEFAULT_COST", "RetryPolicy", "ScheduledTask"]
 
@@ -83,3 +89,51 @@ class RetryPolicy:
         """Seconds to wait before retrying after failed attempt ``attempt``."""
         base = min(self.backoff * self.multiplier ** (attempt - 1), self.max_backoff)
         return max(0.0, base * (1 + self.jitter * (2 * rng() - 1)))
+
+
+class Running:
+    """A task in flight, from submit to its terminal event."""
+
+    __slots__ = ("cost", "handle", "key", "scheduled", "slots", "task_id", "timeout", "timer")
+
+    def __init__(
+        self,
+        task_id: int,
+        key: Any,
+        slots: CapacitySource | None,
+        scheduled: ScheduledTask[Any] | None,
+        cost: Any = None,
+    ) -> None:
+        self.task_id = task_id
+        self.key = key
+        # The executor's slots the task holds a unit of (None: an unlimited executor).
+        # What else it holds, the runner's _release knows (its capacity, its cost).
+        self.slots = slots
+        self.scheduled = scheduled
+        self.cost = cost
+        self.handle: TaskHandle | None = None
+        # Seconds the task may run (None: no limit); its timer starts when it starts.
+        self.timeout: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Start:
+    """What the dispatcher decided to start next, with its capacity already held."""
+
+    __slots__ = ("cost", "key", "runner", "scheduled", "slots", "timeout")
+
+    def __init__(
+        self,
+        runner: Any,
+        slots: CapacitySource | None,
+        key: Any = None,
+        timeout: float | None = None,
+        scheduled: ScheduledTask[Any] | None = None,
+        cost: Any = None,
+    ) -> None:
+        self.runner = runner
+        self.slots = slots
+        self.key = key
+        self.timeout = timeout
+        self.scheduled = scheduled
+        self.cost = cost

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from ._sync import ParkingLot
+from .._sync import ParkingLot
 
 __all__ = ["Turn"]
 

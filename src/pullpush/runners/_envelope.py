@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
@@ -18,6 +19,7 @@ __all__ = [
     "TaskProgressEnvelope",
     "make_envelope",
     "make_envelopes",
+    "take_batch",
 ]
 
 T = TypeVar("T")
@@ -217,3 +219,71 @@ class Final(Generic[T]):
     make ``result`` the task's FINAL value (async generators cannot ``return`` one)."""
 
     value: T
+
+
+def take_batch(
+    buffer: deque[TaskProgressEnvelope | IntermediateRun],
+    max_batch: int,
+    retried: set[int],
+    stop_on_error: bool,
+) -> tuple[list[TaskProgressEnvelope | IntermediateRun], int, BaseException | None]:
+    """Take up to ``max_batch`` envelopes from a runner's buffer's head, stopping
+    before an ERROR that ``stop_on_error`` raises (not one whose task id is in
+    ``retried``, an attempt that runs again; ids leave ``retried`` as their ERROR is
+    taken); return them as groups (one task's consecutive INTERMEDIATE values as one
+    run), their count, and that error once it is the head (taken from the buffer,
+    still counted as unread by the runner)."""
+    groups: list[TaskProgressEnvelope | IntermediateRun] = []
+    append = groups.append
+    count = 0
+    last: Any = None  # the last group when it is a run this batch may extend
+    owned = False  # whether last.values is a list of this batch's (not an executor's)
+    while buffer and count < max_batch:
+        entry: Any = buffer[0]
+        if entry.__class__ is IntermediateRun:
+            room = max_batch - count
+            values = entry.values
+            if len(values) > room:  # split: the rest stays at the head
+                entry.values = values[room:]
+                values = values[:room]
+                entry = IntermediateRun(entry.task_id, entry.key, values)
+            else:
+                buffer.popleft()
+            count += len(values)
+            if last is not None and last.task_id == entry.task_id:
+                if not owned:
+                    last.values = list(last.values)
+                    owned = True
+                last.values += values
+            else:
+                append(entry)
+                last, owned = entry, False
+            continue
+        kind = entry.type
+        if kind is EnvelopeType.INTERMEDIATE:  # reported alone (task_intermediate)
+            buffer.popleft()
+            count += 1
+            if last is not None and last.task_id == entry.task_id:
+                if not owned:
+                    last.values = list(last.values)
+                    owned = True
+                last.values.append(entry.value)
+            else:
+                last, owned = IntermediateRun(entry.task_id, entry.key, [entry.value]), True
+                append(last)
+            continue
+        if kind is EnvelopeType.ERROR:
+            again = entry.task_id in retried
+            if stop_on_error and not again:
+                if count:
+                    break  # the envelopes before the error first
+                buffer.popleft()
+                retried.discard(entry.task_id)
+                assert entry.error is not None
+                return groups, 0, entry.error
+            retried.discard(entry.task_id)
+        buffer.popleft()
+        count += 1
+        append(entry)
+        last = None
+    return groups, count, None

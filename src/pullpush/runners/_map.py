@@ -50,12 +50,12 @@ from collections.abc import (
 )
 from typing import Any, Literal, TypeVar
 
+from .._util import check_int, check_seconds
+from ..capacity import CapacitySource
+from ..executors import Executor, ExecutorSpec
+from ..executors._registry import check_executor_spec, make_executor
 from ._envelope import EnvelopeType
-from ._runner import HierarchicalTaskPoolRunner
-from ._util import check_int, check_seconds
-from .capacity import CapacitySource
-from .executors import Executor, ExecutorSpec
-from .executors._registry import check_executor_spec, make_executor
+from ._hierarchical import HierarchicalTaskPoolRunner
 
 __all__ = ["BATCH_SECONDS", "LARGE_ITEM", "MapStream", "map", "map_sync"]
 

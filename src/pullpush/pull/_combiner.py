@@ -46,9 +46,9 @@ from collections.abc import (
 )
 from typing import Any, Generic, TypeVar
 
-from ._exceptions import PullPushError
-from ._obj import PullObj, aclose_quietly, pull_iter
-from ._util import check_int
+from .._exceptions import AnyFailedError
+from .._obj import PullObj, aclose_quietly, pull_iter
+from .._util import check_int
 
 __all__ = ["DEFAULT_READ_AHEAD", "AnyFailedError", "AsyncIteratorCombiner"]
 
@@ -77,14 +77,6 @@ _new_tuple = tuple.__new__
 def _one_turn() -> Generator[None, None, None]:
     """Let every task already scheduled run once (a bare yield, as ``sleep(0)``)."""
     yield
-
-
-class AnyFailedError(PullPushError):
-    """Every source of :meth:`AsyncIteratorCombiner.any` failed; see :attr:`errors`."""
-
-    def __init__(self, errors: list[BaseException]) -> None:
-        super().__init__(f"all {len(errors)} sources failed: {errors!r}")
-        self.errors = errors
 
 
 class _Slot:
