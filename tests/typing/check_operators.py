@@ -11,6 +11,7 @@ from pullpush import (
     PullFilterObj,
     PullMapObj,
     PullReduceObj,
+    PushChainBuilder,
     PushFilterObj,
     PushMapObj,
     PushReduceObj,
@@ -68,3 +69,11 @@ def chains() -> None:
     assert_type(chain.map(shout), PullChain[str])
     assert_type(chain.map(length).map(lambda n: n / 2), PullChain[float])
     chain.map(length).map(shout)  # type: ignore[arg-type]
+
+
+def push_builder() -> None:
+    builder: PushChainBuilder[str, str] = PushChainBuilder.start()
+    assert_type(builder.map(length), PushChainBuilder[str, int])
+    assert_type(builder.map(shout), PushChainBuilder[str, str])
+    assert_type(builder.map(length).map(lambda n: n / 2), PushChainBuilder[str, float])
+    builder.map(length).map(shout)  # type: ignore[arg-type]
