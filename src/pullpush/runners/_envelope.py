@@ -176,6 +176,7 @@ class EnvelopeBatch(Sequence[TaskProgressEnvelope[V, K]]):
     :class:`TaskProgressEnvelope` objects, each built when it is read. Read
     :meth:`groups` instead to skip building them: each task's consecutive
     INTERMEDIATE values come as one :class:`IntermediateRun` with a ``values`` list.
+    Generic, for the type checker, as :class:`TaskProgressEnvelope` is (``V``, ``K``).
     """
 
     __slots__ = ("_count", "_groups")
