@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable, MutableSequence, Sequence
-from typing import Any, Generic, NamedTuple, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableSequence, Sequence
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from .._obj import PushObj, check_push_sink
 from .._util import check_callable, check_index, check_int, check_seconds, make_selector
@@ -19,6 +19,7 @@ __all__ = ["PushChain", "PushChainBuilder", "ToArrayResult"]
 IN = TypeVar("IN")
 OUT = TypeVar("OUT")
 T = TypeVar("T")
+U = TypeVar("U")
 
 BranchFn = Callable[["PushChainBuilder[Any, Any]"], PushObj[Any]]
 """A fork/distribute branch: receives a fresh builder, returns a chain (or sink)."""
@@ -254,8 +255,13 @@ class PushChainBuilder(Generic[IN, OUT]):
 
     # -- operations ------------------------------------------------------------------------
 
+    @overload
+    def map(self, transform: Callable[[OUT], Awaitable[U]]) -> PushChainBuilder[IN, U]: ...
+    @overload
+    def map(self, transform: Callable[[OUT], U]) -> PushChainBuilder[IN, U]: ...
     def map(self, transform: Callable[[OUT], Any]) -> PushChainBuilder[IN, Any]:
-        """Add :class:`~pullpush.push.PushMapObj`."""
+        """Add :class:`~pullpush.push.PushMapObj` (its output type is ``transform``'s
+        result, awaited for an async one)."""
         check_callable("transform", transform)
         return self._add("map", transform)
 

@@ -35,8 +35,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import warnings
-from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from .._exceptions import ExecutorClosedError
 from ..runners._envelope import EnvelopeType, TaskProgressEnvelope
@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 _E = TypeVar("_E", bound="Executor")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 TaskRunner = Callable[[], Any]
 """A zero-argument callable; what it returns decides the envelopes (SPEC 2)."""
@@ -391,10 +393,34 @@ class Executor(abc.ABC):
 
     # -- standalone use -------------------------------------------------------------------
 
+    # The overloads type the result (first match wins): an async generator's FINAL
+    # value is Any (its Final marker is not typed), a generator's is its return value,
+    # an awaitable's is what it resolves to.
+    @overload
+    async def run(
+        self, fn: Callable[_P, AsyncGenerator[Any, Any]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> Any: ...
+
+    @overload
+    async def run(
+        self, fn: Callable[_P, Generator[Any, Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R: ...
+
+    @overload
+    async def run(
+        self, fn: Callable[_P, Awaitable[_R]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R: ...
+
+    @overload
+    async def run(self, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+
     async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` as one task; return its FINAL value or raise.
 
         INTERMEDIATE values are discarded. Cancelling the caller cancels the task.
+        Typed: the arguments are checked against ``fn``'s parameters, and the result
+        is ``fn``'s return type (awaited for an ``async def``, a generator's return
+        value; ``Any`` for an async generator).
         """
         result: Any = None
         async for envelope in self.stream(fn, *args, **kwargs):
@@ -403,8 +429,8 @@ class Executor(abc.ABC):
         return result
 
     async def stream(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> AsyncGenerator[TaskProgressEnvelope, None]:
+        self, fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> AsyncGenerator[TaskProgressEnvelope[Any, None], None]:
         """Run ``fn(*args, **kwargs)`` as one task and yield its envelopes: every
         INTERMEDIATE, then the FINAL. An ERROR is raised, not yielded. Leaving the
         loop early cancels the task."""

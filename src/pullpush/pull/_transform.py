@@ -6,8 +6,8 @@ Every callable may be sync or async: a result that is awaitable is awaited.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
+from typing import Any, TypeVar, overload
 
 from .._obj import PullObj1To1Link, pull_iter
 from .._util import PLAIN_TYPES, check_callable, is_awaitable
@@ -54,9 +54,23 @@ async def iterate_flat(value: Any) -> AsyncGenerator[Any, None]:
 
 
 class PullMapObj(PullObj1To1Link[IN, OUT]):
-    """Yield ``transform(item)`` for each item (``transform`` is mutable)."""
+    """Yield ``transform(item)`` for each item (``transform`` is mutable).
 
-    def __init__(self, source: AsyncIterable[IN], transform: Callable[[IN], Any]) -> None:
+    Typed ``PullMapObj[IN, OUT]`` for a ``transform`` of ``IN`` returning ``OUT`` or an
+    awaitable of ``OUT``."""
+
+    # The overloads infer OUT: an async transform's is what it resolves to.
+    @overload
+    def __init__(
+        self, source: AsyncIterable[IN], transform: Callable[[IN], Awaitable[OUT]]
+    ) -> None: ...
+
+    @overload
+    def __init__(self, source: AsyncIterable[IN], transform: Callable[[IN], OUT]) -> None: ...
+
+    def __init__(
+        self, source: AsyncIterable[IN], transform: Callable[[IN], OUT | Awaitable[OUT]]
+    ) -> None:
         super().__init__(source)
         check_callable("transform", transform)
         self.transform = transform
@@ -64,7 +78,7 @@ class PullMapObj(PullObj1To1Link[IN, OUT]):
     async def pull_impl(self) -> AsyncGenerator[OUT, Any]:
         plain: type = int  # the last result type seen not to be awaitable
         async for item in pull_iter(self.source):
-            value = self.transform(item)
+            value: Any = self.transform(item)
             if type(value) is not plain:
                 if is_awaitable(value):
                     value = await value
@@ -123,8 +137,27 @@ class PullReduceObj(PullObj1To1Link[IN, OUT]):
     the current accumulator.
     """
 
+    # The overloads infer OUT, the accumulator's type, from the reducer (an async
+    # reducer's is what it resolves to). Without ``accum`` the first item is the first
+    # accumulator, so IN should be an OUT.
+    @overload
     def __init__(
-        self, source: AsyncIterable[IN], reducer: Callable[[Any, IN], Any], accum: Any = _NO_INITIAL
+        self,
+        source: AsyncIterable[IN],
+        reducer: Callable[[OUT, IN], Awaitable[OUT]],
+        accum: OUT = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self, source: AsyncIterable[IN], reducer: Callable[[OUT, IN], OUT], accum: OUT = ...
+    ) -> None: ...
+
+    def __init__(
+        self,
+        source: AsyncIterable[IN],
+        reducer: Callable[[OUT, IN], OUT | Awaitable[OUT]],
+        accum: Any = _NO_INITIAL,
     ) -> None:
         super().__init__(source)
         check_callable("reducer", reducer)

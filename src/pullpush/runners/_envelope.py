@@ -9,7 +9,7 @@ import dataclasses
 import enum
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 __all__ = [
     "EnvelopeBatch",
@@ -23,6 +23,14 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+if TYPE_CHECKING:  # type parameter defaults (PEP 696) are for the type checker only
+    from typing_extensions import TypeVar as _DefaultTypeVar
+
+    V = _DefaultTypeVar("V", default=Any)
+    K = _DefaultTypeVar("K", default=Any)
+else:
+    V = TypeVar("V")  # an envelope's value type (Any where the runner cannot tell)
+    K = TypeVar("K")  # an envelope's key type
 
 
 class EnvelopeType(str, enum.Enum):
@@ -40,21 +48,30 @@ class EnvelopeType(str, enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class TaskProgressEnvelope:
+class TaskProgressEnvelope(Generic[V, K]):
     """One event of one task, as the runners stream them.
+
+    Generic in the type of ``value`` and of ``key`` (for the type checker only; both
+    default to ``Any``, so a bare ``TaskProgressEnvelope`` is
+    ``TaskProgressEnvelope[Any, Any]``). A :class:`HierarchicalTaskPoolRunner` whose
+    tasks return ``int`` yields ``TaskProgressEnvelope[int, None]``; one whose tasks
+    are generators ``Generator[str, Any, int]`` yields
+    ``TaskProgressEnvelope[str | int, None]``: ``V`` covers the INTERMEDIATE values
+    and the FINAL result alike. An ERROR envelope's ``value`` is ``None`` whatever
+    ``V`` says.
 
     Attributes:
         type: INTERMEDIATE, FINAL or ERROR.
         task_id: an int that increases in start order, from 0.
         key: the task's key when it has one (``ScheduledTask.key``), else ``None``.
-        value: INTERMEDIATE: the value yielded; FINAL: the task's result.
+        value: INTERMEDIATE: the value yielded; FINAL: the task's result; ERROR: ``None``.
         error: ERROR: the exception (a worker's traceback chained as ``__cause__``).
     """
 
     type: EnvelopeType
     task_id: int
-    key: Any = None
-    value: Any = None
+    key: K = None  # type: ignore[assignment]
+    value: V = None  # type: ignore[assignment]
     error: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -65,12 +82,12 @@ class TaskProgressEnvelope:
         return f"<{self.type.value} task={self.task_id}{key} {body}>"
 
 
-class _Unfrozen:
+class _Unfrozen(Generic[V, K]):
     """The slot layout of :class:`TaskProgressEnvelope` without the frozen guard (and
     without an ``__init__``: calling a class that has none is the cheapest way CPython
     makes an object)."""
 
-    # The same names in the same order: what class assignment requires.
+    # The same bases and names in the same order: what class assignment requires.
     __slots__ = TaskProgressEnvelope.__slots__
 
 
@@ -113,7 +130,7 @@ def make_envelopes(
     return envelopes
 
 
-class IntermediateRun:
+class IntermediateRun(Generic[V, K]):
     """Consecutive INTERMEDIATE values of one task, kept as one list: how a runner
     stores what a task streams until it is read, and what
     :meth:`EnvelopeBatch.groups` hands over, so counting or collecting progress
@@ -130,7 +147,7 @@ class IntermediateRun:
 
     type: ClassVar[EnvelopeType] = EnvelopeType.INTERMEDIATE
 
-    def __init__(self, task_id: int, key: Any, values: list[Any]) -> None:
+    def __init__(self, task_id: int, key: K, values: list[V]) -> None:
         self.task_id = task_id
         self.key = key
         self.values = values
@@ -138,11 +155,11 @@ class IntermediateRun:
     def __len__(self) -> int:
         return len(self.values)
 
-    def __iter__(self) -> Iterator[TaskProgressEnvelope]:
+    def __iter__(self) -> Iterator[TaskProgressEnvelope[V, K]]:
         """The run's envelopes, built now."""
         return iter(self.envelopes())
 
-    def envelopes(self) -> list[TaskProgressEnvelope]:
+    def envelopes(self) -> list[TaskProgressEnvelope[V, K]]:
         """One INTERMEDIATE :class:`TaskProgressEnvelope` per value, built now."""
         return make_envelopes(EnvelopeType.INTERMEDIATE, self.task_id, self.key, self.values)
 
@@ -151,7 +168,7 @@ class IntermediateRun:
         return f"<INTERMEDIATE run task={self.task_id}{key} of {len(self.values)} values>"
 
 
-class EnvelopeBatch(Sequence[TaskProgressEnvelope]):
+class EnvelopeBatch(Sequence[TaskProgressEnvelope[V, K]]):
     """What ``run_batches`` yields: the envelopes that were waiting, in the order
     ``run_tasks`` would have yielded them (at least one, at most its ``max_batch``).
 
@@ -159,15 +176,18 @@ class EnvelopeBatch(Sequence[TaskProgressEnvelope]):
     :class:`TaskProgressEnvelope` objects, each built when it is read. Read
     :meth:`groups` instead to skip building them: each task's consecutive
     INTERMEDIATE values come as one :class:`IntermediateRun` with a ``values`` list.
+    Generic, for the type checker, as :class:`TaskProgressEnvelope` is (``V``, ``K``).
     """
 
     __slots__ = ("_count", "_groups")
 
-    def __init__(self, groups: list[TaskProgressEnvelope | IntermediateRun], count: int) -> None:
+    def __init__(
+        self, groups: list[TaskProgressEnvelope[V, K] | IntermediateRun[V, K]], count: int
+    ) -> None:
         self._groups = groups
         self._count = count
 
-    def groups(self) -> list[TaskProgressEnvelope | IntermediateRun]:
+    def groups(self) -> list[TaskProgressEnvelope[V, K] | IntermediateRun[V, K]]:
         """The batch as it is stored, in order: an :class:`IntermediateRun` for each
         task's consecutive INTERMEDIATE values, the :class:`TaskProgressEnvelope`
         itself for each FINAL and ERROR. Both have ``type``, ``task_id`` and ``key``;
@@ -178,7 +198,7 @@ class EnvelopeBatch(Sequence[TaskProgressEnvelope]):
     def __len__(self) -> int:
         return self._count
 
-    def __iter__(self) -> Iterator[TaskProgressEnvelope]:
+    def __iter__(self) -> Iterator[TaskProgressEnvelope[V, K]]:
         for group in self._groups:
             if group.__class__ is IntermediateRun:
                 yield from group.envelopes()
@@ -186,10 +206,10 @@ class EnvelopeBatch(Sequence[TaskProgressEnvelope]):
                 yield group  # type: ignore[misc]
 
     @overload
-    def __getitem__(self, index: int) -> TaskProgressEnvelope: ...
+    def __getitem__(self, index: int) -> TaskProgressEnvelope[V, K]: ...
 
     @overload
-    def __getitem__(self, index: slice) -> list[TaskProgressEnvelope]: ...
+    def __getitem__(self, index: slice) -> list[TaskProgressEnvelope[V, K]]: ...
 
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):

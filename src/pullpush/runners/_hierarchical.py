@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._util import check_int
 from ..capacity import CapacitySource
-from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope
+from ._envelope import EnvelopeType, TaskProgressEnvelope, V, make_envelope
 from ._feed import END
 from ._pool import ENDED, MUST_WAIT, STARTED, PoolRunner, release_slot
-from ._task import Running, Start
+from ._task import Running, Start, TaskSource
 
 if TYPE_CHECKING:
     from ..executors import ExecutorSpec
@@ -17,12 +18,23 @@ if TYPE_CHECKING:
 
 __all__ = ["HierarchicalTaskPoolRunner"]
 
+R = TypeVar("R")
+Y = TypeVar("Y")
+
 _ERROR = EnvelopeType.ERROR
 _NONE: Any = object()  # no task held back
 
 
-class HierarchicalTaskPoolRunner(PoolRunner[None]):
+class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
     """Run task runners with one unit of a :class:`CapacitySource` each.
+
+    Generic (for the type checker) in the type ``V`` of its envelopes' ``value``,
+    inferred from the source's task runners: ``run_tasks()`` yields
+    ``TaskProgressEnvelope[V, None]`` where a task runner returns ``V`` or an
+    awaitable of ``V``, or is a generator yielding and returning ``V``
+    (``Generator[Y, Any, R]`` gives ``V = Y | R``); ``Any`` for async-generator task
+    runners and sources whose item type is not known. Spell it out where inference
+    cannot: ``runner: HierarchicalTaskPoolRunner[int] = HierarchicalTaskPoolRunner(...)``.
 
     Args:
         name: used in ``repr`` and errors.
@@ -58,10 +70,68 @@ class HierarchicalTaskPoolRunner(PoolRunner[None]):
             envelope rate to (``None``, the default: no hook is called).
     """
 
+    # The overloads only infer V (first match wins: async generators, then generators,
+    # then awaitables, then any other result).
+    @overload
+    def __init__(
+        self: HierarchicalTaskPoolRunner[Any],
+        name: str,
+        source: TaskSource[Callable[[], AsyncGenerator[Any, Any]]],
+        capacity: CapacitySource | int,
+        *,
+        executor: ExecutorSpec = ...,
+        timeout: float | None = ...,
+        max_unread: int = ...,
+        metrics: RunnerMetricsCollector | None = ...,
+        workers: int | None = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: HierarchicalTaskPoolRunner[Y | R],
+        name: str,
+        source: TaskSource[Callable[[], Generator[Y, Any, R]]],
+        capacity: CapacitySource | int,
+        *,
+        executor: ExecutorSpec = ...,
+        timeout: float | None = ...,
+        max_unread: int = ...,
+        metrics: RunnerMetricsCollector | None = ...,
+        workers: int | None = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: HierarchicalTaskPoolRunner[R],
+        name: str,
+        source: TaskSource[Callable[[], Awaitable[R]]],
+        capacity: CapacitySource | int,
+        *,
+        executor: ExecutorSpec = ...,
+        timeout: float | None = ...,
+        max_unread: int = ...,
+        metrics: RunnerMetricsCollector | None = ...,
+        workers: int | None = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: HierarchicalTaskPoolRunner[R],
+        name: str,
+        source: TaskSource[Callable[[], R]],
+        capacity: CapacitySource | int,
+        *,
+        executor: ExecutorSpec = ...,
+        timeout: float | None = ...,
+        max_unread: int = ...,
+        metrics: RunnerMetricsCollector | None = ...,
+        workers: int | None = ...,
+    ) -> None: ...
+
     def __init__(
         self,
         name: str,
-        source: Any,
+        source: TaskSource[Callable[[], Any]],
         capacity: CapacitySource | int,
         *,
         executor: ExecutorSpec = "inline",
@@ -89,7 +159,7 @@ class HierarchicalTaskPoolRunner(PoolRunner[None]):
         # A task taken from the source whose capacity is not acquired yet.
         self._held: Any = _NONE
 
-    def _rejected(self, runner: Any) -> TaskProgressEnvelope:
+    def _rejected(self, runner: Any) -> TaskProgressEnvelope[Any, None]:
         error = TypeError(f"a task runner must be callable, got {type(runner).__name__}")
         return make_envelope(_ERROR, self._new_id(), None, None, error)
 
@@ -125,7 +195,7 @@ class HierarchicalTaskPoolRunner(PoolRunner[None]):
         self._launch(runner, slots, None, self.timeout, None)
         return STARTED
 
-    async def _next_start(self) -> Start | TaskProgressEnvelope | None:
+    async def _next_start(self) -> Start | TaskProgressEnvelope[Any, None] | None:
         runner = self._held
         self._held = _NONE
         if runner is _NONE:

@@ -48,7 +48,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from .._util import check_int, check_seconds
 from ..capacity import CapacitySource
@@ -593,8 +593,76 @@ def _is_async_function(fn: Any) -> bool:
 # -- the public functions ----------------------------------------------------------------
 
 
+# The overloads type the results (first match wins): an ``async def`` fn's results
+# are what it resolves to; ``errors="return"`` adds the exceptions yielded in place.
+
+
+@overload
 def map(
-    fn: Callable[[T], R] | Callable[[T], Awaitable[R]],
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    executor: ExecutorSpec = ...,
+    workers: int | None = ...,
+    capacity: CapacitySource | int | None = ...,
+    ordered: bool = ...,
+    timeout: float | None = ...,
+    errors: Literal["raise"] = ...,
+    progress: bool | Callable[[int, int | None], Any] = ...,
+    batch_size: int | None = ...,
+) -> MapStream[R]: ...
+
+
+@overload
+def map(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    executor: ExecutorSpec = ...,
+    workers: int | None = ...,
+    capacity: CapacitySource | int | None = ...,
+    ordered: bool = ...,
+    timeout: float | None = ...,
+    errors: Errors,
+    progress: bool | Callable[[int, int | None], Any] = ...,
+    batch_size: int | None = ...,
+) -> MapStream[R | BaseException]: ...
+
+
+@overload
+def map(
+    fn: Callable[[T], R],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    executor: ExecutorSpec = ...,
+    workers: int | None = ...,
+    capacity: CapacitySource | int | None = ...,
+    ordered: bool = ...,
+    timeout: float | None = ...,
+    errors: Literal["raise"] = ...,
+    progress: bool | Callable[[int, int | None], Any] = ...,
+    batch_size: int | None = ...,
+) -> MapStream[R]: ...
+
+
+@overload
+def map(
+    fn: Callable[[T], R],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    executor: ExecutorSpec = ...,
+    workers: int | None = ...,
+    capacity: CapacitySource | int | None = ...,
+    ordered: bool = ...,
+    timeout: float | None = ...,
+    errors: Errors,
+    progress: bool | Callable[[int, int | None], Any] = ...,
+    batch_size: int | None = ...,
+) -> MapStream[R | BaseException]: ...
+
+
+def map(
+    fn: Callable[[T], Any],
     items: Iterable[T] | AsyncIterable[T],
     *,
     executor: ExecutorSpec = "process",
@@ -641,10 +709,12 @@ def map(
             :data:`BATCH_SECONDS` of work per batch (``1`` turns batching off).
 
     Returns a :class:`MapStream`, an async iterator that can also be awaited for a
-    list. Leaving early (``break``, an exception) cancels the tasks in flight;
-    ``contextlib.aclosing`` waits for that cleanup. An exception
-    raised for an item keeps its type, carries the worker's traceback as
-    ``__cause__``, and (Python 3.11+) a note naming the item's index.
+    list (typed ``MapStream[R]`` for an ``fn`` that returns ``R`` or an awaitable of
+    ``R``, ``MapStream[R | BaseException]`` with ``errors="return"``). Leaving
+    early (``break``, an exception) cancels the tasks in flight;
+    ``contextlib.aclosing`` waits for that cleanup. An exception raised for an item
+    keeps its type, carries the worker's traceback as ``__cause__``, and (Python
+    3.11+) a note naming the item's index.
 
     Batching: items of a plain function go to the workers in lists whose size adapts
     to the time per item measured there (large items, over :data:`LARGE_ITEM` bytes,
@@ -730,8 +800,72 @@ async def _flatten(pieces: AsyncGenerator[list[Any], None]) -> AsyncGenerator[An
         await pieces.aclose()
 
 
+@overload
 def map_sync(
-    fn: Callable[[T], R] | Callable[[T], Awaitable[R]],
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    executor: Literal["process", "thread", "inline"] = ...,
+    workers: int | None = ...,
+    capacity: int | None = ...,
+    ordered: bool = ...,
+    timeout: float | None = ...,
+    errors: Literal["raise"] = ...,
+    progress: bool | Callable[[int, int | None], Any] = ...,
+    batch_size: int | None = ...,
+) -> Iterator[R]: ...
+
+
+@overload
+def map_sync(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    executor: Literal["process", "thread", "inline"] = ...,
+    workers: int | None = ...,
+    capacity: int | None = ...,
+    ordered: bool = ...,
+    timeout: float | None = ...,
+    errors: Errors,
+    progress: bool | Callable[[int, int | None], Any] = ...,
+    batch_size: int | None = ...,
+) -> Iterator[R | BaseException]: ...
+
+
+@overload
+def map_sync(
+    fn: Callable[[T], R],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    executor: Literal["process", "thread", "inline"] = ...,
+    workers: int | None = ...,
+    capacity: int | None = ...,
+    ordered: bool = ...,
+    timeout: float | None = ...,
+    errors: Literal["raise"] = ...,
+    progress: bool | Callable[[int, int | None], Any] = ...,
+    batch_size: int | None = ...,
+) -> Iterator[R]: ...
+
+
+@overload
+def map_sync(
+    fn: Callable[[T], R],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    executor: Literal["process", "thread", "inline"] = ...,
+    workers: int | None = ...,
+    capacity: int | None = ...,
+    ordered: bool = ...,
+    timeout: float | None = ...,
+    errors: Errors,
+    progress: bool | Callable[[int, int | None], Any] = ...,
+    batch_size: int | None = ...,
+) -> Iterator[R | BaseException]: ...
+
+
+def map_sync(
+    fn: Callable[[T], Any],
     items: Iterable[T] | AsyncIterable[T],
     *,
     executor: Literal["process", "thread", "inline"] = "process",
@@ -742,13 +876,14 @@ def map_sync(
     errors: Errors = "raise",
     progress: bool | Callable[[int, int | None], Any] = False,
     batch_size: int | None = None,
-) -> Iterator[R | BaseException]:
+) -> Iterator[Any]:
     """The blocking twin of :func:`map`, for code without an event loop::
 
         squares = list(pullpush.map_sync(square, range(1_000_000)))
 
     Returns an iterator over the results (same arguments and behaviour as
-    :func:`map`). The map runs on an event loop of its own in a background thread
+    :func:`map`; typed ``Iterator[R]``, or ``Iterator[R | BaseException]`` with
+    ``errors="return"``). The map runs on an event loop of its own in a background thread
     (started at the first ``next()``), which keeps the workers busy while the caller
     handles results; ``items`` is read on that thread. Closing the iterator early
     (``break`` in a ``for``, ``.close()``) cancels what runs and waits for the

@@ -28,7 +28,7 @@ import dataclasses
 import warnings
 from collections import deque
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic
 
 from .._exceptions import TaskTimeoutError
 from .._sync import ParkingLot
@@ -40,7 +40,9 @@ from ._envelope import (
     EnvelopeBatch,
     EnvelopeType,
     IntermediateRun,
+    K,
     TaskProgressEnvelope,
+    V,
     make_envelope,
     make_envelopes,
     take_batch,
@@ -52,8 +54,6 @@ if TYPE_CHECKING:  # metrics
     from ..metrics import RunnerMetricsCollector
 
 __all__ = ["RunnerStatistics"]
-
-K = TypeVar("K")
 
 _INTERMEDIATE = EnvelopeType.INTERMEDIATE
 _FINAL = EnvelopeType.FINAL
@@ -82,9 +82,12 @@ class RunnerStatistics:
     envelopes: int
 
 
-class PoolRunner(TaskEvents, Generic[K]):
+class PoolRunner(TaskEvents, Generic[V, K]):
     """What both runners share: the dispatcher, the executor seam and the envelope
-    stream. Subclasses decide what to start next (:meth:`_next_start`)."""
+    stream. Subclasses decide what to start next (:meth:`_next_start`).
+
+    Generic (for the type checker) in its envelopes' ``value`` type ``V`` and
+    ``key`` type ``K``: :meth:`run_tasks` yields ``TaskProgressEnvelope[V, K]``."""
 
     def __init__(
         self,
@@ -390,7 +393,7 @@ class PoolRunner(TaskEvents, Generic[K]):
 
     async def run_tasks(
         self, stop_on_error: bool = False
-    ) -> AsyncGenerator[TaskProgressEnvelope, None]:
+    ) -> AsyncGenerator[TaskProgressEnvelope[V, K], None]:
         """Run every task of the source; yield their envelopes in completion order.
 
         Args:
@@ -464,7 +467,7 @@ class PoolRunner(TaskEvents, Generic[K]):
 
     async def run_batches(
         self, stop_on_error: bool = False, *, max_batch: int = 4096
-    ) -> AsyncGenerator[EnvelopeBatch, None]:
+    ) -> AsyncGenerator[EnvelopeBatch[V, K], None]:
         """Run every task of the source, as :meth:`run_tasks` does, and hand over its
         envelopes in batches: each :class:`EnvelopeBatch` holds every envelope waiting
         when the consumer asks for the next one (at least one, at most ``max_batch``),

@@ -15,7 +15,7 @@ from ..scheduling import NodeState
 from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope
 from ._feed import END
 from ._pool import PoolRunner, release_slot
-from ._task import DEFAULT_COST, RetryPolicy, Running, ScheduledTask, Start
+from ._task import DEFAULT_COST, RetryPolicy, Running, ScheduledTask, Start, TaskSource
 
 if TYPE_CHECKING:
     from ..executors import ExecutorSpec
@@ -28,8 +28,12 @@ K = TypeVar("K")
 _ERROR = EnvelopeType.ERROR
 
 
-class ScheduledTaskPoolRunner(PoolRunner[K]):
+class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
     """Run :class:`ScheduledTask` objects with multi-resource costs.
+
+    Generic (for the type checker) in the tasks' key type ``K``, inferred from the
+    source (``ScheduledTask[K]`` items): ``run_tasks()`` yields
+    ``TaskProgressEnvelope[Any, K]``.
 
     Protocol per task: peek at the head task, check that its cost is possible at all
     (an impossible cost gets an ERROR envelope with :class:`ImpossibleCostError` at
@@ -72,7 +76,7 @@ class ScheduledTaskPoolRunner(PoolRunner[K]):
     def __init__(
         self,
         name: str,
-        source: Any,
+        source: TaskSource[ScheduledTask[K]],
         capacity: ResourceCapacitySource | int,
         *,
         executor: ExecutorSpec = "inline",
@@ -209,7 +213,7 @@ class ScheduledTaskPoolRunner(PoolRunner[K]):
             return
         record.cost = actual
 
-    async def _next_start(self) -> Start | TaskProgressEnvelope | None:
+    async def _next_start(self) -> Start | TaskProgressEnvelope[Any, Any] | None:
         slots = await self._acquire_slot()
         try:
             while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._util import check_int, check_seconds
@@ -16,9 +16,14 @@ if TYPE_CHECKING:
     from ..capacity import CapacitySource
     from ..executors import TaskHandle
 
-__all__ = ["DEFAULT_COST", "RetryPolicy", "ScheduledTask"]
+__all__ = ["DEFAULT_COST", "RetryPolicy", "ScheduledTask", "TaskSource"]
 
 K = TypeVar("K")
+T = TypeVar("T")
+
+TaskSource = Iterable[T] | AsyncIterable[T]
+"""What a runner reads its tasks from: an iterable, an async iterable or a pull object
+(the type of a ``source`` parameter)."""
 
 DEFAULT_COST: Mapping[str, float] = {"capacity": 1}
 """The cost of a :class:`ScheduledTask` that names none."""
