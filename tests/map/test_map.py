@@ -14,7 +14,8 @@ from _map_tasks import fail_on_five, length, pid_of, square
 
 import pullpush
 from pullpush import CapacitySource, TaskTimeoutError, ThreadExecutor
-from pullpush.runners._map import LARGE_ITEM, _Chunk, _MapRun
+from pullpush.runners._map_batches import LARGE_ITEM, _Chunk
+from pullpush.runners._map_stream import _MapRun
 from pullpush.testing import assert_no_leaks
 
 PROCESS = pytest.mark.parametrize("loop_kind", ["uvloop"])  # one loop: workers are slow
