@@ -73,10 +73,16 @@ from ._protocol import (
     STOP,
     FrameReader,
     FrameWriter,
+    blob_size,
     dumps,
+    dumps_blob,
     error_text,
     failure_reason,
+    is_large,
+    large_raw,
+    loads_blob,
     set_pipe_size,
+    wrap_large,
 )
 
 __all__ = ["main"]
@@ -396,7 +402,7 @@ class _Worker:
             self.queue.append(message)
         elif kind == DEFINE:
             try:
-                self.functions[message[1]] = cloudpickle.loads(message[2])
+                self.functions[message[1]] = loads_blob(message[2])
             except BaseException as error:
                 self.functions[message[1]] = _BadFunction(_unpickling_error("function", error))
         elif kind == FORGET:
@@ -473,7 +479,7 @@ class _Worker:
         kind = message[0]
         if kind == CALL_BLOB:
             try:
-                runner: Callable[[], Any] = cloudpickle.loads(message[2])
+                runner: Callable[[], Any] = loads_blob(message[2])
             except BaseException as error:
                 raise _unpickling_error("task runner", error) from error
             return runner
@@ -482,7 +488,7 @@ class _Worker:
             args = message[3]
             return lambda: function(*args)
         try:
-            args, kwargs = pickle.loads(message[3])
+            args, kwargs = loads_blob(message[3])
         except BaseException as error:
             raise _unpickling_error("task arguments", error) from error
         return lambda: function(*args, **kwargs)
@@ -553,7 +559,7 @@ class _Worker:
             position = credits.emitted
             credits.emitted = position + len(values)
             types = set(map(type, values))
-            if types <= RAW_TYPES:
+            if types <= RAW_TYPES and (types.isdisjoint(_SIZED_RAW) or not large_raw(values)):
                 send_intermediates(task_id, values)
                 if not types.isdisjoint(_SIZED_RAW):  # numbers and None take one credit
                     for value in values:
@@ -562,7 +568,7 @@ class _Worker:
                         position += 1
             else:
                 for value in values:
-                    if type(value) in RAW_TYPES:
+                    if type(value) in RAW_TYPES and not large_raw((value,)):
                         send_intermediates(task_id, [value])
                         if type(value) in _SIZED_RAW:
                             credits.charge(position, len(value))
@@ -582,28 +588,34 @@ class _Worker:
         """Queue an INTERMEDIATE value that is not of a raw type, pickled on its own;
         return its pickled size."""
         try:
-            blob = dumps(value)
+            blob = dumps_blob(wrap_large(value))
         except BaseException as error:  # sys.exit included: the task fails with this
             raise _pickling_error("a value the task yielded", error, value) from None
-        self.writer.send((INTERMEDIATE_BLOB, task_id, blob, _type_name(value)))
-        return len(blob)
+        message = (INTERMEDIATE_BLOB, task_id, blob, _type_name(value))
+        if is_large(blob):
+            self.writer.send_alone(message)
+        else:
+            self.writer.send(message)
+        return blob_size(blob)
 
     def peak_mib(self) -> float | None:
         """The process's peak resident memory since the last reset, in MiB."""
         return _PEAK.read_mib() if self.measure_memory else None
 
     def send_final(self, task_id: int, value: Any, seconds: float) -> None:
-        if type(value) in RAW_TYPES:
+        if type(value) in RAW_TYPES and not large_raw((value,)):
             self.writer.send((FINAL, task_id, value, seconds, self.peak_mib()))
         else:
             try:
-                blob = dumps(value)
+                blob = dumps_blob(wrap_large(value))
             except BaseException as error:  # sys.exit included
                 self.send_error(task_id, _pickling_error("the task's result", error, value))
                 return
-            self.writer.send(
-                (FINAL_BLOB, task_id, blob, _type_name(value), seconds, self.peak_mib())
-            )
+            message = (FINAL_BLOB, task_id, blob, _type_name(value), seconds, self.peak_mib())
+            if is_large(blob):
+                self.writer.send_alone(message)
+            else:
+                self.writer.send(message)
         self.note_output()
 
     def send_error(self, task_id: int, error: BaseException) -> None:
