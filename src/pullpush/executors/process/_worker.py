@@ -108,6 +108,7 @@ MEMORY_CHECK_EVERY = 0.1
 def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]) -> None:
     """Entry point of a worker process (``multiprocessing.Process`` target)."""
     _die_with_parent(options.get("parent_pid"))
+    _keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     call_fd, result_fd = call_conn.fileno(), result_conn.fileno()
     _watch_parent(call_fd)
@@ -163,6 +164,35 @@ def _die_with_parent(parent_pid: int | None) -> None:
         os._exit(1)
     if parent != parent_pid and not _leave_forkserver():
         os._exit(1)  # neither the executor's process nor a forkserver: a reaper
+
+
+MMAP_THRESHOLD = 32 * 2**20
+"""Bytes from which glibc's malloc maps a block of its own in a worker (see
+:func:`_keep_freed_memory`)."""
+TRIM_THRESHOLD = 64 * 2**20
+"""Bytes of freed memory a worker's glibc malloc keeps for reuse before returning it."""
+
+
+def _keep_freed_memory() -> None:
+    """Make glibc's malloc reuse the memory of a freed large buffer rather than map
+    and fault in fresh pages for the next one (Linux).
+
+    A worker receiving chunks allocates a few MiB per call (the frame, the ``bytes``
+    built from it) and frees them when the call ends. By default glibc returns such
+    blocks to the kernel (``munmap``, or trimming the heap) and the next call faults
+    every page in again: measured, that doubled a worker's CPU time per GiB received
+    (1.27 s instead of 0.55). Blocks up to :data:`MMAP_THRESHOLD` now come from the
+    heap, and up to :data:`TRIM_THRESHOLD` bytes of freed heap stay resident for reuse.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, MMAP_THRESHOLD)
+    mallopt(m_trim_threshold, TRIM_THRESHOLD)
 
 
 def _leave_forkserver() -> bool:
