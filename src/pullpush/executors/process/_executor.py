@@ -951,7 +951,7 @@ class ProcessExecutor(Executor):
                 if len(defined) > _FUNCTIONS_PER_WORKER:
                     old, _ = defined.popitem(last=False)
                     worker.writer.send((wire.FORGET, old))
-        if wire.is_large(message[-1]):  # never in a frame with other calls
+        if message[0] != wire.CALL and wire.is_large(message[-1]):  # alone in its frame
             worker.writer.send_alone(message)
         else:
             worker.writer.send(message)
