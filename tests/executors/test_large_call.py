@@ -15,7 +15,7 @@ from pullpush.executors.process._sizes import LARGE_CALL
 @pytest.mark.parametrize("loop_kind", ["uvloop"])
 @pytest.mark.timeout(60)
 async def test_a_large_argument_warns_once_naming_it(loop_kind: str) -> None:
-    big = ["x" * (LARGE_CALL + 1)]  # a list: pickled (a str would travel raw, unchecked)
+    big = ["x" * (LARGE_CALL + 1)]  # a list: pickled inline (a str travels out of band)
     async with ProcessExecutor(1) as executor:
         with pytest.warns(LargeTaskWarning, match=r"argument 0 \(list, 4\.0 MiB\)"):
             assert await executor.run(functools.partial(identity, big)) == big
@@ -25,7 +25,7 @@ async def test_a_large_argument_warns_once_naming_it(loop_kind: str) -> None:
 @pytest.mark.parametrize("loop_kind", ["uvloop"])
 @pytest.mark.timeout(60)
 async def test_a_closure_over_large_data_is_named(loop_kind: str) -> None:
-    text = "y" * (LARGE_CALL + 1)
+    text = ["y" * (LARGE_CALL + 1)]  # in a list: pickled inline (a str travels out of band)
     async with ProcessExecutor(1) as executor:
         with pytest.warns(LargeTaskWarning, match="the closure variable 'text'"):
-            assert await executor.run(lambda: len(text)) == len(text)
+            assert await executor.run(lambda: len(text[0])) == len(text[0])

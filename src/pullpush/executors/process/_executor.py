@@ -25,10 +25,15 @@ Data flow::
 
 Steps of a task:
 
-1. ``submit`` pickles the call. A ``functools.partial`` (or plain function) travels
-   as a function id plus its arguments; the function itself is cloudpickled once
-   and sent to a worker once (``DEFINE``), the first time that worker needs it.
-   Scalar arguments travel raw. Anything else is cloudpickled whole.
+1. ``submit`` pickles the call. A ``functools.partial`` (or plain function) of an
+   importable function (one pickled by reference), or of a function submitted before,
+   travels as a function id plus its arguments; the function itself is cloudpickled
+   once and sent to a worker once (``DEFINE``), the first time that worker needs it.
+   Small scalar arguments travel raw. Anything else -- a closure, lambda or bound
+   method seen for the first time -- is cloudpickled whole with its call, and the
+   worker frees it with the call. Large values (arguments, closure variables,
+   results) travel out of band: see ``_protocol.py``; a call carrying one travels in
+   a frame of its own.
 2. The task waits in the parent's pending queue until a ready worker (its start-up
    and initializer done) has room, then its CALL is queued on that worker's call
    pipe; all calls queued during one turn of the event loop go out as one frame.
@@ -59,6 +64,7 @@ import multiprocessing.process
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import types
@@ -109,7 +115,7 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-_Call = tuple[tuple[Any, ...], "int | None", "bytes | None"]
+_Call = tuple[tuple[Any, ...], "int | None", "wire.Blob | None"]
 """A task's call, ready to be sent: the message, and the function it needs defined in
 the worker first (id and blob), if any."""
 
@@ -403,11 +409,14 @@ class ProcessExecutor(Executor):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._context: Any = None
         # Function cache: id(function) -> (fn_id, blob, the function or a weakref to it).
-        self._functions: dict[int, tuple[int, bytes, Any]] = {}
+        self._functions: dict[int, tuple[int, wire.Blob, Any]] = {}
+        # Functions submitted once that are not importable: id -> weakref (see
+        # _cached_function_id); an entry goes when its function does.
+        self._seen_once: dict[int, weakref.ref[Any]] = {}
         # The function most recently submitted, and its cache entry (the common case is
         # many tasks of one function).
         self._last_function: Any = None
-        self._last_function_id: tuple[int, bytes] | None = None
+        self._last_function_id: tuple[int, wire.Blob] | None = None
         self._next_fn_id = 0
         self._next_wire_id = 0
         self._seconds_per_task: float | None = None
@@ -844,7 +853,7 @@ class ProcessExecutor(Executor):
         cached = self._function_id(function)
         if cached is None:
             try:
-                blob = wire.cloudpickle_dumps(runner)
+                blob = wire.dumps_blob(runner, cloud=True)
             except KeyboardInterrupt:
                 raise
             except BaseException as error:
@@ -852,23 +861,29 @@ class ProcessExecutor(Executor):
                     f"the task runner ({type(runner).__qualname__}) could not be pickled: "
                     f"{wire.failure_reason(error, 'pickling it')}"
                 ) from error
-            check_call_size(self, len(blob), runner)
+            check_call_size(self, wire.stream_size(blob), runner)
             return (wire.CALL_BLOB, wire_id, blob), None, None
         fn_id, fn_blob = cached
-        if kwargs is None and wire.RAW_TYPES.issuperset(map(type, args)):
+        if (
+            kwargs is None
+            and wire.RAW_TYPES.issuperset(map(type, args))
+            and not wire.large_raw(args)
+        ):
             return (wire.CALL, wire_id, fn_id, args), fn_id, fn_blob
         try:
-            args_blob = wire.dumps((args, kwargs or {}))
+            args_blob = wire.dumps_blob(
+                (tuple(map(wire.wrap_large, args)), wire.wrap_values(kwargs) or {})
+            )
         except KeyboardInterrupt:
             raise
         except BaseException as error:
             name = getattr(function, "__qualname__", repr(function))
             where, why = _culprit(args, kwargs or {}, error)
             raise TaskPicklingError(f"{where} of {name} could not be pickled: {why}") from error
-        check_call_size(self, len(args_blob), runner)
+        check_call_size(self, wire.stream_size(args_blob), runner)
         return (wire.CALL_ARGS, wire_id, fn_id, args_blob), fn_id, fn_blob
 
-    def _function_id(self, function: Any) -> tuple[int, bytes] | None:
+    def _function_id(self, function: Any) -> tuple[int, wire.Blob] | None:
         """The cache id and blob of ``function``, or ``None`` if it is not cacheable."""
         if function is self._last_function:
             return self._last_function_id
@@ -878,8 +893,13 @@ class ProcessExecutor(Executor):
             self._last_function, self._last_function_id = function, found
         return found
 
-    def _cached_function_id(self, function: Any) -> tuple[int, bytes] | None:
-        entry = self._functions.get(id(function))
+    def _cached_function_id(self, function: Any) -> tuple[int, wire.Blob] | None:
+        """Cache ``function`` if it is importable (pickled by reference: cheap to keep
+        in a worker) or submitted for the second time; a closure, lambda or bound
+        method seen once is not cached (``None``): it travels with its call, and the
+        worker frees it with the call, along with the data it captured."""
+        key = id(function)
+        entry = self._functions.get(key)
         if entry is not None:
             fn_id, blob, held = entry
             if (held() if isinstance(held, weakref.ref) else held) is function:
@@ -895,16 +915,24 @@ class ProcessExecutor(Executor):
             ):
                 return None
             held = function
+        if not _importable(function):
+            seen = self._seen_once.get(key)
+            if seen is None or seen() is not function:
+                self._seen_once[key] = weakref.ref(
+                    function, functools.partial(_drop_seen, self._seen_once, key)
+                )
+                return None
+            del self._seen_once[key]
         try:
-            blob = wire.cloudpickle_dumps(function)
+            blob = wire.dumps_blob(function, cloud=True)
         except KeyboardInterrupt:
             raise
         except BaseException:  # the whole runner is pickled instead, and fails there
             return None
-        check_call_size(self, len(blob), function)
+        check_call_size(self, wire.stream_size(blob), function)
         fn_id = self._next_fn_id
         self._next_fn_id += 1
-        self._functions[id(function)] = (fn_id, blob, held)
+        self._functions[key] = (fn_id, blob, held)
         return fn_id, blob
 
     def _forget_function(self, reference: weakref.ref[Any]) -> None:
@@ -946,7 +974,10 @@ class ProcessExecutor(Executor):
                 defined.move_to_end(fn_id)
             else:
                 assert fn_blob is not None
-                worker.writer.send((wire.DEFINE, fn_id, fn_blob))
+                if wire.is_large(fn_blob):
+                    worker.writer.send_alone((wire.DEFINE, fn_id, fn_blob))
+                else:
+                    worker.writer.send((wire.DEFINE, fn_id, fn_blob))
                 defined[fn_id] = None
                 if len(defined) > _FUNCTIONS_PER_WORKER:
                     old, _ = defined.popitem(last=False)
@@ -960,7 +991,10 @@ class ProcessExecutor(Executor):
                     if waiting is not None:
                         waiting(task.task_id)
                 worker.writer.send((wire.WATCH, task.wire_id))  # queued: the worker says
-        worker.writer.send(message)
+        if message[0] != wire.CALL and wire.is_large(message[-1]):  # alone in its frame
+            worker.writer.send_alone(message)
+        else:
+            worker.writer.send(message)
         task.worker = worker
         worker.tasks[task.wire_id] = task
         task.seq = worker.sent
@@ -1055,7 +1089,7 @@ class ProcessExecutor(Executor):
                 task.streamed = True
                 task.received += 1
                 try:
-                    value = pickle.loads(message[2])
+                    value = wire.loads_blob(message[2])
                 except BaseException as error:  # the task's code ran: its failure
                     self._unpickling_failed(task, f"a value ({message[3]})", error)
                 else:
@@ -1073,7 +1107,7 @@ class ProcessExecutor(Executor):
                     task.events.task_error(task.task_id, task.cancel_error)
                     return
                 try:
-                    value = pickle.loads(message[2])
+                    value = wire.loads_blob(message[2])
                 except BaseException as error:  # the task's code ran: its failure
                     task.events.task_error(
                         task.task_id, _unpickling_error(task, f"the result ({message[3]})", error)
@@ -1624,6 +1658,25 @@ def _culprit(
     if isinstance(cause, BaseException) and wire.error_text(cause):
         return where, wire.failure_reason(cause, "pickling it")
     return where, wire.error_text(error)
+
+
+def _importable(function: Any) -> bool:
+    """Whether pickle sends ``function`` by reference: its module (not ``__main__``)
+    holds it under its qualified name, so a worker imports it rather than keeping a
+    copy of its code and data."""
+    module = getattr(function, "__module__", None)
+    name = getattr(function, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(name, str) or module == "__main__":
+        return False
+    found: Any = sys.modules.get(module)
+    for part in name.split("."):
+        found = getattr(found, part, None)
+    return found is function
+
+
+def _drop_seen(table: dict[int, weakref.ref[Any]], key: int, reference: weakref.ref[Any]) -> None:
+    if table.get(key) is reference:
+        del table[key]
 
 
 def _unpickling_error(task: _ProcTask, what: str, error: BaseException) -> TaskPicklingError:

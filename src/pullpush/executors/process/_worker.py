@@ -75,10 +75,16 @@ from ._protocol import (
     WATCH,
     FrameReader,
     FrameWriter,
+    blob_size,
     dumps,
+    dumps_blob,
     error_text,
     failure_reason,
+    is_large,
+    large_raw,
+    loads_blob,
     set_pipe_size,
+    wrap_large,
 )
 
 __all__ = ["main"]
@@ -104,6 +110,7 @@ MEMORY_CHECK_EVERY = 0.1
 def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]) -> None:
     """Entry point of a worker process (``multiprocessing.Process`` target)."""
     _die_with_parent(options.get("parent_pid"))
+    _keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     call_fd, result_fd = call_conn.fileno(), result_conn.fileno()
     _watch_parent(call_fd)
@@ -159,6 +166,35 @@ def _die_with_parent(parent_pid: int | None) -> None:
         os._exit(1)
     if parent != parent_pid and not _leave_forkserver():
         os._exit(1)  # neither the executor's process nor a forkserver: a reaper
+
+
+MMAP_THRESHOLD = 32 * 2**20
+"""Bytes from which glibc's malloc maps a block of its own in a worker (see
+:func:`_keep_freed_memory`)."""
+TRIM_THRESHOLD = 64 * 2**20
+"""Bytes of freed memory a worker's glibc malloc keeps for reuse before returning it."""
+
+
+def _keep_freed_memory() -> None:
+    """Make glibc's malloc reuse the memory of a freed large buffer rather than map
+    and fault in fresh pages for the next one (Linux).
+
+    A worker receiving chunks allocates a few MiB per call (the frame, the ``bytes``
+    built from it) and frees them when the call ends. By default glibc returns such
+    blocks to the kernel (``munmap``, or trimming the heap) and the next call faults
+    every page in again: measured, that doubled a worker's CPU time per GiB received
+    (1.27 s instead of 0.55). Blocks up to :data:`MMAP_THRESHOLD` now come from the
+    heap, and up to :data:`TRIM_THRESHOLD` bytes of freed heap stay resident for reuse.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, MMAP_THRESHOLD)
+    mallopt(m_trim_threshold, TRIM_THRESHOLD)
 
 
 def _leave_forkserver() -> bool:
@@ -400,7 +436,7 @@ class _Worker:
             self.queue.append(message)
         elif kind == DEFINE:
             try:
-                self.functions[message[1]] = cloudpickle.loads(message[2])
+                self.functions[message[1]] = loads_blob(message[2])
             except BaseException as error:
                 self.functions[message[1]] = _BadFunction(_unpickling_error("function", error))
         elif kind == FORGET:
@@ -486,7 +522,7 @@ class _Worker:
         kind = message[0]
         if kind == CALL_BLOB:
             try:
-                runner: Callable[[], Any] = cloudpickle.loads(message[2])
+                runner: Callable[[], Any] = loads_blob(message[2])
             except BaseException as error:
                 raise _unpickling_error("task runner", error) from error
             return runner
@@ -495,7 +531,7 @@ class _Worker:
             args = message[3]
             return lambda: function(*args)
         try:
-            args, kwargs = pickle.loads(message[3])
+            args, kwargs = loads_blob(message[3])
         except BaseException as error:
             raise _unpickling_error("task arguments", error) from error
         return lambda: function(*args, **kwargs)
@@ -566,7 +602,7 @@ class _Worker:
             position = credits.emitted
             credits.emitted = position + len(values)
             types = set(map(type, values))
-            if types <= RAW_TYPES:
+            if types <= RAW_TYPES and (types.isdisjoint(_SIZED_RAW) or not large_raw(values)):
                 send_intermediates(task_id, values)
                 if not types.isdisjoint(_SIZED_RAW):  # numbers and None take one credit
                     for value in values:
@@ -575,7 +611,7 @@ class _Worker:
                         position += 1
             else:
                 for value in values:
-                    if type(value) in RAW_TYPES:
+                    if type(value) in RAW_TYPES and not large_raw((value,)):
                         send_intermediates(task_id, [value])
                         if type(value) in _SIZED_RAW:
                             credits.charge(position, len(value))
@@ -595,28 +631,34 @@ class _Worker:
         """Queue an INTERMEDIATE value that is not of a raw type, pickled on its own;
         return its pickled size."""
         try:
-            blob = dumps(value)
+            blob = dumps_blob(wrap_large(value))
         except BaseException as error:  # sys.exit included: the task fails with this
             raise _pickling_error("a value the task yielded", error, value) from None
-        self.writer.send((INTERMEDIATE_BLOB, task_id, blob, _type_name(value)))
-        return len(blob)
+        message = (INTERMEDIATE_BLOB, task_id, blob, _type_name(value))
+        if is_large(blob):
+            self.writer.send_alone(message)
+        else:
+            self.writer.send(message)
+        return blob_size(blob)
 
     def peak_mib(self) -> float | None:
         """The process's peak resident memory since the last reset, in MiB."""
         return _PEAK.read_mib() if self.measure_memory else None
 
     def send_final(self, task_id: int, value: Any, seconds: float) -> None:
-        if type(value) in RAW_TYPES:
+        if type(value) in RAW_TYPES and not large_raw((value,)):
             self.writer.send((FINAL, task_id, value, seconds, self.peak_mib()))
         else:
             try:
-                blob = dumps(value)
+                blob = dumps_blob(wrap_large(value))
             except BaseException as error:  # sys.exit included
                 self.send_error(task_id, _pickling_error("the task's result", error, value))
                 return
-            self.writer.send(
-                (FINAL_BLOB, task_id, blob, _type_name(value), seconds, self.peak_mib())
-            )
+            message = (FINAL_BLOB, task_id, blob, _type_name(value), seconds, self.peak_mib())
+            if is_large(blob):
+                self.writer.send_alone(message)
+            else:
+                self.writer.send(message)
         self.note_output()
 
     def send_error(self, task_id: int, error: BaseException) -> None:
