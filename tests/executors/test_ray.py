@@ -175,9 +175,11 @@ async def test_an_idle_consumer_pauses_a_ray_generator(ray_cluster: Any, tmp_pat
         await wait_for_file(progress)
         for _ in range(50):
             await asyncio.sleep(0.01)
-        # Unread by the consumer (window), held by the driver (1), queued by Ray's
-        # generator backpressure (window), being computed (1), plus the one read.
-        assert await wait_for_file(progress) <= 2 * window + 4
+        # Values travel in batches of at most `window`: unread by the consumer
+        # (window), a batch held by the driver, a batch queued by Ray's generator
+        # backpressure, a batch the worker's stream thread computed ahead, one being
+        # computed, plus the one read.
+        assert await wait_for_file(progress) <= 4 * window + 2
         await envelopes.aclose()  # cancels the paused Ray task
         assert executor.running == 0
 
