@@ -239,7 +239,7 @@ def _sync_stream(
                     while (len(pending) >= batcher.count or size[0] >= batcher.size) and not stop[
                         0
                     ]:
-                        cond.wait()
+                        cond.wait(0.05)
                     if stop[0]:
                         break
                     pending.append(item)
@@ -260,7 +260,7 @@ def _sync_stream(
         while True:
             with cond:
                 while not pending and not outcome:
-                    cond.wait()
+                    cond.wait(0.05)  # in slices: ray.cancel interrupts between them
                 deadline = time.monotonic() + batcher.age
                 while (
                     not outcome
@@ -621,6 +621,7 @@ class RayExecutor(Executor):
     """
 
     name = "ray"
+    takes_costs = True
 
     def __init__(
         self,
@@ -719,16 +720,24 @@ class RayExecutor(Executor):
             if shared is not None:
                 await _release_ray(shared)
             raise
-        self._call = ray.remote(_remote_call).options(num_cpus=1, max_retries=0)
         # Ray pauses the generator when this many of its objects wait unread; each
         # holds a batch, so credit_window values in batches of batch_size.
         window = max(1, -(-self.credit_window // self.batch_size))
-        self._stream = ray.remote(_remote_stream).options(
-            num_returns="streaming",
-            num_cpus=1,
-            max_retries=0,
-            _generator_backpressure_num_objects=window,
-        )
+        self._options: dict[bool, dict[str, Any]] = {
+            False: {"num_cpus": 1, "max_retries": 0},
+            True: {
+                "num_returns": "streaming",
+                "num_cpus": 1,
+                "max_retries": 0,
+                "_generator_backpressure_num_objects": window,
+            },
+        }
+        self._functions: dict[bool, Any] = {
+            False: ray.remote(_remote_call),
+            True: ray.remote(_remote_stream),
+        }
+        self._call = self._functions[False].options(**self._options[False])
+        self._stream = self._functions[True].options(**self._options[True])
         self._batching = (
             min(self.batch_size, self.credit_window),
             self.batch_bytes,
@@ -767,10 +776,11 @@ class RayExecutor(Executor):
                 "RayExecutor is not started: await executor.start() or use "
                 "'async with RayExecutor() as executor'"
             )
-        streaming = self.streaming or _streams(runner)
+        streaming = bool(self.streaming) or _streams(runner)
         remote = self._stream if streaming else self._call
         if cost:
-            remote = remote.options(**ray_resources(cost, self._known))
+            options = {**self._options[streaming], **ray_resources(cost, self._known)}
+            remote = self._functions[streaming].options(**options)
         # Submitted now, so Ray sees the tasks in submit order.
         ref = remote.remote(runner, self._batching) if streaming else remote.remote(runner)
         task = _RayTask(
