@@ -206,6 +206,9 @@ class WorkerCrashedError(PullPushError):
             after running it, before sending its result, once more than the executor
             runs such a task again (``max_crash_retries``), and ``retries`` says how
             many times the task had been run again.
+
+    ``message``, when given, replaces the message built from the others (the Ray
+    executor says which worker or node Ray lost; ``pid`` etc. are then ``None``).
     """
 
     def __init__(
@@ -215,12 +218,16 @@ class WorkerCrashedError(PullPushError):
         exitcode: int | None,
         signal: int | None,
         retries: int | None = None,
+        message: str | None = None,
     ) -> None:
         self.task_id = task_id
         self.pid = pid
         self.exitcode = exitcode
         self.signal = signal
         self.retries = retries
+        if message is not None:  # an executor that knows more (Ray: the node died)
+            super().__init__(message)
+            return
         if signal is not None:
             import signal as signals
 
@@ -247,7 +254,7 @@ class WorkerCrashedError(PullPushError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        args = (self.task_id, self.pid, self.exitcode, self.signal, self.retries)
+        args = (self.task_id, self.pid, self.exitcode, self.signal, self.retries, str(self))
         return (type(self), args)
 
 

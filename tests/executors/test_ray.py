@@ -1,6 +1,8 @@
-"""RayExecutor on a real local Ray (skipped when ray is not installed; it is not in
-the ``dev`` extra). One Ray instance serves the whole module, started once: Ray
-takes seconds to start. Runners are closures, so cloudpickle ships them by value."""
+"""RayExecutor on a real local Ray (skipped when ray is not installed, unless
+PULLPUSH_REQUIRE_RAY is set, as in CI's main run: ``./scripts/test --with-ray``). One
+Ray instance, started by the test (so "this process connected to Ray itself"), serves
+the whole module: Ray takes seconds to start. Runners are closures, so cloudpickle
+ships them by value."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _ray_support import need_ray
 
 from pullpush import (
     CapacitySource,
@@ -20,17 +23,25 @@ from pullpush import (
     Final,
     HierarchicalTaskPoolRunner,
     RayExecutor,
+    RemoteTraceback,
+    ResourceCapacitySource,
+    ScheduledTask,
+    ScheduledTaskPoolRunner,
     TaskProgressEnvelope,
     TaskTimeoutError,
+    WorkerCrashedError,
 )
+from pullpush.executors._ray import ray_resources
 from pullpush.testing import collect
+
+pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
     """A local Ray with 2 CPUs for the module, started on the main thread."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray = need_ray()
+    ray.init(num_cpus=2, resources={"licence": 1}, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
@@ -127,6 +138,7 @@ async def test_errors_keep_their_type_with_the_worker_traceback(ray_cluster: Any
     async with RayExecutor() as executor:
         with pytest.raises(ChunkError, match="chunk 7") as info:
             await executor.run(fails)
+        assert isinstance(info.value.__cause__, RemoteTraceback)  # the public one
         assert "fails" in str(info.value.__cause__)  # the remote traceback
         assert "\x1b[" not in str(info.value.__cause__)
         with pytest.raises(KeyError, match="late"):
@@ -175,9 +187,11 @@ async def test_an_idle_consumer_pauses_a_ray_generator(ray_cluster: Any, tmp_pat
         await wait_for_file(progress)
         for _ in range(50):
             await asyncio.sleep(0.01)
-        # Unread by the consumer (window), held by the driver (1), queued by Ray's
-        # generator backpressure (window), being computed (1), plus the one read.
-        assert await wait_for_file(progress) <= 2 * window + 4
+        # Values travel in batches of at most `window`: unread by the consumer
+        # (window), a batch held by the driver, a batch queued by Ray's generator
+        # backpressure, a batch the worker's stream thread computed ahead, one being
+        # computed, plus the one read.
+        assert await wait_for_file(progress) <= 4 * window + 2
         await envelopes.aclose()  # cancels the paused Ray task
         assert executor.running == 0
 
@@ -222,3 +236,182 @@ async def test_an_unpicklable_runner_gets_an_error_envelope(ray_cluster: Any) ->
     assert outcome == {0: EnvelopeType.ERROR, 1: EnvelopeType.FINAL}
     (error,) = [e.error for e in envelopes if e.task_id == 0]
     assert isinstance(error, TypeError) and "lock" in str(error)
+
+
+async def test_an_unreadable_value_is_reported_once_the_ray_task_ended(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    ended = tmp_path / "ended"
+
+    def explode() -> None:
+        raise RuntimeError("this value cannot be rebuilt in the driver")
+
+    class Unrebuildable:
+        """Pickles fine in the Ray worker; unpickling it (in the driver) raises.
+        Local, so that cloudpickle ships it by value."""
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (explode, ())
+
+    def streams_a_bad_value() -> Generator[Any, None, None]:
+        try:
+            yield Unrebuildable()
+            for _ in range(300):  # runs on for 3 s unless cancelled
+                time.sleep(0.01)
+            yield 1
+        finally:
+            ended.write_text("1")
+
+    async with RayExecutor(cancel_grace=0.5) as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "bad", [streams_a_bad_value, lambda: "ok"], CapacitySource(2), executor=executor
+        )
+        envelopes = await collect(runner.run_tasks())
+        # The ERROR came after the Ray task was stopped and had ended.
+        assert ended.exists()
+        assert executor.running == 0
+        assert await executor.run(lambda: "again") == "again"
+    outcome = {e.task_id: e.type for e in envelopes}
+    assert outcome == {0: EnvelopeType.ERROR, 1: EnvelopeType.FINAL}
+    (error,) = [e.error for e in envelopes if e.task_id == 0]
+    assert "cannot be rebuilt" in repr(error) + repr(error.__cause__) + str(error)
+
+
+@pytest.mark.timeout(15)  # without escalation the task would end after 20 s
+async def test_a_timeout_escalates_to_a_forced_cancel_of_blocking_code(
+    ray_cluster: Any,
+) -> None:
+    def blocks() -> None:
+        time.sleep(20)  # blocked in C: KeyboardInterrupt waits until it returns
+
+    async with RayExecutor(cancel_grace=0.5) as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "stuck", [blocks], CapacitySource(2), executor=executor, timeout=0.5
+        )
+        envelopes = await collect(runner.run_tasks())
+        assert executor.running == 0
+        assert await executor.run(lambda: "again") == "again"
+    outcome = {e.task_id: (e.type, type(e.error)) for e in envelopes}
+    assert outcome == {0: (EnvelopeType.ERROR, TaskTimeoutError)}
+
+
+async def test_a_crashed_worker_is_a_worker_crashed_error(ray_cluster: Any) -> None:
+    import os
+    import signal
+
+    def dies() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def dies_streaming() -> Generator[int, None, None]:
+        yield 1
+        os.kill(os.getpid(), signal.SIGKILL)
+        yield 2
+
+    async with RayExecutor() as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "crash",
+            [dies, dies_streaming, lambda: "ok"],
+            CapacitySource(3),
+            executor=executor,
+        )
+        envelopes = await collect(runner.run_tasks())
+        assert executor.running == 0
+        assert await executor.run(lambda: "again") == "again"
+    terminal = {e.task_id: e for e in envelopes if e.type is not EnvelopeType.INTERMEDIATE}
+    assert terminal[2].type is EnvelopeType.FINAL
+    for task_id in (0, 1):
+        error = terminal[task_id].error
+        assert isinstance(error, WorkerCrashedError), error
+        assert f"task {task_id}" in str(error)
+        assert isinstance(error.__cause__, ray_cluster.exceptions.RayError)
+
+
+async def test_options_that_cannot_apply_to_a_running_ray_are_refused(
+    ray_cluster: Any,
+) -> None:
+    with pytest.raises(ValueError, match="runtime_env"):
+        async with RayExecutor(runtime_env={"env_vars": {"PULLPUSH_X": "1"}}):
+            pass
+    with pytest.raises(ValueError, match=r"address='10\.255\.0\.1:6379'"):
+        async with RayExecutor("10.255.0.1:6379"):
+            pass
+    async with RayExecutor("auto") as executor:  # the Ray this process is connected to
+        assert await executor.run(lambda: 1) == 1
+    assert ray_cluster.is_initialized()
+
+
+def test_ray_client_addresses_are_refused_at_construction() -> None:
+    pytest.importorskip("ray")
+    with pytest.raises(ValueError, match="Ray Client"):
+        RayExecutor("ray://head:10001")
+
+
+def test_costs_map_to_ray_resources() -> None:
+    known = {"CPU": 4.0, "GPU": 1.0, "memory": 1e9, "licence": 2.0}
+    assert ray_resources(None, known) == {"num_cpus": 1}
+    assert ray_resources({"cpu": 2, "gpu": 1, "memory_mb": 500, "licence": 1}, known) == {
+        "num_cpus": 2,
+        "num_gpus": 1,
+        "memory": 500 * 1024 * 1024,
+        "resources": {"licence": 1},
+    }
+    # pullpush's own units (and keys no node has) are not asked of Ray.
+    assert ray_resources({"capacity": 1, "io": 3}, known) == {"num_cpus": 1}
+
+
+async def test_a_scheduled_tasks_cost_reaches_ray(ray_cluster: Any) -> None:
+    def assigned() -> dict[str, float]:
+        import ray
+
+        return dict(ray.get_runtime_context().get_assigned_resources())
+
+    tasks = [
+        ScheduledTask("licensed", assigned, cost={"cpu": 1, "licence": 1}),
+        ScheduledTask("two-cpus", assigned, cost={"cpu": 2}),
+    ]
+    async with RayExecutor() as executor:
+        runner = ScheduledTaskPoolRunner(
+            "costs",
+            tasks,
+            ResourceCapacitySource({"cpu": 2, "licence": 1}),
+            executor=executor,
+        )
+        envelopes = await collect(runner.run_tasks())
+    assert [e.error for e in envelopes if e.error] == []
+    finals = {e.key: e.value for e in envelopes if e.type is EnvelopeType.FINAL}
+    assert finals == {
+        "licensed": {"CPU": 1.0, "licence": 1.0},
+        "two-cpus": {"CPU": 2.0},
+    }
+
+
+async def test_a_captured_value_put_once_travels_as_a_reference(ray_cluster: Any) -> None:
+    """The documented pattern for big inputs: ``ray.put`` once, close over the ref
+    (a few bytes to pickle per task); the worker resolves it from the object store."""
+    big = bytes(8 * 1024 * 1024)
+    ref = ray_cluster.put(big)
+
+    def size_of() -> int:
+        import ray
+
+        return len(ray.get(ref))
+
+    async with RayExecutor() as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "put", [size_of] * 4, CapacitySource(2), executor=executor
+        )
+        envelopes = await collect(runner.run_tasks())
+    assert [e.value for e in envelopes] == [len(big)] * 4
+    import cloudpickle
+
+    assert len(cloudpickle.dumps(size_of)) < 10_000  # the ref, not the 8 MiB
+
+
+async def test_a_stream_of_many_values_arrives_whole_and_in_order(ray_cluster: Any) -> None:
+    def counts() -> Generator[int, None, str]:
+        yield from range(5000)
+        return "done"
+
+    async with RayExecutor() as executor:
+        values = [e.value async for e in executor.stream(counts)]
+    assert values == [*range(5000), "done"]

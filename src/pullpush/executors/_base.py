@@ -277,6 +277,9 @@ class Executor(abc.ABC):
     the receiver has it); if not, a task counts as started at ``submit``."""
     credit_window: int = 256
     """INTERMEDIATE envelopes a task may have outstanding before it is paused."""
+    takes_costs: bool = False
+    """Whether ``submit`` takes a keyword ``cost`` (a :class:`ScheduledTask`'s cost,
+    which the scheduled runner then passes): the Ray executor asks Ray for it."""
     _warn_unclosed: bool = False
     # Whether an instance started and never closed warns with ResourceWarning when it is
     # collected (executors holding threads or processes).

@@ -333,7 +333,10 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             self.metrics.on_task_started(task_id)
         record.timeout = timeout
         try:
-            handle = executor.submit(task_id, runner, self)
+            if cost is not None and executor.takes_costs:
+                handle = executor.submit(task_id, runner, self, cost=cost)  # type: ignore[call-arg]
+            else:
+                handle = executor.submit(task_id, runner, self)
         except BaseException as error:
             self.task_error(task_id, error)
             return
