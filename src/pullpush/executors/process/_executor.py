@@ -93,6 +93,10 @@ __all__ = ["ProcessExecutor", "ProcessExecutorStatistics"]
 _FUNCTIONS_PER_WORKER = 512
 _PREFETCH_MAX = 256
 _PREFETCH_TARGET = 0.004  # seconds of queued work per worker the adaptive prefetch aims at
+_PREFETCH_BYTES = 4 * 2**20
+"""Bytes of calls a worker holds (running and queued) beyond which it is sent no more
+but its running ones and one ahead (see ``ProcessExecutor._dispatch``)."""
+_KINDS_KEPT = 4096  # task kinds whose durations the adaptive prefetch remembers
 _INIT_FAILURES_ALLOWED = 3
 
 # Worker states.
@@ -132,12 +136,15 @@ class _ProcTask:
         "done",
         "early",
         "escalation",
+        "estimate",
         "events",
         "executor",
         "intermediates",
+        "kind",
         "received",
         "seen_running",
         "seq",
+        "size",
         "starts",
         "streamed",
         "task_id",
@@ -188,6 +195,12 @@ class _ProcTask:
         # many of its runs ended with their worker dying before the result was sent.
         self.seq = -1
         self.crashes = 0
+        # For the prefetch (see ProcessExecutor._dispatch): the bytes of its call, the
+        # kind of task it is (its function: a cache id, or ~id of its code), and the
+        # seconds it was expected to take when sent (None: a kind never seen to end).
+        self.size = 0  # small raw arguments (a CALL) count for nothing
+        self.kind = 0
+        self.estimate: float | None = None
 
     def cancel(self, error: BaseException | None = None) -> None:
         self.executor._cancel(self, error)
@@ -230,6 +243,11 @@ class _Worker:
         # Invariant: the function ids this worker has cached (least recent first).
         self.defined: OrderedDict[int, None] = OrderedDict()
         self.sent = 0
+        # Invariant: over the tasks in ``tasks``: the bytes of their calls, the sum of
+        # their known estimates, and how many had none.
+        self.bytes = 0
+        self.seconds = 0.0
+        self.unknown = 0
         self.flush_scheduled = False
         self.writer_waiting = False
         self.reading = False
@@ -297,8 +315,12 @@ class ProcessExecutor(Executor):
         prefetch: tasks queued in each worker beyond the ones it runs, so its pipe
             never idles; ``"auto"`` (default) adapts it to the tasks' durations (about
             4 ms of queued work per worker, up to 256 tasks; none once tasks take
-            longer than that). A queued task holds its capacity; ``prefetch=0`` makes
-            capacity follow running tasks exactly.
+            longer than that). Beyond one ahead, a worker holds at most 4 MiB of calls (pickled
+            runners and arguments with their out-of-band buffers), and with
+            ``"auto"`` only tasks of a kind (function) seen to end, within the 4 ms
+            by that kind's durations: a prefetch learned on short tasks does not
+            queue large or long ones. A queued task holds its capacity;
+            ``prefetch=0`` makes capacity follow running tasks exactly.
         credit_window: INTERMEDIATE envelopes a task may send before the consumer
             reads them; then it pauses (flow control; nothing is dropped). The
             default, 1024, covers the pipe's round trip (a batch of half the window
@@ -420,6 +442,8 @@ class ProcessExecutor(Executor):
         self._next_fn_id = 0
         self._next_wire_id = 0
         self._seconds_per_task: float | None = None
+        # The average duration of each kind of task seen to end (see _dispatch).
+        self._durations: dict[int, float] = {}
         self._init_failures = 0
         # Consecutive worker deaths before READY: a worker that cannot even start.
         self._early_deaths = 0
@@ -834,6 +858,12 @@ class ProcessExecutor(Executor):
             # (a free slot) or stops until it starts (queued behind others).
             task.early = True
             task.starts(task_id)
+        message = task.call[0]
+        if message[0] == wire.CALL:
+            # Raw arguments: small (large ones travel out of band, as CALL_ARGS).
+            task.kind = message[2]
+        else:
+            task.size, task.kind = _call_size_and_kind(message, runner)
         self._pending.append(task)
         self._dispatch()
         return task
@@ -941,7 +971,18 @@ class ProcessExecutor(Executor):
                 del self._functions[key]
 
     def _dispatch(self) -> None:
-        """Send pending tasks to the least loaded live workers that have room."""
+        """Send pending tasks to the least loaded ready workers that have room.
+
+        A worker has room for ``tasks_per_worker`` running tasks and ``prefetch`` queued
+        ones. The first queued one (one ahead, when ``prefetch`` allows any) always
+        goes; each further one only
+        while the calls the worker holds stay within ``_PREFETCH_BYTES`` with it, and,
+        with ``prefetch="auto"``, while the work it holds is expected to take at most
+        ``_PREFETCH_TARGET`` seconds -- by the durations of each kind of task (its
+        function), so that a prefetch learned on short tasks does not queue a long or
+        new kind of task behind others: a worker busy with a task of a kind never seen
+        to end is sent none beyond one ahead.
+        """
         pending = self._pending
         if not pending:
             return
@@ -950,20 +991,46 @@ class ProcessExecutor(Executor):
         # take wait here rather than pile up behind the first ready worker's work.
         starting = any(w.state == _STARTING for w in workers)
         room = self.tasks_per_worker + (0 if starting else self._prefetch)
+        ahead = self.tasks_per_worker + 1
+        timed = self._adaptive
+        durations = self._durations
         while pending:
+            task = pending[0]
             best: _Worker | None = None
             # A task run again after a crash lost its result goes to an idle worker.
-            best_load = room if not pending[0].crashes else 1
+            best_load = room if not task.crashes else 1
+            size = task.size
+            estimate = durations.get(task.kind) if timed else 0.0
             for worker in workers:
                 # Ready only: a task waits for a worker's start-up (its initializer)
                 # here, where cancelling it ends it at once.
                 if worker.state == _READY and worker.isolating is None:
                     load = len(worker.tasks)
-                    if load < best_load:
+                    if load < best_load and (
+                        load < ahead
+                        or (
+                            worker.bytes + size <= _PREFETCH_BYTES
+                            and (
+                                not timed
+                                or (
+                                    estimate is not None
+                                    and not worker.unknown
+                                    and worker.seconds <= _PREFETCH_TARGET
+                                )
+                            )
+                        )
+                    ):
                         best, best_load = worker, load
             if best is None:
                 return
-            self._send(best, pending.popleft())
+            pending.popleft()
+            task.estimate = estimate
+            best.bytes += size
+            if estimate is None:
+                best.unknown += 1
+            else:
+                best.seconds += estimate
+            self._send(best, task)
 
     def _send(self, worker: _Worker, task: _ProcTask) -> None:
         assert task.call is not None
@@ -1073,7 +1140,7 @@ class ProcessExecutor(Executor):
             task = worker.tasks.pop(message[1], None)
             if task is not None:
                 if self._adaptive:
-                    self._learn(message[3])
+                    self._learn(task, message[3])
                 self._end(task)
                 if worker.state == _RETIRING:
                     self._retire_if_idle(worker)
@@ -1098,7 +1165,7 @@ class ProcessExecutor(Executor):
             task = worker.tasks.pop(message[1], None)
             if task is not None:
                 if self._adaptive:
-                    self._learn(message[4])
+                    self._learn(task, message[4])
                 self._end(task)
                 self._retire_if_idle(worker)
                 if message[5] is not None:
@@ -1246,14 +1313,20 @@ class ProcessExecutor(Executor):
         task.cancel_error = _unpickling_error(task, what, error)
         self._cancel(task, task.cancel_error)
 
-    def _learn(self, seconds: float) -> None:
-        """Adapt the prefetch to how long tasks take (``prefetch="auto"`` only).
+    def _learn(self, task: _ProcTask, seconds: float) -> None:
+        """Adapt the prefetch to how long tasks take (``prefetch="auto"`` only): the
+        durations of ``task``'s kind (see :meth:`_dispatch`), and the count.
 
         Short tasks get a deep queue per worker (the pipe round trip would otherwise
-        dominate); tasks longer than the target get none: a task queued behind a
-        long one in one worker could sit there while another worker goes idle, and
-        one round trip per long task costs nothing.
+        dominate); tasks longer than the target get none: a queued task holds user
+        capacity while it waits (SPEC 3 wants capacity held only by running tasks), and
+        a task queued behind a long one could sit there while another worker goes idle.
         """
+        durations = self._durations
+        known = durations.get(task.kind)
+        if known is None and len(durations) >= _KINDS_KEPT:
+            durations.clear()
+        durations[task.kind] = seconds if known is None else 0.7 * known + 0.3 * seconds
         average = self._seconds_per_task
         average = seconds if average is None else 0.9 * average + 0.1 * seconds
         self._seconds_per_task = average
@@ -1266,8 +1339,16 @@ class ProcessExecutor(Executor):
     def _end(self, task: _ProcTask) -> None:
         task.done = True
         worker = task.worker
-        if worker is not None and worker.isolating is task:
-            worker.isolating = None
+        if worker is not None:
+            if worker.isolating is task:
+                worker.isolating = None
+            worker.bytes -= task.size
+            if task.estimate is None:
+                worker.unknown -= 1
+            elif worker.tasks:
+                worker.seconds -= task.estimate
+            else:
+                worker.seconds = 0.0  # no rounding error left behind
         task.worker = None
         if task.escalation is not None:
             task.escalation.cancel()
@@ -1632,6 +1713,18 @@ def _preload_forkserver() -> None:
     current = list(getattr(server, "_preload_modules", ["__main__"]))
     if _worker.__name__ not in current:
         forkserver.set_forkserver_preload([*current, _worker.__name__])
+
+
+def _call_size_and_kind(message: tuple[Any, ...], runner: Any) -> tuple[int, int]:
+    """The bytes a CALL_ARGS or CALL_BLOB call carries (its pickle and out-of-band
+    buffers), and what tells its kind of task from others for the prefetch: its
+    function's id in the cache (as for a CALL), or, for a runner pickled whole, the
+    code its function runs (shared by every closure of one ``def``), else its type."""
+    if message[0] == wire.CALL_ARGS:
+        return wire.blob_size(message[3]), message[2]
+    function = runner.func if type(runner) is functools.partial else runner
+    code = getattr(function, "__code__", None)
+    return wire.blob_size(message[2]), ~id(code if code is not None else type(function))
 
 
 def _culprit(
