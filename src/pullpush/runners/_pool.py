@@ -460,11 +460,7 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                     dispatcher.result()  # the source's own error, if any
                     return
                 else:
-                    self._consumer = asyncio.get_running_loop().create_future()
-                    try:
-                        await self._consumer
-                    finally:
-                        self._consumer = None
+                    await self._wait_for_envelopes()
         finally:
             await self._shutdown(dispatcher, executor, owned)
 
@@ -531,13 +527,18 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                     dispatcher.result()  # the source's own error, if any
                     return
                 else:
-                    self._consumer = asyncio.get_running_loop().create_future()
-                    try:
-                        await self._consumer
-                    finally:
-                        self._consumer = None
+                    await self._wait_for_envelopes()
         finally:
             await self._shutdown(dispatcher, executor, owned)
+
+    async def _wait_for_envelopes(self) -> None:
+        """Park the consumer until the dispatcher or a task's report wakes it."""
+        self._consumer = asyncio.get_running_loop().create_future()
+        try:
+            await self._consumer
+        finally:
+            # Woken, cancelled or closed: nothing may resolve this future any more.
+            self._consumer = None
 
     def _claim(self) -> tuple[Executor, bool]:
         """Mark the runner running and make the run's executor (and whether the run
