@@ -96,7 +96,7 @@ async def test_tasks_for_a_worker_whose_initializer_never_returns_time_out_and_c
                 assert isinstance(envelope.error, TaskTimeoutError)
             assert capacity.in_use == 0 and executor.capacity.in_use == 0
 
-            with pytest.raises(TimeoutError):
+            with pytest.raises(asyncio.TimeoutError):  # not TimeoutError before 3.11
                 await asyncio.wait_for(executor.run(tasks.identity, 3), 0.3)
             assert executor.statistics().pending == 0
 
