@@ -1,6 +1,6 @@
 """The crash matrix's machinery: the cases, the contract they check, and the executors
-they run on. ``test_crash_matrix.py`` (forkserver and fork) and
-``tests/stress/test_crash_matrix_spawn.py`` (spawn) parametrize it.
+they run on. ``test_crash_matrix.py`` parametrizes it over the start methods (spawn's
+cases marked ``stress``).
 
 Every case runs five tasks through a runner -- four innocent ones and, second, the
 faulty one, so that with two workers and ``prefetch=2`` one innocent task waits in the
@@ -111,6 +111,20 @@ RERUNS_MAX = 10
 """A task whose worker dies after it returned runs again, at most this many times."""
 
 
+SLOW_METHODS = frozenset({"spawn"})
+"""Start methods whose cases run in the stress suite: a spawned worker takes about a
+second to start, and a third of the cases start a fresh pool (about 90 s in all)."""
+
+
+def _marks(method: str) -> Any:
+    return [pytest.mark.stress] if method in SLOW_METHODS else []
+
+
+def method_params(methods: list[str]) -> list[Any]:
+    """``methods`` as parameters, the slow ones marked ``stress``."""
+    return [pytest.param(method, marks=_marks(method)) for method in methods]
+
+
 def matrix_cells(methods: list[str]) -> list[Any]:
     cells = []
     for method in methods:
@@ -118,7 +132,11 @@ def matrix_cells(methods: list[str]) -> list[Any]:
             for how in ct.FAILURES:
                 if stage in PARENT_STAGES and how in DEATHS:
                     continue  # would kill the test process itself
-                cells.append(pytest.param(stage, how, method, id=f"{method}-{stage}-{how}"))
+                cells.append(
+                    pytest.param(
+                        stage, how, method, id=f"{method}-{stage}-{how}", marks=_marks(method)
+                    )
+                )
     return cells
 
 

@@ -1,6 +1,6 @@
 """The crash matrix of ProcessExecutor under HierarchicalTaskPoolRunner, with the
-forkserver and fork start methods (spawn, slower to start a worker, runs the same
-cases in the stress suite: ``tests/stress/test_crash_matrix_spawn.py``).
+forkserver, fork and spawn start methods (spawn's cases, slower to start a worker, are
+marked ``stress``: the stress suite runs them).
 
 Stage x failure x start method; each case checks the whole contract (the run ends,
 one terminal envelope per task, the faulty task's error names what failed, the
@@ -17,7 +17,8 @@ import _crash_matrix as cm
 import _crash_tasks as ct
 import pytest
 
-METHODS = ["forkserver", "fork"]
+METHODS = ["forkserver", "fork", "spawn"]
+METHOD_PARAMS = cm.method_params(METHODS)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_crash_matrix(pools: cm._Pools, stage: str, how: str, method: str, tmp_p
 
 @pytest.mark.timeout(cm.TEST_TIMEOUT)
 @pytest.mark.parametrize("stage", ["unpickle call", "run", "pickle result", "after yield"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_PARAMS)
 def test_a_worker_that_exits_with_status_0_mid_task_is_a_crash(
     pools: cm._Pools, stage: str, method: str, tmp_path: Path
 ) -> None:
@@ -41,19 +42,19 @@ def test_a_worker_that_exits_with_status_0_mid_task_is_a_crash(
 
 
 @pytest.mark.timeout(cm.TEST_TIMEOUT)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_PARAMS)
 def test_workers_crash_with_large_arguments_in_their_pipes(method: str) -> None:
     cm.case_workers_crash_with_large_arguments_in_their_pipes(method)
 
 
 @pytest.mark.timeout(cm.TEST_TIMEOUT)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_PARAMS)
 def test_a_busy_worker_killed_from_outside(method: str) -> None:
     cm.case_a_busy_worker_killed_from_outside(method)
 
 
 @pytest.mark.timeout(cm.TEST_TIMEOUT)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_PARAMS)
 def test_many_arguments_that_cannot_be_pickled_then_good_ones(
     pools: cm._Pools, method: str
 ) -> None:
@@ -62,19 +63,19 @@ def test_many_arguments_that_cannot_be_pickled_then_good_ones(
 
 @pytest.mark.timeout(cm.TEST_TIMEOUT)
 @pytest.mark.parametrize("how", ["segfault", "os._exit"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_PARAMS)
 def test_aclose_while_a_worker_crashes(method: str, how: str) -> None:
     cm.case_aclose_while_a_worker_crashes(method, how)
 
 
 @pytest.mark.timeout(cm.TEST_TIMEOUT)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_PARAMS)
 def test_aclose_right_after_a_pickling_failure(method: str) -> None:
     cm.case_aclose_right_after_a_pickling_failure(method)
 
 
 @pytest.mark.timeout(cm.TEST_TIMEOUT)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_PARAMS)
 def test_a_dying_worker_fails_the_task_running_beside_the_faulty_one(method: str) -> None:
     cm.case_a_dying_worker_fails_the_task_running_beside_the_faulty_one(method)
 
