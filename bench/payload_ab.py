@@ -33,7 +33,8 @@ async def main(mib, chunk_mib):
     for case in ("fresh", "warm"):
         async with ProcessExecutor(2) as ex:
             if case == "warm":
-                runner = HierarchicalTaskPoolRunner("w", [noop] * 10_000, CapacitySource(64), executor=ex)
+                trivial = [noop] * 10_000
+                runner = HierarchicalTaskPoolRunner("w", trivial, CapacitySource(64), executor=ex)
                 async for _ in runner.run_tasks():
                     pass
             else:
