@@ -184,15 +184,24 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
         slots = executor.capacity
         capacity = self.capacity
         if slots is not None and not slots.acquire_nowait():
-            self._held = runner
-            return MUST_WAIT
+            return self._follow_now(runner)
         if not capacity.acquire_nowait():
             if slots is not None:
                 slots.release()
+            return self._follow_now(runner)
+        self._held = _NONE
+        self._launch(runner, slots, None, self.timeout, None)
+        return STARTED
+
+    def _follow_now(self, runner: Any) -> int:
+        """No capacity now: queue ``runner`` behind a task of this runner's if the
+        executor has room there (the capacity hand-off), else hold it back."""
+        after = self._follow(None) if self._follows else None
+        if after is None:
             self._held = runner
             return MUST_WAIT
         self._held = _NONE
-        self._launch(runner, slots, None, self.timeout, None)
+        self._launch(runner, None, None, self.timeout, None, after=after)
         return STARTED
 
     async def _next_start(self) -> Start | TaskProgressEnvelope[Any, None] | None:
@@ -204,19 +213,36 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
                 return None
             if not callable(runner):
                 return self._rejected(runner)
-        try:
-            slots = await self._acquire_slot()
-        except BaseException:
-            self._held = runner  # cancelled while waiting: keep the task for later
-            raise
-        try:
-            capacity = self.capacity
-            await self._acquire_capacity(capacity.acquire(), capacity, 1)
-        except BaseException:
+        capacity = self.capacity
+        while True:
+            if self._follows:
+                after = self._follow(None)
+                if after is not None:
+                    return Start(runner, None, None, self.timeout, after=after)
+            executor = self._executor
+            assert executor is not None
+            slots = executor.capacity
+            try:
+                # A False: a task of this runner ended, so it may be followed (below).
+                if slots is not None and not await self._acquire_or_wake(slots):
+                    continue
+            except BaseException:
+                self._held = runner  # cancelled while waiting: keep the task for later
+                raise
+            try:
+                taken = await self._acquire_capacity(self._acquire_or_wake(capacity), capacity, 1)
+            except BaseException:
+                release_slot(slots)
+                self._held = runner
+                raise
+            if taken:
+                return Start(runner, slots, None, self.timeout)
             release_slot(slots)
-            self._held = runner
-            raise
-        return Start(runner, slots, None, self.timeout)
+
+    def _may_hand_off(self) -> bool:
+        # Not through a quota: its released units restore nothing, so a unit passed on
+        # would run a second task on one unit of budget.
+        return all(getattr(level, "_restores_on_release", True) for level in self.capacity._chain)
 
     def _release(self, record: Running) -> None:
         self.capacity.release()

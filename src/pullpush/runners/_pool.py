@@ -19,6 +19,30 @@ Two pieces cooperate:
 
 Every task started ends in exactly one FINAL or ERROR envelope, unless the consumer
 stops early. Task ids increase in start order, from 0.
+
+Capacity follows running tasks (SPEC 3), yet a process worker need not wait for its
+next task: the **capacity hand-off**. The executor's slots (its :attr:`capacity`:
+workers x tasks per worker) are the places where tasks run, and a runner holds one,
+with a unit of its own capacity, per task that runs. A task beyond them may be queued
+in a worker only behind a task of the same runner and the same cost (its
+*predecessor*, running or itself queued: a chain), holding nothing; when the
+predecessor ends, its slot and unit pass to that *successor* without going back to
+the capacity tree, and the worker starts it with no round trip. So at every instant
+the units held are those of tasks running or being handed over. Rules:
+
+* the dispatcher queues a successor only when the executor says it has room behind
+  that task (:meth:`Executor.successor_room`: its prefetch, bounded in tasks and
+  bytes) and no acquire waits anywhere in the capacity tree or for the executor's
+  slots: a waiter of another branch is never passed by a chain, which is at most the
+  prefetch deep;
+* a successor cancelled while queued gave back nothing (it held nothing) and its own
+  successor moves up behind its predecessor; a predecessor cancelled, failed or
+  crashed hands over all the same (a crashed worker's queued tasks are sent again,
+  the first holding what it inherited);
+* while the dispatcher waits for capacity and could queue behind a task instead, each
+  task end of the runner wakes it (a place behind a chain may have freed);
+* a capacity whose release restores nothing (a quota) never hands over: a unit of
+  budget is spent once per task.
 """
 
 from __future__ import annotations
@@ -131,6 +155,14 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         self._retried: set[int] = set()
         # Whether this run warned that its capacity admits nothing (once per run).
         self._stall_warned = False
+        # The capacity hand-off (see the module docs): whether this run may queue
+        # successors; the tasks a successor may be queued behind (not ended, no
+        # successor yet), oldest first; the lot the dispatcher parks on while it waits
+        # for capacity, and whether it is parked there now.
+        self._follows = False
+        self._tails: dict[int, Running] = {}
+        self._follow_lot = ParkingLot()
+        self._follow_parked = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.statistics()!r}>"
@@ -173,6 +205,16 @@ class PoolRunner(TaskEvents, Generic[V, K]):
     def _release(self, record: Running) -> None:
         """Give back everything the task held."""
         raise NotImplementedError
+
+    def _may_hand_off(self) -> bool:
+        """Whether the runner's capacity may pass from a task to its successor (see
+        the module docs); default: no."""
+        return False
+
+    def _hand_over(self, record: Running, successor: Running) -> None:
+        """``record`` ended: what it held is ``successor``'s now."""
+        successor.slots = record.slots
+        successor.cost = record.cost
 
     def task_resources(self, task_id: int, usage: Any) -> None:
         """What the executor measured a task using (``TaskEvents`` option); the
@@ -251,13 +293,34 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         self._emit(make_envelope(_ERROR, task_id, record.key, None, error))
 
     def _end(self, task_id: int) -> Running | None:
-        """Forget a task that ended and give its capacity back."""
+        """Forget a task that ended and give its capacity back, or hand it over to
+        the task queued behind it."""
         record = self._running.pop(task_id, None)
         if record is None:
             return None
         if record.timer is not None:
             record.timer.cancel()
-        self._release(record)
+        successor = record.successor
+        before = record.after
+        if before is not None:
+            # It ended while queued (cancelled): it held nothing, and its successor,
+            # if any, waits behind its predecessor now.
+            before.successor = successor
+            if successor is not None:
+                successor.after = before
+            else:
+                self._tails.pop(task_id, None)
+                self._tails[before.task_id] = before
+        elif successor is not None:
+            record.successor = None
+            successor.after = None
+            self._hand_over(record, successor)
+        else:
+            if self._tails:
+                self._tails.pop(task_id, None)
+            self._release(record)
+        if self._follow_parked and not self._others_wait():
+            self._follow_lot.unpark_all()  # a place behind a task may have freed
         if self.metrics is not None:  # metrics
             self.metrics.on_task_ended(task_id)
         if self._closing:
@@ -305,7 +368,13 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                 self._emit(start)
                 continue
             self._launch(
-                start.runner, start.slots, start.key, start.timeout, start.scheduled, start.cost
+                start.runner,
+                start.slots,
+                start.key,
+                start.timeout,
+                start.scheduled,
+                start.cost,
+                start.after,
             )
 
     def _new_id(self) -> int:
@@ -321,6 +390,7 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         timeout: float | None,
         scheduled: ScheduledTask[Any] | None,
         cost: Any = None,
+        after: Running | None = None,
     ) -> None:
         executor = self._executor
         assert executor is not None
@@ -332,8 +402,14 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         if self.metrics is not None:  # metrics
             self.metrics.on_task_started(task_id)
         record.timeout = timeout
+        if after is not None:  # queued behind ``after``, holding nothing
+            record.after = after
+            after.successor = record
+            del self._tails[after.task_id]
         try:
-            if cost is not None and executor.takes_costs:
+            if after is not None:
+                handle = executor.submit(task_id, runner, self, after=after.handle)  # type: ignore[call-arg]
+            elif cost is not None and executor.takes_costs:
                 handle = executor.submit(task_id, runner, self, cost=cost)  # type: ignore[call-arg]
             else:
                 handle = executor.submit(task_id, runner, self)
@@ -342,12 +418,55 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             return
         if task_id in self._running:
             record.handle = handle
+            if self._follows:
+                self._tails[task_id] = record
             # The timeout clock starts when the task starts (task_started); an executor
             # that does not report starts starts its tasks at submit.
             if timeout is not None and record.timer is None and not executor.reports_starts:
                 record.timer = asyncio.get_running_loop().call_later(
                     timeout, self._time_out, task_id, timeout
                 )
+
+    # -- the capacity hand-off (see the module docs) ------------------------------------------
+
+    def _follow(self, cost: Any) -> Running | None:
+        """The task a task of ``cost`` may be queued behind now, holding nothing, or
+        ``None``: the first (oldest) chain end of the same cost the executor has room
+        behind, unless someone else waits for capacity."""
+        if not self._tails or self._others_wait():
+            return None
+        executor = self._executor
+        assert executor is not None
+        room = executor.successor_room
+        for record in self._tails.values():
+            if record.cost == cost and room(record.handle):  # type: ignore[arg-type]
+                return record
+        return None
+
+    def _others_wait(self) -> bool:
+        """Whether an acquire other than the dispatcher's own waits in the capacity
+        tree (any level under the root of the runner's capacity) or for the
+        executor's slots: then no task is queued behind another, which would pass it."""
+        root = self.capacity._chain[-1]  # type: ignore[attr-defined]
+        waiting = sum(len(level._waiters) for level in root._queued)
+        executor = self._executor
+        slots = executor.capacity if executor is not None else None
+        if slots is not None:
+            waiting += slots.waiting
+        return waiting > (1 if self._follow_parked else 0)
+
+    async def _acquire_or_wake(self, level: CapacitySource) -> bool:
+        """Take a unit of ``level`` (waiting in its FIFO); true once taken. While the
+        runner could queue a task behind one of its own instead, a task end of the
+        runner interrupts the wait: false, nothing taken."""
+        if not (self._follows and self._running):
+            await level.acquire()
+            return True
+        self._follow_parked = True
+        try:
+            return await level._acquire_on(self._follow_lot) is not None
+        finally:
+            self._follow_parked = False
 
     def _time_out(self, task_id: int, timeout: float) -> None:
         record = self._running.get(task_id)
@@ -555,6 +674,9 @@ class PoolRunner(TaskEvents, Generic[V, K]):
     async def _open(self, executor: Executor) -> asyncio.Task[None]:
         """Start the executor and the dispatcher."""
         await executor.start()
+        self._follows = bool(getattr(executor, "queues_successors", False)) and (
+            self._may_hand_off()
+        )
         dispatcher = asyncio.ensure_future(self._dispatch())
         dispatcher.add_done_callback(lambda _: self._wake_consumer())
         return dispatcher
@@ -579,6 +701,8 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                     self._consumer = None
         finally:
             self._buffer.clear()
+            self._tails.clear()
+            self._follows = False
             self._unread = 0
             self._retried.clear()
             self._room.unpark_all()

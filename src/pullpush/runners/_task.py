@@ -99,7 +99,18 @@ class RetryPolicy:
 class Running:
     """A task in flight, from submit to its terminal event."""
 
-    __slots__ = ("cost", "handle", "key", "scheduled", "slots", "task_id", "timeout", "timer")
+    __slots__ = (
+        "after",
+        "cost",
+        "handle",
+        "key",
+        "scheduled",
+        "slots",
+        "successor",
+        "task_id",
+        "timeout",
+        "timer",
+    )
 
     def __init__(
         self,
@@ -120,12 +131,19 @@ class Running:
         # Seconds the task may run (None: no limit); its timer starts when it starts.
         self.timeout: float | None = None
         self.timer: asyncio.TimerHandle | None = None
+        # The capacity hand-off (see PoolRunner._follow): the task it waits behind,
+        # holding nothing, until that one ends and hands its capacity over (None: it
+        # holds its own); and the task waiting behind it (None: none).
+        self.after: Running | None = None
+        self.successor: Running | None = None
 
 
 class Start:
-    """What the dispatcher decided to start next, with its capacity already held."""
+    """What the dispatcher decided to start next, with its capacity already held, or
+    (``after`` set) to queue behind a task of the runner's, holding nothing until that
+    one hands its capacity over."""
 
-    __slots__ = ("cost", "key", "runner", "scheduled", "slots", "timeout")
+    __slots__ = ("after", "cost", "key", "runner", "scheduled", "slots", "timeout")
 
     def __init__(
         self,
@@ -135,6 +153,7 @@ class Start:
         timeout: float | None = None,
         scheduled: ScheduledTask[Any] | None = None,
         cost: Any = None,
+        after: Running | None = None,
     ) -> None:
         self.runner = runner
         self.slots = slots
@@ -142,3 +161,5 @@ class Start:
         self.timeout = timeout
         self.scheduled = scheduled
         self.cost = cost
+        # Set: the task holds no capacity; it is queued behind ``after`` (a hand-off).
+        self.after = after
