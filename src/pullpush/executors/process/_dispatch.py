@@ -45,7 +45,7 @@ class _DispatchMixin:
     def _report_start(self, task: _ProcTask) -> None:
         """Tell the submitter the task started (once)."""
         starts, task.starts = task.starts, None
-        if starts is not None and not task.done:
+        if starts is not None and not task.ended:
             starts(task.task_id)
 
     def _dispatch(self) -> None:
@@ -132,9 +132,7 @@ class _DispatchMixin:
                 self._report_start(task)  # a slot is free: it starts on arrival
             else:
                 if task.early:
-                    waiting = getattr(task.events, "task_waiting", None)
-                    if waiting is not None:
-                        waiting(task.task_id)
+                    task.events.task_waiting(task.task_id)
                 worker.writer.send((wire.WATCH, task.wire_id))  # queued: the worker says
         if message[0] != wire.CALL and wire.is_large(message[-1]):  # alone in its frame
             worker.writer.send_alone(message)

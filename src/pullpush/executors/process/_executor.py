@@ -379,9 +379,9 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
             for worker in self._workers:
                 running = set(worker.running[:]) if worker.running is not None else set()
                 for task in list(worker.tasks.values()):
-                    if task.cancel_error is not None or task.wire_id in running or task.streamed:
+                    if task.cancel_requested or task.wire_id in running or task.streamed:
                         crashed = WorkerCrashedError(task.task_id, worker.pid, None, signal.SIGKILL)
-                        self._fail(task, task.cancel_error or crashed)
+                        self._fail(task, crashed)  # a cancel's error wins
                     else:
                         task.worker = None
                         again.append(task)
@@ -436,9 +436,9 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
             if worker.state == _DEAD:
                 continue
             for task in worker.tasks.values():
-                if task.cancel_error is None:
-                    task.cancel_error = ExecutorClosedError(
-                        "the ProcessExecutor closed while the task ran"
+                if not task.cancel_requested:
+                    task.request_cancel(
+                        ExecutorClosedError("the ProcessExecutor closed while the task ran")
                     )
                 worker.writer.send((wire.CANCEL, task.wire_id))
             worker.writer.send((wire.STOP,))
@@ -487,7 +487,7 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         _live_executors.discard(self)
 
     def _end_unreported(self, task: _ProcTask) -> None:
-        task.done = True
+        task.ended = True
         task.worker = None
         task.escalation = None  # a timer of the closed loop: it never runs
 
@@ -509,7 +509,9 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         loop = self._loop
         if loop is not None and loop is not asyncio.get_running_loop():
             self._check_loop("submit")
-        task = _ProcTask(self, task_id, self._next_wire_id, events)
+        task = _ProcTask(
+            task_id, self._next_wire_id, events, self._forget, self._stop, self._schedule_flush
+        )
         self._next_wire_id += 1
         if self._broken is not None:
             error = BrokenExecutorError(f"the ProcessExecutor is broken: {self._broken}")
@@ -539,8 +541,8 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         self._dispatch()
         return task
 
-    def _end(self, task: _ProcTask) -> None:
-        task.done = True
+    def _forget(self, task: _ProcTask) -> None:
+        """``task`` ended (its handle's ``forget``): it no longer counts in its worker."""
         worker = task.worker
         if worker is not None:
             if worker.isolating is task:
@@ -557,14 +559,15 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
             task.escalation.cancel()
             task.escalation = None
 
-    def _fail(self, task: _ProcTask, error: BaseException) -> None:
-        if task.done:
+    def _fail(self, task: _ProcTask, error: BaseException | None) -> None:
+        """End ``task`` with ``error`` (after a cancel: the cancel's, ``error`` its
+        context), unless it ended already."""
+        if task.ended:
             return
         if task.worker is not None:
             task.worker.tasks.pop(task.wire_id, None)
-        self._end(task)
         try:
-            task.events.task_error(task.task_id, error)
+            task.report_end(error)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as failure:  # it ended all the same
@@ -572,16 +575,15 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
 
     # -- cancellation ------------------------------------------------------------------------------
 
-    def _cancel(self, task: _ProcTask, error: BaseException | None) -> None:
-        if task.done:
-            return
-        if task.cancel_error is None:
-            task.cancel_error = error if error is not None else asyncio.CancelledError()
+    def _stop(self, task: _ProcTask) -> None:
+        """Stop a cancelled task (its handle's ``stop``): a pending one ends now; one
+        sent to a worker is cancelled there, and its worker terminated should it not
+        end within ``cancel_grace`` (see :meth:`_escalate`)."""
         worker = task.worker
         if worker is None:
             with contextlib.suppress(ValueError):
                 self._pending.remove(task)
-            self._fail(task, task.cancel_error)
+            self._fail(task, None)
             return
         worker.writer.send((wire.CANCEL, task.wire_id))
         self._flush(worker)

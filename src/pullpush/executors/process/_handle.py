@@ -6,11 +6,10 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._base import TaskEvents
+from .._base import BaseTaskHandle, as_task_events
 from . import _protocol as wire
 
 if TYPE_CHECKING:
-    from ._executor import ProcessExecutor
     from ._spawn import _Worker
 
 
@@ -19,48 +18,52 @@ _Call = tuple[tuple[Any, ...], "int | None", "wire.Blob | None"]
 the worker first (id and blob), if any."""
 
 
-class _ProcTask:
-    """The parent's side of one task: a :class:`TaskHandle`."""
+class _ProcTask(BaseTaskHandle):
+    """The parent's side of one task: a :class:`TaskHandle`. Its end, and the rule that
+    a cancel wins, are :class:`BaseTaskHandle`'s; it reaches its executor through
+    callbacks only: ``forget`` (the task ended), ``stop`` (stop it: a cancel) and
+    ``flush`` (send what was queued on its worker's call pipe)."""
 
     __slots__ = (
         "acked",
         "call",
-        "cancel_error",
         "crashes",
         "credited",
-        "done",
         "early",
         "escalation",
         "estimate",
-        "events",
-        "executor",
-        "intermediates",
+        "flush",
         "kind",
         "received",
         "seen_running",
         "seq",
         "size",
         "starts",
+        "stop",
         "streamed",
-        "task_id",
         "wire_id",
         "worker",
     )
 
     def __init__(
-        self, executor: ProcessExecutor, task_id: int, wire_id: int, events: TaskEvents
+        self,
+        task_id: int,
+        wire_id: int,
+        events: Any,
+        forget: Callable[[_ProcTask], None],
+        stop: Callable[[_ProcTask], None],
+        flush: Callable[[_Worker], None],
     ) -> None:
-        self.executor = executor
+        super().__init__(task_id, as_task_events(events), forget)
+        self.stop = stop
+        self.flush = flush
         # task_id is the submitter's (runners number their own tasks, so two runners
         # sharing an executor reuse ids); wire_id is unique in this executor and is
         # what messages, worker tables and the shared running array use.
-        self.task_id = task_id
         self.wire_id = wire_id
-        self.events = events
-        # What reports the task's INTERMEDIATE batches (looked up at the first one).
-        self.intermediates: Callable[[int, list[Any]], None] | None = None
         # What reports the task's start (TaskEvents.task_started); None once reported,
-        # or when the submitter does not listen.
+        # or when the submitter does not listen (or, not a TaskEvents, has no
+        # task_started: then no WATCH message is sent for it).
         self.starts: Callable[[int], None] | None = (
             getattr(events, "task_started", None)
             if getattr(events, "listens_for_starts", True)
@@ -70,9 +73,6 @@ class _ProcTask:
         self.early = False
         self.call: _Call | None = None
         self.worker: _Worker | None = None
-        # Invariant: done once the terminal event was reported; nothing after that.
-        self.done = False
-        self.cancel_error: BaseException | None = None
         self.escalation: asyncio.TimerHandle | None = None
         # Whether the last look (at cancel, then at each escalation check) found the
         # task running in its worker: only a task seen running for a whole grace is
@@ -98,7 +98,8 @@ class _ProcTask:
         self.estimate: float | None = None
 
     def cancel(self, error: BaseException | None = None) -> None:
-        self.executor._cancel(self, error)
+        if self.request_cancel(error):
+            self.stop(self)
 
     def ack(self, count: int = 1) -> None:
         self.acked = acked = self.acked + count
@@ -111,4 +112,4 @@ class _ProcTask:
         ):
             worker.writer.send((wire.CREDIT, self.wire_id, self.acked - self.credited))
             self.credited = self.acked
-            self.executor._schedule_flush(worker)
+            self.flush(worker)

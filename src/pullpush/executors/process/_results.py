@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..._exceptions import (
     RemoteTaskError,
     RemoteTraceback,
     TaskPicklingError,
 )
-from .._base import intermediates_reporter
 from . import _protocol as wire
 from ._spawn import _INIT_FAILURES_ALLOWED, _READY, _RETIRING, _STARTING
 
@@ -40,10 +39,8 @@ class _ResultsMixin:
         _loop: asyncio.AbstractEventLoop | None
 
         def _break(self, error: BaseException) -> None: ...
-        def _cancel(self, task: _ProcTask, error: BaseException | None) -> None: ...
         def _dispatch(self) -> None: ...
-        def _end(self, task: _ProcTask) -> None: ...
-        def _fail(self, task: _ProcTask, error: BaseException) -> None: ...
+        def _fail(self, task: _ProcTask, error: BaseException | None) -> None: ...
         def _learn(self, task: _ProcTask, seconds: float) -> None: ...
         def _report_start(self, task: _ProcTask) -> None: ...
         def _retire_if_idle(self, worker: _Worker) -> None: ...
@@ -70,73 +67,42 @@ class _ResultsMixin:
             raise exiting
 
     def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
-        """Handle one message. A task's end is recorded (``_end``, retirement) before
-        its ``events`` are called, so that a callback that raises leaves nothing half
-        done; what can fail in decoding (unpickling runs the task's code) becomes the
-        task's error here; anything else that raises is :meth:`_message_failed`'s."""
+        """Handle one message, its fields named where it is decoded (the layouts are
+        ``_protocol.py``'s). A task's end goes through :meth:`_finish`; what can fail in
+        decoding (unpickling runs the task's code) becomes the task's error; anything
+        else that raises is :meth:`_message_failed`'s."""
         kind = message[0]
         if kind == wire.INTERMEDIATE:
-            task = worker.tasks.get(message[1])
-            if task is not None and not task.done:
-                report = task.intermediates
-                if report is None:
-                    report = task.intermediates = intermediates_reporter(task.events)
-                    task.streamed = True
-                task.received += len(message[2])
-                report(task.task_id, message[2])
+            _, wire_id, values = message
+            task = worker.tasks.get(wire_id)
+            if task is not None and not task.ended:
+                task.streamed = True
+                task.received += len(values)
+                task.events.task_intermediates(task.task_id, values)
         elif kind == wire.FINAL:
-            task = worker.tasks.pop(message[1], None)
-            if task is not None:
-                if self._adaptive:
-                    self._learn(task, message[3])
-                self._end(task)
-                if worker.state == _RETIRING:
-                    self._retire_if_idle(worker)
-                if message[4] is not None:
-                    self._report_memory(task, message[4])
-                if task.cancel_error is None:
-                    task.events.task_final(task.task_id, message[2])
-                else:  # cancelled: the cancel's error wins, even over a result
-                    task.events.task_error(task.task_id, task.cancel_error)
+            _, wire_id, value, seconds, peak_mib = message
+            self._finish(worker, wire_id, None, value, None, seconds, peak_mib)
         elif kind == wire.INTERMEDIATE_BLOB:
-            task = worker.tasks.get(message[1])
-            if task is not None and not task.done:
+            _, wire_id, blob, type_name = message
+            task = worker.tasks.get(wire_id)
+            if task is not None and not task.ended:
                 task.streamed = True
                 task.received += 1
                 try:
-                    value = wire.loads_blob(message[2])
+                    value = wire.loads_blob(blob)
                 except BaseException as error:  # the task's code ran: its failure
-                    self._unpickling_failed(task, f"a value ({message[3]})", error)
+                    self._unpickling_failed(task, f"a value ({type_name})", error)
                 else:
                     task.events.task_intermediate(task.task_id, value)
         elif kind == wire.FINAL_BLOB:
-            task = worker.tasks.pop(message[1], None)
-            if task is not None:
-                if self._adaptive:
-                    self._learn(task, message[4])
-                self._end(task)
-                self._retire_if_idle(worker)
-                if message[5] is not None:
-                    self._report_memory(task, message[5])
-                if task.cancel_error is not None:
-                    task.events.task_error(task.task_id, task.cancel_error)
-                    return
-                try:
-                    value = wire.loads_blob(message[2])
-                except BaseException as error:  # the task's code ran: its failure
-                    task.events.task_error(
-                        task.task_id, _unpickling_error(task, f"the result ({message[3]})", error)
-                    )
-                else:
-                    task.events.task_final(task.task_id, value)
+            _, wire_id, blob, type_name, seconds, peak_mib = message
+            self._finish(
+                worker, wire_id, None, blob, f"the result ({type_name})", seconds, peak_mib
+            )
         elif kind == wire.ERROR:
-            task = worker.tasks.pop(message[1], None)
-            if task is not None:
-                self._end(task)
-                self._retire_if_idle(worker)
-                if message[6] is not None:
-                    self._report_memory(task, message[6])
-                task.events.task_error(task.task_id, self._remote_error(task, message))
+            _, wire_id, blob, type_name, text, traceback_text, peak_mib, attributes = message
+            remote = _RemoteError(blob, type_name, text, traceback_text, attributes)
+            self._finish(worker, wire_id, remote, None, None, None, peak_mib)
         elif kind == wire.STARTED:
             task = worker.tasks.get(message[1])
             if task is not None:
@@ -151,11 +117,44 @@ class _ResultsMixin:
                 worker.state = _RETIRING
             self._retire_if_idle(worker)
         elif kind == wire.INIT_FAILED:
+            _, type_name, text, traceback_text = message
             self._init_failures += 1
-            failure = RemoteTaskError(message[1], message[2])
-            failure.__cause__ = RemoteTraceback(message[3])
+            failure = RemoteTaskError(type_name, text)
+            failure.__cause__ = RemoteTraceback(traceback_text)
             if self._init_failures >= _INIT_FAILURES_ALLOWED:
                 self._break(failure)
+
+    def _finish(
+        self,
+        worker: _Worker,
+        wire_id: int,
+        error: _RemoteError | None,
+        value: Any,
+        blob_of: str | None,
+        seconds: float | None,
+        peak_mib: float | None,
+    ) -> None:
+        """A task's end (FINAL, FINAL_BLOB or ERROR): its ``error``, else its ``value``
+        (a blob of what ``blob_of`` names, unpickled here unless a cancel wins anyway).
+        Its worker's accounting and retirement come before the task's ``events`` are
+        called, so that a callback that raises leaves nothing half done."""
+        task = worker.tasks.pop(wire_id, None)
+        if task is None:
+            return
+        if seconds is not None and self._adaptive:
+            self._learn(task, seconds)
+        self._retire_if_idle(worker)
+        failure: BaseException | None = None
+        if error is not None:
+            failure = error.decode(task.task_id)
+        elif blob_of is not None and not task.cancel_requested:
+            try:
+                value = wire.loads_blob(value)
+            except BaseException as unpickling:  # the task's code ran: its failure
+                failure = _unpickling_error(task, blob_of, unpickling)
+        if peak_mib is not None:
+            self._report_memory(task, peak_mib)
+        task.report_end(failure, value)  # after a cancel: the cancel's error
 
     def _message_failed(
         self, worker: _Worker, message: tuple[Any, ...], error: BaseException
@@ -167,10 +166,10 @@ class _ResultsMixin:
         handler."""
         kind = message[0]
         task = worker.tasks.get(message[1]) if kind in _TASK_MESSAGES else None
-        if task is not None and not task.done:
+        if task is not None and not task.ended:
             if kind in (wire.INTERMEDIATE, wire.INTERMEDIATE_BLOB):
-                self._cancel(task, error)
-                if task.cancel_error is error:
+                if not task.cancel_requested:
+                    task.cancel(error)
                     return
                 # Already cancelled (a timeout...): it ends with that; keep this one too.
             else:
@@ -195,15 +194,45 @@ class _ResultsMixin:
             {"message": f"ProcessExecutor: {what} raised", "exception": error, "executor": self}
         )
 
-    def _remote_error(self, task: _ProcTask, message: tuple[Any, ...]) -> BaseException:
-        """The error an ERROR message stands for. Total: an exception that cannot be
-        unpickled, or unpickles as something else, becomes a :class:`RemoteTaskError`
-        that says why."""
-        _, _, blob, type_name, text, traceback_text, _, attributes = message
+    def _report_memory(self, task: _ProcTask, peak_mib: float) -> None:
+        """Tell the submitter what the task used, if it listens (``task_resources``);
+        should that raise, it is logged, and the task's end still reported."""
+        report = getattr(task.events, "task_resources", None)
+        if report is not None:
+            try:
+                report(task.task_id, {"memory_mb": peak_mib})
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as error:
+                self._callback_failed(f"task_resources of task {task.task_id}", error)
+
+    def _unpickling_failed(self, task: _ProcTask, what: str, error: BaseException) -> None:
+        """A value of a running task could not be unpickled: fail the task (this error
+        wins over an earlier cancel's)."""
+        failure = _unpickling_error(task, what, error)
+        task.cancel(failure)
+        task.cancel_error = failure
+
+
+class _RemoteError(NamedTuple):
+    """An ERROR message's exception, as it travels."""
+
+    blob: bytes | str
+    """The pickled exception, or why the worker could not pickle it."""
+    type_name: str
+    text: str
+    traceback_text: str
+    attributes: Any
+
+    def decode(self, task_id: int) -> BaseException:
+        """The exception, its worker's traceback as ``__cause__``. Total: an exception
+        that cannot be unpickled, or unpickles as something else, becomes a
+        :class:`RemoteTaskError` that says why."""
+        blob, type_name, text, traceback_text, attributes = self
         error: BaseException
         if not isinstance(blob, bytes):  # why the worker could not pickle it
             error = TaskPicklingError(
-                f"task {task.task_id} raised {type_name}: {text} -- and that exception could "
+                f"task {task_id} raised {type_name}: {text} -- and that exception could "
                 f"not be pickled: {blob}"
             )
         else:
@@ -226,40 +255,13 @@ class _ResultsMixin:
                         attributes,
                     )
         try:
-            if task.cancel_error is None:
-                error.__cause__ = RemoteTraceback(traceback_text)
-                return error
-            # Cancelled: the cancel's error wins. Whatever else the task raised as it
-            # stopped (a generator raising while being closed...) is its context.
-            if not isinstance(error, asyncio.CancelledError):
-                error.__cause__ = RemoteTraceback(traceback_text)
-                task.cancel_error.__context__ = error
+            error.__cause__ = RemoteTraceback(traceback_text)
         except BaseException as chaining:  # an exception class that refuses a __cause__
             error = RemoteTaskError(
                 type_name, text, wire.failure_reason(chaining, "setting its __cause__"), attributes
             )
             error.__cause__ = RemoteTraceback(traceback_text)
-            if task.cancel_error is None:
-                return error
-            task.cancel_error.__context__ = error
-        return task.cancel_error
-
-    def _report_memory(self, task: _ProcTask, peak_mib: float) -> None:
-        """Tell the submitter what the task used, if it listens (``task_resources``);
-        should that raise, it is logged, and the task's end still reported."""
-        report = getattr(task.events, "task_resources", None)
-        if report is not None:
-            try:
-                report(task.task_id, {"memory_mb": peak_mib})
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as error:
-                self._callback_failed(f"task_resources of task {task.task_id}", error)
-
-    def _unpickling_failed(self, task: _ProcTask, what: str, error: BaseException) -> None:
-        """A value of a running task could not be unpickled: fail the task."""
-        task.cancel_error = _unpickling_error(task, what, error)
-        self._cancel(task, task.cancel_error)
+        return error
 
 
 def _unpickling_error(task: _ProcTask, what: str, error: BaseException) -> TaskPicklingError:

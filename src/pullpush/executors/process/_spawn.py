@@ -103,7 +103,7 @@ class _SpawnMixin:
 
         def _break(self, error: BaseException) -> None: ...
         def _dispatch(self) -> None: ...
-        def _fail(self, task: _ProcTask, error: BaseException) -> None: ...
+        def _fail(self, task: _ProcTask, error: BaseException | None) -> None: ...
         def _flush(self, worker: _Worker) -> None: ...
         def _on_readable(self, worker: _Worker) -> None: ...
         def _schedule_flush(self, worker: _Worker) -> None: ...
@@ -271,7 +271,7 @@ class _SpawnMixin:
         started meanwhile, gets a whole grace from then; so look again later."""
         task.escalation = None
         worker = task.worker
-        if task.done or worker is None or worker.state == _DEAD or worker.process is None:
+        if task.ended or worker is None or worker.state == _DEAD or worker.process is None:
             return
         running = task.wire_id in worker.running[:]
         if not (running and task.seen_running):
@@ -346,12 +346,8 @@ class _SpawnMixin:
             # result was lost unsent (then it runs twice: at least once on a crash,
             # up to max_crash_retries times).
             if task.wire_id in running or task.streamed:
-                cancelled = task.wire_id in worker.terminating_for or self._closed
-                if cancelled and task.cancel_error is not None:
-                    error: BaseException = task.cancel_error
-                else:
-                    error = WorkerCrashedError(task.task_id, worker.pid, exitcode, signal)
-                self._fail(task, error)
+                # A cancelled task's cancel error wins (the crash as its context).
+                self._fail(task, WorkerCrashedError(task.task_id, worker.pid, exitcode, signal))
             else:
                 orphans.append(task)
         worker.tasks.clear()
@@ -376,8 +372,8 @@ class _SpawnMixin:
         for task in reversed(orphans):
             # Sent but not started, or run but its result lost: another worker runs it.
             task.worker = None
-            if task.cancel_error is not None:
-                self._fail(task, task.cancel_error)
+            if task.cancel_requested:
+                self._fail(task, None)
                 continue
             if task.seq <= started:
                 # It ran, and its result was lost. Maybe the worker died of it, maybe of
