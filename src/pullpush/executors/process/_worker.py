@@ -101,7 +101,7 @@ YIELD_EVERY = 0.002
 flushed then, and CANCEL and CREDIT messages are read."""
 CREDIT_BYTES = 16 * 1024
 """Bytes of a streamed value one credit covers: a value of n bytes takes
-``n // CREDIT_BYTES`` credits beyond its own (see :class:`_SizedCredits`)."""
+``n // CREDIT_BYTES`` credits beyond its own (see :meth:`Credits.charge`)."""
 _SIZED_RAW: frozenset[type] = frozenset({str, bytes})
 MEMORY_CHECK_EVERY = 0.1
 """Seconds between two checks of this process's memory against its limit."""
@@ -309,47 +309,12 @@ class _BadFunction:
         raise self.error
 
 
-class _SizedCredits(Credits):
-    """A task's credit window that also charges large values by their size, so that a
-    task streaming megabyte values pauses after a few of them rather than after a
-    window of them.
-
-    The charge is taken once a value was produced (its size is not known before): the
-    window can be overshot by the batch being emitted. The parent acknowledges values
-    in the order it received them, so each charge waits in a FIFO under the value's
-    position in the stream and is returned with the acknowledgement that covers it.
-    """
-
-    __slots__ = ("_acked", "_charges", "emitted")
-
-    def __init__(self, window: int) -> None:
-        super().__init__(window)
-        self.emitted = 0  # values emitted so far: the next value's position
-        self._acked = 0
-        # Invariant: (position, extra credits) of emitted values not yet acknowledged.
-        self._charges: deque[tuple[int, int]] = deque()
-
-    def charge(self, position: int, size: int) -> None:
-        """The value at ``position`` in the stream was ``size`` bytes."""
-        extra = size // CREDIT_BYTES
-        if extra:
-            self.outstanding += extra
-            self._charges.append((position, extra))
-
-    def ack(self, count: int = 1) -> None:
-        self._acked = acked = self._acked + count
-        charges = self._charges
-        while charges and charges[0][0] < acked:
-            count += charges.popleft()[1]
-        super().ack(count)
-
-
 class _Task:
     """An asynchronous task running in this worker."""
 
     __slots__ = ("credits", "result", "slot", "started", "streamed", "task")
 
-    def __init__(self, slot: int, credits: _SizedCredits, result: Any) -> None:
+    def __init__(self, slot: int, credits: Credits, result: Any) -> None:
         self.slot = slot
         self.credits = credits
         self.result = result  # what the runner returned, to be driven
@@ -514,7 +479,7 @@ class _Worker:
             self.send_final(task_id, result, time.perf_counter() - started)
             self.release(slot)
             return
-        task = _Task(slot, _SizedCredits(self.credit_window), result)
+        task = _Task(slot, Credits(self.credit_window), result)
         self.tasks[task_id] = task
         task.task = self.loop.create_task(self.run_async(task_id, task, started))
 
@@ -607,16 +572,16 @@ class _Worker:
                 if not types.isdisjoint(_SIZED_RAW):  # numbers and None take one credit
                     for value in values:
                         if type(value) in _SIZED_RAW:
-                            credits.charge(position, len(value))
+                            credits.charge(position, len(value) // CREDIT_BYTES)
                         position += 1
             else:
                 for value in values:
                     if type(value) in RAW_TYPES and not large_raw((value,)):
                         send_intermediates(task_id, [value])
                         if type(value) in _SIZED_RAW:
-                            credits.charge(position, len(value))
+                            credits.charge(position, len(value) // CREDIT_BYTES)
                     else:
-                        credits.charge(position, self.send_blob(task_id, value))
+                        credits.charge(position, self.send_blob(task_id, value) // CREDIT_BYTES)
                     position += 1
             if len(values) >= half_window:
                 # drive() emits half a window at a time while a generator runs on:
