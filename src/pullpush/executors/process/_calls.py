@@ -14,6 +14,7 @@ from ..._exceptions import (
     TaskPicklingError,
 )
 from .._base import TaskRunner
+from . import _pickling as pickling
 from . import _protocol as wire
 from ._handle import _Call
 from ._sizes import check_call_size
@@ -26,10 +27,10 @@ class _CallsMixin:
     """The executor's call encoding and function cache."""
 
     if TYPE_CHECKING:  # what this room uses of the executor
-        _functions: dict[int, tuple[int, wire.Blob, Any]]
+        _functions: dict[int, tuple[int, pickling.Blob, Any]]
         _seen_once: dict[int, weakref.ref[Any]]
         _last_function: Any
-        _last_function_id: tuple[int, wire.Blob] | None
+        _last_function_id: tuple[int, pickling.Blob] | None
         _next_fn_id: int
 
     def _encode(self, wire_id: int, runner: TaskRunner) -> _Call:
@@ -41,26 +42,26 @@ class _CallsMixin:
         cached = self._function_id(function)
         if cached is None:
             try:
-                blob = wire.dumps_blob(runner, cloud=True)
+                blob = pickling.dumps_blob(runner, cloud=True)
             except KeyboardInterrupt:
                 raise
             except BaseException as error:
                 raise TaskPicklingError(
                     f"the task runner ({type(runner).__qualname__}) could not be pickled: "
-                    f"{wire.failure_reason(error, 'pickling it')}"
+                    f"{pickling.failure_reason(error, 'pickling it')}"
                 ) from error
-            check_call_size(self, wire.stream_size(blob), runner)
+            check_call_size(self, pickling.stream_size(blob), runner)
             return (wire.CALL_BLOB, wire_id, blob), None, None
         fn_id, fn_blob = cached
         if (
             kwargs is None
             and wire.RAW_TYPES.issuperset(map(type, args))
-            and not wire.large_raw(args)
+            and not pickling.large_raw(args)
         ):
             return (wire.CALL, wire_id, fn_id, args), fn_id, fn_blob
         try:
-            args_blob = wire.dumps_blob(
-                (tuple(map(wire.wrap_large, args)), wire.wrap_values(kwargs) or {})
+            args_blob = pickling.dumps_blob(
+                (tuple(map(pickling.wrap_large, args)), pickling.wrap_values(kwargs) or {})
             )
         except KeyboardInterrupt:
             raise
@@ -68,10 +69,10 @@ class _CallsMixin:
             name = getattr(function, "__qualname__", repr(function))
             where, why = _culprit(args, kwargs or {}, error)
             raise TaskPicklingError(f"{where} of {name} could not be pickled: {why}") from error
-        check_call_size(self, wire.stream_size(args_blob), runner)
+        check_call_size(self, pickling.stream_size(args_blob), runner)
         return (wire.CALL_ARGS, wire_id, fn_id, args_blob), fn_id, fn_blob
 
-    def _function_id(self, function: Any) -> tuple[int, wire.Blob] | None:
+    def _function_id(self, function: Any) -> tuple[int, pickling.Blob] | None:
         """The cache id and blob of ``function``, or ``None`` if it is not cacheable."""
         if function is self._last_function:
             return self._last_function_id
@@ -81,7 +82,7 @@ class _CallsMixin:
             self._last_function, self._last_function_id = function, found
         return found
 
-    def _cached_function_id(self, function: Any) -> tuple[int, wire.Blob] | None:
+    def _cached_function_id(self, function: Any) -> tuple[int, pickling.Blob] | None:
         """Cache ``function`` if it is importable (pickled by reference: cheap to keep
         in a worker) or submitted for the second time; a closure, lambda or bound
         method seen once is not cached (``None``): it travels with its call, and the
@@ -112,12 +113,12 @@ class _CallsMixin:
                 return None
             del self._seen_once[key]
         try:
-            blob = wire.dumps_blob(function, cloud=True)
+            blob = pickling.dumps_blob(function, cloud=True)
         except KeyboardInterrupt:
             raise
         except BaseException:  # the whole runner is pickled instead, and fails there
             return None
-        check_call_size(self, wire.stream_size(blob), function)
+        check_call_size(self, pickling.stream_size(blob), function)
         fn_id = self._next_fn_id
         self._next_fn_id += 1
         self._functions[key] = (fn_id, blob, held)
@@ -135,10 +136,10 @@ def _call_size_and_kind(message: tuple[Any, ...], runner: Any) -> tuple[int, int
     function's id in the cache (as for a CALL), or, for a runner pickled whole, the
     code its function runs (shared by every closure of one ``def``), else its type."""
     if message[0] == wire.CALL_ARGS:
-        return wire.blob_size(message[3]), message[2]
+        return pickling.blob_size(message[3]), message[2]
     function = runner.func if type(runner) is functools.partial else runner
     code = getattr(function, "__code__", None)
-    return wire.blob_size(message[2]), ~id(code if code is not None else type(function))
+    return pickling.blob_size(message[2]), ~id(code if code is not None else type(function))
 
 
 def _culprit(
@@ -150,7 +151,7 @@ def _culprit(
     named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
     for where, value in named:
         try:
-            wire.dumps(value)
+            pickling.dumps(value)
         except KeyboardInterrupt:  # noqa: PERF203 - an error path, not a hot one
             raise
         except BaseException as own:
@@ -160,11 +161,11 @@ def _culprit(
     else:
         where = "the arguments"
     if not isinstance(error, pickle.PicklingError):  # what pickling raised, as it was
-        return where, wire.failure_reason(error, "pickling it")
+        return where, pickling.failure_reason(error, "pickling it")
     cause = error.__cause__
-    if isinstance(cause, BaseException) and wire.error_text(cause):
-        return where, wire.failure_reason(cause, "pickling it")
-    return where, wire.error_text(error)
+    if isinstance(cause, BaseException) and pickling.error_text(cause):
+        return where, pickling.failure_reason(cause, "pickling it")
+    return where, pickling.error_text(error)
 
 
 def _importable(function: Any) -> bool:

@@ -8,6 +8,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ...capacity import CapacitySource
+from . import _pickling as pickling
 from . import _protocol as wire
 from ._spawn import _DEAD, _READY, _RETIRING, _STARTING
 
@@ -119,7 +120,7 @@ class _DispatchMixin:
                 defined.move_to_end(fn_id)
             else:
                 assert fn_blob is not None
-                if wire.is_large(fn_blob):
+                if pickling.is_large(fn_blob):
                     worker.writer.send_alone((wire.DEFINE, fn_id, fn_blob))
                 else:
                     worker.writer.send((wire.DEFINE, fn_id, fn_blob))
@@ -134,7 +135,7 @@ class _DispatchMixin:
                 if task.early:
                     task.events.task_waiting(task.task_id)
                 worker.writer.send((wire.WATCH, task.wire_id))  # queued: the worker says
-        if message[0] != wire.CALL and wire.is_large(message[-1]):  # alone in its frame
+        if message[0] != wire.CALL and pickling.is_large(message[-1]):  # alone in its frame
             worker.writer.send_alone(message)
         else:
             worker.writer.send(message)

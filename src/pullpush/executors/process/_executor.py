@@ -1,54 +1,5 @@
-"""The process executor: task runners in worker processes, each with its own uvloop.
-
-Data flow (the module holding each step in brackets)::
-
-    caller's event loop (parent)                             worker process i
-    ----------------------------                             ----------------
-    runner.submit(task) --> ProcessExecutor.submit [_executor]
-        pickle the call (function cached per worker) [_calls]
-        pending queue --> _dispatch: least-loaded worker
-        with room (tasks_per_worker + prefetch) [_dispatch]
-        worker.writer: queue CALL                           call pipe
-        flush once per loop turn  ==== frames =========>   on_readable: decode
-                                       [_protocol]          run (sync) or create
-                                                            a task (async/streams)
-                                                            queue FINAL, and runs of
-                                                            INTERMEDIATE values [_worker]
-    on_readable (add_reader)   <=== frames ============   flush: once per loop turn,
-        decode, unpickle blobs                 result pipe  and each half window
-        events.task_intermediates (a run) / final / error [_results]
-    ack(n) -> CREDIT (batched) [_handle] ==============>    credits: a stream pauses
-                                                            when its window is spent
-    pidfd or sentinel readable -> _on_exit: drain the result pipe,
-        fail the task(s) that were running (shared array),
-        re-queue the tasks sent but not started, respawn [_spawn; fds, forks: _forks]
-
-Steps of a task:
-
-1. ``submit`` pickles the call. A ``functools.partial`` (or plain function) of an
-   importable function (one pickled by reference), or of a function submitted before,
-   travels as a function id plus its arguments; the function itself is cloudpickled
-   once and sent to a worker once (``DEFINE``), the first time that worker needs it.
-   Small scalar arguments travel raw. Anything else -- a closure, lambda or bound
-   method seen for the first time -- is cloudpickled whole with its call, and the
-   worker frees it with the call. Large values (arguments, closure variables,
-   results) travel out of band: see ``_protocol.py``; a call carrying one travels in
-   a frame of its own.
-2. The task waits in the parent's pending queue until a ready worker (its start-up
-   and initializer done) has room, then its CALL is queued on that worker's call
-   pipe; all calls queued during one turn of the event loop go out as one frame.
-3. The worker runs it and streams envelopes back (see ``_worker.py``).
-4. The parent turns each message into a ``TaskEvents`` call, on the loop: no thread
-   and no asyncio task per task; a run of values is one call.
-
-Failures: a worker that dies fails only the task(s) it was running, with
-:class:`WorkerCrashedError`; tasks it held but had not started go to another worker,
-and so does a plain task that had run there but whose result was lost with it, up to
-``max_crash_retries`` times. A message that cannot be decoded, or whose report raises,
-fails its own task only: the other messages of the read are handled as usual.
-A task cancelled in its worker ends within one read of the call pipe if it is
-asynchronous; one stuck in CPU-bound code gets SIGTERM after ``cancel_grace`` and
-SIGKILL after ``kill_grace`` more, and its worker is replaced.
+"""``ProcessExecutor``: its public API and lifecycle (start, close, break), submit and
+cancel. How a task travels: see the package docstring (``pullpush.executors.process``).
 """
 
 from __future__ import annotations
@@ -76,6 +27,7 @@ from ..._util import check_int, check_seconds
 from ...capacity import CapacitySource
 from .._base import Executor, TaskEvents, TaskHandle, TaskRunner
 from . import _forks
+from . import _pickling as pickling
 from . import _protocol as wire
 from ._calls import _call_size_and_kind, _CallsMixin
 from ._dispatch import _DispatchMixin
@@ -227,7 +179,7 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         if not isinstance(initargs, tuple):
             raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
         self._initializer = (
-            None if initializer is None else wire.cloudpickle_dumps((initializer, initargs))
+            None if initializer is None else pickling.cloudpickle_dumps((initializer, initargs))
         )
         if prefetch == "auto":
             self._adaptive = True
@@ -251,14 +203,14 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         self._loop: asyncio.AbstractEventLoop | None = None
         self._context: Any = None
         # Function cache: id(function) -> (fn_id, blob, the function or a weakref to it).
-        self._functions: dict[int, tuple[int, wire.Blob, Any]] = {}
+        self._functions: dict[int, tuple[int, pickling.Blob, Any]] = {}
         # Functions submitted once that are not importable: id -> weakref (see
         # _cached_function_id); an entry goes when its function does.
         self._seen_once: dict[int, weakref.ref[Any]] = {}
         # The function most recently submitted, and its cache entry (the common case is
         # many tasks of one function).
         self._last_function: Any = None
-        self._last_function_id: tuple[int, wire.Blob] | None = None
+        self._last_function_id: tuple[int, pickling.Blob] | None = None
         self._next_fn_id = 0
         self._next_wire_id = 0
         self._seconds_per_task: float | None = None

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._base import BaseTaskHandle, as_task_events
+from . import _pickling as pickling
 from . import _protocol as wire
 
 if TYPE_CHECKING:
     from ._spawn import _Worker
 
 
-_Call = tuple[tuple[Any, ...], "int | None", "wire.Blob | None"]
+_Call = tuple[tuple[Any, ...], "int | None", "pickling.Blob | None"]
 """A task's call, ready to be sent: the message, and the function it needs defined in
 the worker first (id and blob), if any."""
 

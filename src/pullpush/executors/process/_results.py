@@ -11,6 +11,7 @@ from ..._exceptions import (
     RemoteTraceback,
     TaskPicklingError,
 )
+from . import _pickling as pickling
 from . import _protocol as wire
 from ._spawn import _INIT_FAILURES_ALLOWED, _READY, _RETIRING, _STARTING
 
@@ -89,7 +90,7 @@ class _ResultsMixin:
                 task.streamed = True
                 task.received += 1
                 try:
-                    value = wire.loads_blob(blob)
+                    value = pickling.loads_blob(blob)
                 except BaseException as error:  # the task's code ran: its failure
                     self._unpickling_failed(task, f"a value ({type_name})", error)
                 else:
@@ -149,7 +150,7 @@ class _ResultsMixin:
             failure = error.decode(task.task_id)
         elif blob_of is not None and not task.cancel_requested:
             try:
-                value = wire.loads_blob(value)
+                value = pickling.loads_blob(value)
             except BaseException as unpickling:  # the task's code ran: its failure
                 failure = _unpickling_error(task, blob_of, unpickling)
         if peak_mib is not None:
@@ -240,7 +241,10 @@ class _RemoteError(NamedTuple):
                 unpickled = pickle.loads(blob)
             except BaseException as unpickling:  # the task's code ran: its failure
                 error = RemoteTaskError(
-                    type_name, text, wire.failure_reason(unpickling, "unpickling it"), attributes
+                    type_name,
+                    text,
+                    pickling.failure_reason(unpickling, "unpickling it"),
+                    attributes,
                 )
                 error.__context__ = unpickling
             else:
@@ -258,7 +262,10 @@ class _RemoteError(NamedTuple):
             error.__cause__ = RemoteTraceback(traceback_text)
         except BaseException as chaining:  # an exception class that refuses a __cause__
             error = RemoteTaskError(
-                type_name, text, wire.failure_reason(chaining, "setting its __cause__"), attributes
+                type_name,
+                text,
+                pickling.failure_reason(chaining, "setting its __cause__"),
+                attributes,
             )
             error.__cause__ = RemoteTraceback(traceback_text)
         return error
@@ -267,7 +274,7 @@ class _RemoteError(NamedTuple):
 def _unpickling_error(task: _ProcTask, what: str, error: BaseException) -> TaskPicklingError:
     failure = TaskPicklingError(
         f"task {task.task_id}: {what} could not be unpickled in the parent: "
-        f"{wire.failure_reason(error, 'unpickling it')}"
+        f"{pickling.failure_reason(error, 'unpickling it')}"
     )
     failure.__cause__ = error
     return failure
