@@ -10,17 +10,12 @@ import types
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from ..._exceptions import (
-    TaskPicklingError,
-)
+from ..._exceptions import TaskPicklingError
 from .._base import TaskRunner
 from . import _pickling as pickling
 from . import _protocol as wire
 from ._handle import _Call
 from ._sizes import check_call_size
-
-"""A task's call, ready to be sent: the message, and the function it needs defined in
-the worker first (id and blob), if any."""
 
 
 class _CallsMixin:
