@@ -337,7 +337,7 @@ def test_bad_arguments() -> None:
 
 def test_statistics_and_repr() -> None:
     executor = ProcessExecutor(3, prefetch=1)
-    assert executor.capacity.limit == 6
+    assert executor.capacity.limit == 3  # the running slots: the prefetch holds none
     assert "workers=0/3" in repr(executor)
     with contextlib.suppress(Exception):
         pickle.dumps(executor.statistics())

@@ -101,6 +101,11 @@ class TaskEvents(abc.ABC):
         """A task reported started early waits behind other tasks after all; it is
         reported started again when it runs."""
 
+    def task_placed(self, task_id: int) -> None:  # noqa: B027 - optional, a no-op
+        """The task reached the worker that runs it (running or queued there), so a
+        task may now be queued behind it (an executor that
+        :attr:`~Executor.queues_successors` reports it)."""
+
     @abc.abstractmethod
     def task_intermediate(self, task_id: int, value: Any) -> None:
         """The task yielded ``value``."""
@@ -146,6 +151,11 @@ class _DuckEvents(TaskEvents):
 
     def task_waiting(self, task_id: int) -> None:
         method = getattr(self.receiver, "task_waiting", None)
+        if method is not None:
+            method(task_id)
+
+    def task_placed(self, task_id: int) -> None:
+        method = getattr(self.receiver, "task_placed", None)
         if method is not None:
             method(task_id)
 

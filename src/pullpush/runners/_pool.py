@@ -40,7 +40,8 @@ the units held are those of tasks running or being handed over. Rules:
   crashed hands over all the same (a crashed worker's queued tasks are sent again,
   the first holding what it inherited);
 * while the dispatcher waits for capacity and could queue behind a task instead, each
-  task end of the runner wakes it (a place behind a chain may have freed);
+  task end of the runner wakes it (a place behind a chain may have freed), and so
+  does each of its tasks reaching a worker (``TaskEvents.task_placed``);
 * a capacity whose release restores nothing (a quota) never hands over: a unit of
   budget is spent once per task.
 """
@@ -253,6 +254,12 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         if record is not None and record.timer is not None:
             record.timer.cancel()
             record.timer = None
+
+    def task_placed(self, task_id: int) -> None:
+        """The task reached its worker: a dispatcher waiting for capacity may queue a
+        task behind it now (the capacity hand-off)."""
+        if self._follow_parked and not self._others_wait():
+            self._follow_lot.unpark_all()
 
     def task_intermediate(self, task_id: int, value: Any) -> None:
         record = self._running.get(task_id)

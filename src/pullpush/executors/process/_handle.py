@@ -27,6 +27,7 @@ class _ProcTask(BaseTaskHandle):
 
     __slots__ = (
         "acked",
+        "after",
         "call",
         "crashes",
         "credited",
@@ -42,6 +43,7 @@ class _ProcTask(BaseTaskHandle):
         "starts",
         "stop",
         "streamed",
+        "successor",
         "wire_id",
         "worker",
     )
@@ -97,6 +99,10 @@ class _ProcTask(BaseTaskHandle):
         self.size = 0  # small raw arguments (a CALL) count for nothing
         self.kind = 0
         self.estimate: float | None = None
+        # The capacity hand-off (``submit(after=)``): the task it must not start
+        # before (until that one ends), and the task queued behind it.
+        self.after: _ProcTask | None = None
+        self.successor: _ProcTask | None = None
 
     def cancel(self, error: BaseException | None = None) -> None:
         if self.request_cancel(error):
