@@ -268,3 +268,36 @@ async def test_leaving_early_cancels_queued_successors_and_returns_all_capacity(
         assert capacity.in_use == 0 and executor.capacity.in_use == 0
         assert executor.statistics().in_flight == 0
         assert await executor.run(tasks.identity, 7) == 7
+
+
+@pytest.mark.timeout(60)
+async def test_with_two_tasks_per_worker_a_successor_waits_for_its_own_predecessor() -> None:
+    """Two tasks run at once; the one queued behind the long one starts when that one
+    ended, not when the short one beside it did (the worker is told: AFTER)."""
+    async with assert_no_leaks(), ProcessExecutor(1, tasks_per_worker=2, prefetch=4) as executor:
+        events = _Events()
+        long = executor.submit(0, functools.partial(tasks.where_and_when, 0.4), events)
+        while 0 not in events.placed:
+            await asyncio.sleep(0.01)
+        executor.submit(1, functools.partial(tasks.where_and_when, 0.05), events)
+        executor.submit(2, functools.partial(tasks.where_and_when, 0), events, after=long)
+        while len(events.ends) < 3:
+            events.done.clear()
+            await events.done.wait()
+        ends = dict(events.ends)
+        assert ends[1][3] < ends[0][3]  # the short one ended first
+        assert ends[2][2] >= ends[0][3]  # the successor started after the long one ended
+        assert executor.statistics().in_flight == 0
+
+
+@pytest.mark.timeout(60)
+async def test_two_tasks_per_worker_hold_at_most_two_units() -> None:
+    capacity = CapacitySource(8)
+    async with assert_no_leaks(), ProcessExecutor(1, tasks_per_worker=2) as executor:
+        source = [functools.partial(tasks.where_and_when, 0.01 * (i % 4)) for i in range(24)]
+        runner = _Watched("two", source, capacity, executor=executor, timeout=30.0)
+        ends = _terminal(await collect(runner.run_tasks()))
+        assert all(e.type is EnvelopeType.FINAL for e in ends.values()) and len(ends) == 24
+        assert max(runner.units) <= 2, runner.units
+        assert max(runner.in_flight) >= 3  # a task was queued behind the running two
+        assert capacity.in_use == 0 and executor.capacity.in_use == 0

@@ -20,6 +20,8 @@ from pullpush import (
     EnvelopeType,
     HierarchicalTaskPoolRunner,
     ResourceCapacitySource,
+    ScheduledTask,
+    ScheduledTaskPoolRunner,
     TaskProgressEnvelope,
     TaskTimeoutError,
 )
@@ -68,7 +70,7 @@ class Watch:
         assert not self.breaches, self.breaches[:5]
 
 
-async def collect(runner: HierarchicalTaskPoolRunner[Any]) -> list[TaskProgressEnvelope]:
+async def collect(runner: Any) -> list[TaskProgressEnvelope]:
     async with contextlib.aclosing(runner.run_tasks()) as stream:
         return [envelope async for envelope in stream]
 
@@ -394,5 +396,41 @@ def test_resource_parent_and_leaving_early_give_everything_back() -> None:
             assert capacity.in_use == 0 and memory.in_use == {"memory_mb": 0}
             assert ex.capacity.in_use == 0
             watch.assert_kept()
+
+    run(main())
+
+
+@pytest.mark.timeout(20)
+def test_scheduled_runner_hands_over_between_tasks_of_one_cost() -> None:
+    # Tasks of two costs: a task is queued only behind one of its own cost, and the
+    # units held never exceed the costs of the tasks running.
+    async def main() -> None:
+        async with QueueExecutor(1, prefetch=2) as ex:
+            capacity = ResourceCapacitySource({"cpu": 4})
+            costs = [{"cpu": 1}] * 6 + [{"cpu": 2}] * 4 + [{"cpu": 1}] * 3
+            tasks = [ScheduledTask(i, sleeper(0.002, i), cost=cost) for i, cost in enumerate(costs)]
+            runner = ScheduledTaskPoolRunner("s", tasks, capacity, executor=ex)
+            breaches: list[str] = []
+            peak = [0.0]
+
+            def check() -> None:
+                running = [
+                    r for r in runner._running.values() if r.after is None and r.handle is not None
+                ]
+                held = capacity.in_use["cpu"]
+                peak[0] = max(peak[0], held)
+                # the running (holding) tasks' costs, plus one head granted in transit
+                if held > sum(r.cost["cpu"] for r in running) + 2:
+                    breaches.append(f"{held} held by {len(running)}")
+                for record in runner._running.values():
+                    if record.after is not None and record.after.cost != record.cost:
+                        breaches.append(f"task {record.task_id} behind another cost")
+
+            ex.observe = check
+            ends = terminal(await collect(runner))
+            assert sorted(e.key for e in ends.values()) == list(range(13))
+            assert all(e.type is FINAL for e in ends.values())
+            assert ex.successors > 0 and peak[0] <= 2 and not breaches, breaches
+            assert capacity.in_use == {"cpu": 0} and ex.capacity.in_use == 0
 
     run(main())

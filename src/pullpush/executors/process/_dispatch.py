@@ -94,9 +94,11 @@ class _DispatchMixin:
                 best_load = room if not task.crashes else 1
                 for worker in workers:
                     # Ready only: a task waits for a worker's start-up (its initializer)
-                    # here, where cancelling it ends it at once.
+                    # here, where cancelling it ends it at once. Its load: the tasks
+                    # it runs or will run before this one (not the successors waiting
+                    # for one of them to end).
                     if worker.state == _READY and worker.isolating is None:
-                        load = len(worker.tasks)
+                        load = len(worker.tasks) - worker.successors
                         if load < best_load and (
                             load < ahead
                             or (
@@ -127,17 +129,17 @@ class _DispatchMixin:
         """Whether a task submitted now with ``after=handle`` is sent at once behind
         ``handle``'s task, in its worker: the capacity hand-off (see
         :mod:`pullpush.runners._pool`). With one task per worker, a worker runs its
-        calls in order, so the successor starts only once its predecessor ended.
+        calls in order, so the successor starts only once its predecessor ended; with
+        more, an ``AFTER`` message tells the worker to wait for it.
 
         Room: one ahead always (with ``prefetch="auto"`` even for long tasks: a
         queued successor holds no capacity, and the worker goes from one task to the
         next with no round trip); beyond that, up to ``prefetch`` queued in all,
         while the worker's calls stay within ``_PREFETCH_BYTES`` and, with
         ``"auto"``, its queued work within ``_PREFETCH_TARGET`` seconds by known
-        durations. None while tasks wait in the parent (they go first), behind a
-        worker that is not ready or runs a task alone (after a crash), or with
-        ``tasks_per_worker > 1`` (the worker would start a successor as soon as any
-        of its tasks ended).
+        durations (the successors a worker holds count, whatever task they wait
+        for). None while tasks wait in the parent (they go first), or behind a
+        worker that is not ready or runs a task alone (after a crash).
         """
         worker = getattr(handle, "worker", None)
         if (
@@ -147,15 +149,14 @@ class _DispatchMixin:
             or worker.state != _READY
             or worker.isolating is not None
             or self._pending
-            or self.tasks_per_worker != 1
         ):
             return False
         timed = self._adaptive
         depth = max(self._prefetch, 1) if timed else self._prefetch
-        load = len(worker.tasks)
-        if load >= 1 + depth:
+        queued = worker.successors
+        if queued >= depth:
             return False
-        return load < 2 or (
+        return queued == 0 or (
             worker.bytes <= _PREFETCH_BYTES
             and (not timed or (not worker.unknown and worker.seconds <= _PREFETCH_TARGET))
         )
@@ -177,8 +178,14 @@ class _DispatchMixin:
                 if len(defined) > _FUNCTIONS_PER_WORKER:
                     old, _ = defined.popitem(last=False)
                     worker.writer.send((wire.FORGET, old))
+        if task.after is not None:
+            worker.successors += 1
+            if self.tasks_per_worker > 1:
+                worker.writer.send((wire.AFTER, task.wire_id, task.after.wire_id))
         if task.starts is not None:
-            if len(worker.tasks) < self.tasks_per_worker:
+            if task.after is None and len(worker.tasks) - worker.successors < (
+                self.tasks_per_worker
+            ):
                 self._report_start(task)  # a slot is free: it starts on arrival
             else:
                 if task.early:

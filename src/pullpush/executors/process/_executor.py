@@ -522,13 +522,18 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         and its successor, if any, no longer waits for it (or, if it was itself
         waiting for one, waits for that one)."""
         after, successor = task.after, task.successor
+        worker = task.worker
         if after is not None or successor is not None:
+            if worker is not None:
+                if after is not None:
+                    worker.successors -= 1  # it waited here, and leaves
+                if successor is not None and after is None and successor.worker is worker:
+                    worker.successors -= 1  # its successor runs now
             if after is not None:
                 after.successor = successor
             if successor is not None:
                 successor.after = after
             task.after = task.successor = None
-        worker = task.worker
         if worker is not None:
             if worker.isolating is task:
                 worker.isolating = None

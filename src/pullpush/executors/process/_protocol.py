@@ -36,6 +36,10 @@ A *blob* is a value pickled on its own (see ``_pickling.py``).
     (WATCH, task_id)                        say STARTED when task_id starts (sent just
                                             before its CALL, only for a task queued
                                             behind others whose submitter listens)
+    (AFTER, task_id, before_id)             start task_id only once before_id ended
+                                            (sent just before its CALL, with
+                                            tasks_per_worker > 1: the capacity
+                                            hand-off's successor)
 
 Worker to parent, on the **result pipe**::
 
@@ -85,6 +89,7 @@ __all__ = [
     "STARTED",
     "STOP",
     "WATCH",
+    "AFTER",
     "FrameReader",
     "FrameWriter",
     "decode_frame",
@@ -102,6 +107,7 @@ CANCEL: Final = 6
 CREDIT: Final = 7
 STOP: Final = 8
 WATCH: Final = 9
+AFTER: Final = 10
 # worker -> parent
 READY: Final = 20
 INTERMEDIATE: Final = 21
