@@ -42,6 +42,12 @@ class EnvelopeType(str, enum.Enum):
     """The task's result; its last envelope."""
     ERROR = "ERROR"
     """The task failed; its last envelope."""
+    WAITING = "WAITING"
+    """A waitable task waits in ``receive()`` for a message, holding no capacity
+    (what a UI shows as "awaiting approval"); ``value``: ``None``."""
+    RESUMED = "RESUMED"
+    """A task that was WAITING holds its capacity again and goes on (a message came,
+    or its ``receive`` timed out); ``value``: ``None``."""
 
     def __str__(self) -> str:
         return self.value
@@ -61,10 +67,12 @@ class TaskProgressEnvelope(Generic[V, K]):
     ``V`` says.
 
     Attributes:
-        type: INTERMEDIATE, FINAL or ERROR.
+        type: INTERMEDIATE, FINAL or ERROR; WAITING and RESUMED for a waitable
+            task that parks in ``receive()`` and goes on (never its last envelope).
         task_id: an int that increases in start order, from 0.
         key: the task's key when it has one (``ScheduledTask.key``), else ``None``.
-        value: INTERMEDIATE: the value yielded; FINAL: the task's result; ERROR: ``None``.
+        value: INTERMEDIATE: the value yielded; FINAL: the task's result; ERROR,
+            WAITING, RESUMED: ``None``.
         error: ERROR: the exception (a worker's traceback chained as ``__cause__``).
     """
 

@@ -218,6 +218,10 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
             raise
         return Start(runner, slots, None, self.timeout)
 
+    async def _reacquire(self, record: Running) -> None:
+        capacity = self.capacity
+        await self._acquire_capacity(capacity.acquire(), capacity, 1)
+
     def _release(self, record: Running) -> None:
         self.capacity.release()
         if record.slots is not None:

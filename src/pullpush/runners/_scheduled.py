@@ -185,6 +185,10 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
         timeout = task.timeout if task.timeout is not None else self.timeout
         return Start(task.runner, slots, task.key, timeout, task, cost)
 
+    async def _reacquire(self, record: Running) -> None:
+        capacity = self.capacity
+        await self._acquire_capacity(capacity.acquire(record.cost), capacity, record.cost)
+
     def _release(self, record: Running) -> None:
         self.capacity.release(record.cost)
         if record.slots is not None:
