@@ -211,12 +211,15 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
             raise
         try:
             capacity = self.capacity
-            await self._acquire_capacity(capacity.acquire(), capacity, 1)
+            await self._acquire_capacity(capacity.acquire(), capacity, 1, self._give_back)
         except BaseException:
             release_slot(slots)
             self._held = runner
             raise
         return Start(runner, slots, None, self.timeout)
+
+    def _give_back(self, _: Any) -> None:
+        self.capacity.release()
 
     async def _reacquire(self, record: Running) -> None:
         capacity = self.capacity

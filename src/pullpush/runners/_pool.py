@@ -25,9 +25,9 @@ task parked in ``receive()`` gives back its capacity and executor slot (a WAITIN
 envelope); :meth:`PoolRunner.send` queues its message and the task in the resume
 queue; the resumer, one asyncio task started when needed, re-acquires each queued
 task's slot and capacity in queue order, hands it its messages and lets it go on (a
-RESUMED envelope). While a task waits in the resume queue the dispatcher starts no
-new task: resuming tasks go ahead of new ones (a new task already waiting for
-capacity when the message came keeps its place).
+RESUMED envelope). Resuming tasks go ahead of new ones: while a task waits in the
+resume queue the dispatcher starts no new task, and a dispatcher already waiting for
+capacity steps back (its task stays first in line for after the resumes).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import asyncio
 import dataclasses
 import warnings
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, Generic
 
 from .._exceptions import (
@@ -75,6 +75,11 @@ _FINAL = EnvelopeType.FINAL
 _ERROR = EnvelopeType.ERROR
 _WAITING = EnvelopeType.WAITING
 _RESUMED = EnvelopeType.RESUMED
+
+
+class _Preempted(Exception):
+    """The dispatcher stepped back from a capacity wait for a resuming task."""
+
 
 # What one synchronous dispatch step did.
 STARTED, ENDED, MUST_WAIT = 0, 1, 2
@@ -156,6 +161,10 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         self._resume_gate = ParkingLot()
         self._by_key: dict[Any, int] = {}  # running waitable tasks with a key
         self._parked = 0  # tasks parked (holding nothing), queued ones included
+        self._waitables = False  # whether a waitable task started in this run
+        # Set while the dispatcher waits for capacity (runs with waitables only): a
+        # resume queued resolves it, and the dispatcher steps back.
+        self._preempt: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.statistics()!r}>"
@@ -372,6 +381,9 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         assert record.mail is not None
         record.mail.queued = True
         self._resumes.append(record)
+        preempt = self._preempt
+        if preempt is not None and not preempt.done():
+            preempt.set_result(None)
         if self._resumer is None or self._resumer.done():
             self._resumer = asyncio.ensure_future(self._resume_queued())
 
@@ -450,12 +462,16 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                 )
         mail.waiters.clear()
         if missed > awaited and not self._closing:
-            warnings.warn(
+            message = (
                 f"task {record.task_id} of runner {self.name!r} ended with {missed} "
-                f"message{'s' if missed != 1 else ''} sent to it that it never received",
-                RuntimeWarning,
-                stacklevel=1,
+                f"message{'s' if missed != 1 else ''} sent to it that it never received"
             )
+            try:
+                warnings.warn(message, RuntimeWarning, stacklevel=1)
+            except Warning as error:  # -W error: not raised into the executor's report
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": message, "exception": error}
+                )
 
     def task_intermediate(self, task_id: int, value: Any) -> None:
         record = self._running.get(task_id)
@@ -547,7 +563,10 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                 continue
             if step == ENDED:
                 return
-            start = await self._next_start()
+            try:
+                start = await self._next_start()
+            except _Preempted:
+                continue
             if start is None:
                 return
             if isinstance(start, TaskProgressEnvelope):
@@ -583,6 +602,7 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         self._running[task_id] = record
         if runner.__class__ is Waitable:
             record.mail = Mail()
+            self._waitables = True
             if key is not None:
                 self._by_key[key] = task_id
             if not executor.runs_waitables:
@@ -628,9 +648,21 @@ class PoolRunner(TaskEvents, Generic[V, K]):
     nothing; the warning names the capacity and any level whose limit can never
     admit the task."""
 
-    async def _acquire_capacity(self, acquire: Any, capacity: Any, cost: Any) -> Any:
+    async def _acquire_capacity(
+        self,
+        acquire: Any,
+        capacity: Any,
+        cost: Any,
+        give_back: Callable[[Any], None] | None = None,
+    ) -> Any:
         """Await ``acquire`` (the capacity's acquire of ``cost``); if it waits for
-        :attr:`stall_warning` seconds while nothing of this runner is in flight, warn."""
+        :attr:`stall_warning` seconds while nothing of this runner is in flight, warn.
+
+        With ``give_back`` (the dispatcher's waits, in a run with waitable tasks), a
+        resume queued meanwhile preempts the wait: what it acquired after all goes back
+        through ``give_back(result)`` and :class:`_Preempted` is raised."""
+        if give_back is not None and self._waitables:
+            acquire = self._preemptible(acquire, give_back)
         if self._running or self._stall_warned:
             return await acquire
         timer = asyncio.get_running_loop().call_later(
@@ -640,6 +672,25 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             return await acquire
         finally:
             timer.cancel()
+
+    async def _preemptible(self, acquire: Any, give_back: Callable[[Any], None]) -> Any:
+        if self._resumes:
+            acquire.close()
+            raise _Preempted
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(acquire)
+        preempt = self._preempt = loop.create_future()
+        try:
+            await asyncio.wait((task, preempt), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the dispatcher is cancelled
+            self._preempt = None
+            await _abandon(task, give_back)
+            raise
+        self._preempt = None
+        if not task.done():
+            await _abandon(task, give_back)
+            raise _Preempted
+        return task.result()
 
     def _warn_stalled(self, capacity: Any, cost: Any) -> None:
         if self._running or self._stall_warned or self._closing:
@@ -859,6 +910,14 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             self._active = False
             if owned:
                 await executor.aclose()
+
+
+async def _abandon(task: asyncio.Task[Any], give_back: Callable[[Any], None]) -> None:
+    """Cancel a capacity acquire; give back what it acquired if it won the race."""
+    task.cancel()
+    outcomes: Any = await asyncio.gather(task, return_exceptions=True)
+    if not isinstance(outcomes[0], BaseException):
+        give_back(outcomes[0])
 
 
 def release_slot(slots: CapacitySource | None) -> None:

@@ -305,7 +305,9 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
             await self.capacity.wait_obj.wait()
             return False
         capacity = self.capacity
-        await self._acquire_capacity(capacity.acquire(cost), capacity, cost)
+        await self._acquire_capacity(
+            capacity.acquire(cost), capacity, cost, lambda _: self._give_back(cost)
+        )
         return True
 
     def _give_back(self, cost: Any) -> None:
