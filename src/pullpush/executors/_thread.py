@@ -26,11 +26,15 @@ beyond that (standalone use) wait in a FIFO queue on the executor.
 
 Waitable tasks (Dask's secede/rejoin): a task that parks in ``receive()`` keeps its
 thread, which *secedes* from the pool -- it stops counting as one of the
-``max_workers`` -- and the executor starts a spare thread in its place (the runner
-gave the task's unit of :attr:`ThreadExecutor.capacity` back). When the task resumes
-its thread *rejoins*; a thread that finishes a task while the pool has more than
-``max_workers`` members retires (its loop stops, the thread exits), as does a seceded
-thread whose task ends. ``max_waiting`` bounds the seceded threads.
+``max_workers`` -- and the executor puts a spare thread in its place (the runner
+gave the task's unit of :attr:`ThreadExecutor.capacity` back): one from its reserve,
+else a new one. When the task resumes its thread *rejoins*; a thread that finishes a
+task while the pool has more than ``max_workers`` members leaves it, as does a
+seceded thread whose task ends: into the reserve, idle, for the next task that
+parks (creating a thread and its loop costs a millisecond or so), unless the
+reserved and seceded threads reach ``max_waiting``: then it retires (its loop stops,
+the thread exits). So the executor has at most ``max_workers + max_waiting + 1``
+threads; :meth:`ThreadExecutor.aclose` stops them all.
 """
 
 from __future__ import annotations
@@ -148,7 +152,8 @@ class ThreadExecutor(Executor):
         max_waiting: how many waitable tasks may wait in ``receive()`` at once, each
             keeping its (seceded) thread while the pool runs ``max_workers`` others;
             a task that would wait beyond that gets :class:`~pullpush.WaitLimitError`
-            from ``receive``.
+            from ``receive``. Threads that hosted waiting tasks are kept, idle, for the
+            next ones (within the same bound).
 
     The threads start in :meth:`start` (which binds the executor to the running
     loop: every later ``submit`` must come from that loop) and are joined by
@@ -204,6 +209,9 @@ class ThreadExecutor(Executor):
         self._members = 0
         self._waiting = 0
         self._spares = 0  # spare threads started so far (their names)
+        # Threads out of the pool, idle, kept to replace the next seceded ones (their
+        # loops run; they are neither members nor waiting).
+        self._reserve: list[_ThreadWorker] = []
         # Caller's thread only. Invariant: _tasks holds every task submitted whose
         # terminal event has not been delivered yet.
         self._tasks: set[_ThreadTask] = set()
@@ -361,6 +369,13 @@ class ThreadExecutor(Executor):
             if self._members >= self.max_workers:
                 return
             self._members += 1
+            reserved = self._reserve.pop() if self._reserve else None
+        if reserved is not None:
+            try:
+                reserved.loop.call_soon_threadsafe(reserved._next)
+                return
+            except RuntimeError:  # pragma: no cover - its loop is closed: start one
+                pass
         self._workers = [w for w in self._workers if w.thread.is_alive()]
         self._spares += 1
         worker = _ThreadWorker(
@@ -387,16 +402,23 @@ class ThreadExecutor(Executor):
 
     def _next_task(self, worker: _ThreadWorker) -> _ThreadTask | bool | None:
         """Worker thread, its task finished (or a spare thread started): hand it the
-        next pending task, put it with the idle ones (``None``), or retire it
-        (``False``: it was seceded, or the pool has more members than
-        ``max_workers``)."""
+        next pending task, put it with the idle ones (``None``), or take it out of
+        the pool (it was seceded, or the pool has more members than ``max_workers``):
+        into the reserve of threads kept for the next secession (``True``), or, the
+        reserve full, retire it (``False``: its loop stops)."""
         with self._lock:
+            leaves = False
             if worker.seceded:
                 worker.seceded = False
                 self._waiting -= 1
-                return False
-            if self._members > self.max_workers:
+                leaves = True
+            elif self._members > self.max_workers:
                 self._members -= 1
+                leaves = True
+            if leaves:
+                if len(self._reserve) + self._waiting < self.max_waiting:
+                    self._reserve.append(worker)
+                    return True
                 return False
             if self._pending:
                 following = self._pending.popleft()
