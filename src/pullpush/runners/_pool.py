@@ -378,6 +378,8 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                 self._queue_resume(record)
 
     def _queue_resume(self, record: Running) -> None:
+        if self._closing:
+            return  # every task is being cancelled: none resumes
         assert record.mail is not None
         record.mail.queued = True
         self._resumes.append(record)
@@ -403,7 +405,8 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                 except BaseException:
                     release_slot(slots)
                     raise
-                resumes.popleft()
+                if resumes and resumes[0] is record:
+                    resumes.popleft()
                 record.slots = slots
                 if running.get(record.task_id) is not record or self._closing:
                     self._release(record)  # it ended meanwhile: give back, unused
@@ -883,11 +886,11 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             if dispatcher is not None and not dispatcher.done():
                 dispatcher.cancel()
                 await asyncio.gather(dispatcher, return_exceptions=True)
+            self._closing = True  # from here on, no task is queued to resume
             resumer = self._resumer
             if resumer is not None and not resumer.done():
                 resumer.cancel()
                 await asyncio.gather(resumer, return_exceptions=True)
-            self._closing = True
             self._on_shutdown()
             for record in list(self._running.values()):
                 if record.handle is not None:

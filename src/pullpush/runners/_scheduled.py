@@ -48,7 +48,9 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
             int ``n`` stands for ``ResourceCapacitySource({"capacity": n})``, which
             tasks of the default cost (``{"capacity": 1}``) take one unit of.
         executor, timeout, max_unread, metrics, workers: as for
-            :class:`HierarchicalTaskPoolRunner`.
+            :class:`HierarchicalTaskPoolRunner` (waitable tasks included: a task
+            waiting in ``receive()`` gives back its whole cost and re-acquires it,
+            ahead of new tasks, before it resumes; :meth:`send` takes its key).
         backfill: when the head task cannot be afforded now, start the first of the
             next ``backfill`` tasks that can (0, the default, keeps strict order).
         retry: for a dependency source (one with ``complete``/``fail``/``abort``, e.g.
