@@ -91,7 +91,7 @@ class Waitable(Generic[T]):
     or an API that cannot deliver messages) raises :class:`~pullpush.NotWaitableError`.
     """
 
-    __slots__ = ("args", "fn", "kwargs")
+    __slots__ = ("args", "fn", "kwargs", "task_id")
 
     def __init__(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]):
         if not callable(fn):
@@ -99,6 +99,15 @@ class Waitable(Generic[T]):
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
+        # The task id, for an executor that builds the context elsewhere (a worker
+        # process): set on the copy it sends.
+        self.task_id: int | None = None
+
+    def for_task(self, task_id: int) -> Waitable[T]:
+        """A copy that carries ``task_id`` (what a worker process names its context)."""
+        copy: Waitable[T] = Waitable(self.fn, self.args, self.kwargs)
+        copy.task_id = task_id
+        return copy
 
     def bind(self, context: TaskContext) -> Callable[[], T]:
         """The zero-argument task runner that calls ``fn`` with ``context``."""
