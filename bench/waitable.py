@@ -11,13 +11,16 @@ model or service call), with an approval between them that an approver answers
 * **waitable**: ``waitable(review, doc)``; the task waits in ``await ctx.receive()``,
   holding nothing; the approver answers each WAITING envelope with ``runner.send``.
 
-Both run on the inline and the thread executor (the process executor does not run
-waitable task runners yet), interleaved round by round; the table shows documents per
-second (median of ``--repeats`` rounds) and the paired ratio waitable / holding.
+Both run on the inline, thread and process executors, interleaved round by round;
+the table shows documents per second (median of ``--repeats`` rounds) and the paired
+ratio waitable / holding. (On the process executor the holding task cannot await an
+event of the parent's: it sleeps for the approval delay instead, which holds its slot
+for the same time.)
 
-Then the CPU a waiting task costs: ``--parked`` tasks park at once and the process's
-CPU time is read over ``--idle`` seconds while they all wait (inline: asyncio tasks
-awaiting a future; thread: seceded threads blocked in their loops).
+Then the CPU a waiting task costs: ``--parked`` tasks park at once and CPU time is
+read over ``--idle`` seconds while they all wait (inline: asyncio tasks awaiting a
+future, the caller's process; thread: seceded threads blocked in their loops, the
+caller's process; process: tasks resident in one worker's loop, that worker's CPU).
 
     python bench/waitable.py [--n 100] [--work 0.005] [--repeats 3]
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import sys
 import time
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import psutil
 from _harness import machine, paired_ratio, write_json
 
 from pullpush import (
@@ -40,16 +45,35 @@ from pullpush import (
     EnvelopeType,
     HierarchicalTaskPoolRunner,
     InlineExecutor,
+    ProcessExecutor,
     TaskContext,
     ThreadExecutor,
     waitable,
 )
+from pullpush.executors.process._spawn import _READY
 
 CAPACITY = 4
 
 
 def make_executor(kind: str) -> Any:
+    if kind == "process":
+        return ProcessExecutor(2, tasks_per_worker=CAPACITY // 2, prefetch=0)
     return InlineExecutor() if kind == "inline" else ThreadExecutor(CAPACITY)
+
+
+async def warm(executor: Any) -> None:
+    """Wait until a process executor's workers are up (not part of the timing)."""
+    if isinstance(executor, ProcessExecutor):
+        while not all(w.state == _READY for w in executor._workers):
+            await asyncio.sleep(0.01)
+
+
+async def review_sleeping(doc: int, work: float, delay: float) -> int:
+    """The holding task in a worker process: its approval comes after ``delay``."""
+    await asyncio.sleep(work)
+    await asyncio.sleep(delay)  # holds its slot while it waits
+    await asyncio.sleep(work)
+    return doc
 
 
 async def run_holding(kind: str, n: int, work: float, delay: float) -> float:
@@ -73,10 +97,13 @@ async def run_holding(kind: str, n: int, work: float, delay: float) -> float:
         return doc
 
     def task(doc: int) -> Any:
+        if kind == "process":
+            return functools.partial(review_sleeping, doc, work, delay)
         return lambda: review(doc)
 
     executor = make_executor(kind)
     async with executor:
+        await warm(executor)
         started = time.perf_counter()
         runner = HierarchicalTaskPoolRunner(
             "holding", [task(d) for d in range(n)], CAPACITY, executor=executor
@@ -99,6 +126,7 @@ async def run_waitable(kind: str, n: int, work: float, delay: float) -> float:
     answers: set[asyncio.Task[None]] = set()
     executor = make_executor(kind)
     async with executor:
+        await warm(executor)
         started = time.perf_counter()
         runner = HierarchicalTaskPoolRunner(
             "waitable",
@@ -124,31 +152,48 @@ async def run_waitable(kind: str, n: int, work: float, delay: float) -> float:
 
 
 async def parked_cpu(kind: str, parked: int, idle: float) -> tuple[float, float]:
-    """CPU seconds the process spends per second while ``parked`` tasks wait, and the
-    same with none waiting (the loop idling alone)."""
-
-    async def task(ctx: TaskContext) -> Any:
-        return await ctx.receive()
-
-    executor = ThreadExecutor(CAPACITY) if kind == "thread" else InlineExecutor()
+    """CPU seconds spent per second while ``parked`` tasks wait (the caller's process;
+    with the process executor, the worker hosting them), and the same with none
+    waiting (the loop idling alone)."""
+    executor = make_executor(kind)
+    if kind == "process":
+        executor = ProcessExecutor(1, prefetch=0, max_waiting=parked)
     async with executor:
+        if kind == "process":
+            await executor.run(abs, 0)  # the worker is up
+            worker = psutil.Process(executor._workers[0].pid)
+
+            def clock() -> float:
+                times = worker.cpu_times()
+                return float(times.user + times.system)
+
+            base = clock()
+            await asyncio.sleep(idle)
+            baseline = (clock() - base) / idle
+        else:
+            clock = time.process_time
         capacity = CapacitySource(CAPACITY)
         runner = HierarchicalTaskPoolRunner(
-            "parked", [waitable(task) for _ in range(parked)], capacity, executor=executor
+            "parked", [waitable(park_once) for _ in range(parked)], capacity, executor=executor
         )
         measured: list[float] = []
         async for envelope in runner.run_tasks():
             if envelope.type is EnvelopeType.WAITING and runner.waiting == parked and not measured:
                 assert capacity.available == CAPACITY
-                cpu = time.process_time()
+                cpu = clock()
                 await asyncio.sleep(idle)
-                measured.append((time.process_time() - cpu) / idle)
+                measured.append((clock() - cpu) / idle)
                 for task_id in range(parked):
                     runner.send_nowait(task_id, "go")
-    cpu = time.process_time()
-    await asyncio.sleep(idle)
-    baseline = (time.process_time() - cpu) / idle
+    if kind != "process":
+        cpu = clock()
+        await asyncio.sleep(idle)
+        baseline = (clock() - cpu) / idle
     return measured[0], baseline
+
+
+async def park_once(ctx: TaskContext) -> Any:
+    return await ctx.receive()
 
 
 def main() -> None:
@@ -158,7 +203,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds (median)")
     parser.add_argument("--parked", type=int, default=200, help="tasks parked at once")
     parser.add_argument("--idle", type=float, default=1.0, help="seconds the CPU is read")
-    parser.add_argument("--executors", default="inline,thread")
+    parser.add_argument("--executors", default="inline,thread,process")
     args = parser.parse_args()
     kinds = args.executors.split(",")
     factors = (1, 10)
@@ -194,10 +239,11 @@ def main() -> None:
         parked, idle = asyncio.run(parked_cpu(kind, args.parked, args.idle))
         per_task = max(0.0, parked - idle) / args.parked
         cpu[kind] = {"with_parked": parked, "idle": idle, "per_task": per_task}
+        where = "their worker" if kind == "process" else "the process"
         print(
-            f"{kind}: {args.parked} tasks parked: the process used {parked * 100:.2f}% of a "
-            f"CPU (idle loop alone: {idle * 100:.2f}%), i.e. {per_task * 1e6:.2f} µs of CPU "
-            "per waiting task per second"
+            f"{kind}: {args.parked} tasks parked: {where} "
+            f"used {parked * 100:.2f}% of a CPU (idle loop alone: {idle * 100:.2f}%), i.e. "
+            f"{per_task * 1e6:.2f} µs of CPU per waiting task per second"
         )
     path = write_json(
         "waitable",

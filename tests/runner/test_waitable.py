@@ -521,19 +521,27 @@ async def test_resuming_tasks_go_ahead_of_new_ones() -> None:
     assert order == ["0 start", "1 start", "0 resumed", "2 start", "3 start"]
 
 
-@pytest.mark.timeout(60)
+class NoWaitables(InlineExecutor):
+    """An executor that cannot run waitable runners (as the Ray executor)."""
+
+    name = "plain"
+    runs_waitables = False
+
+
 async def test_executors_that_cannot_run_waitables_refuse_them() -> None:
     async def task(ctx: TaskContext) -> Any:
         return await ctx.receive()
 
-    runner = HierarchicalTaskPoolRunner(
-        "proc", [waitable(task), lambda: 2], 2, executor="process", workers=1
-    )
+    executor = NoWaitables()
+    runner = HierarchicalTaskPoolRunner("no", [waitable(task), lambda: 2], 2, executor=executor)
     envelopes = [e async for e in runner.run_tasks()]
     errors = [e for e in envelopes if e.type is EnvelopeType.ERROR]
     assert len(errors) == 1 and isinstance(errors[0].error, NotWaitableError)
-    assert "process executor cannot run waitable" in str(errors[0].error)
+    assert "plain executor cannot run waitable" in str(errors[0].error)
     assert [e.value for e in envelopes if e.type is EnvelopeType.FINAL] == [2]
+    from pullpush import RayExecutor
+
+    assert not RayExecutor.runs_waitables
 
 
 async def test_a_waitable_without_a_context_says_so() -> None:

@@ -86,7 +86,11 @@ class _DispatchMixin:
                 # here, where cancelling it ends it at once.
                 if worker.state == _READY and worker.isolating is None:
                     load = len(worker.tasks) - worker.waiting
-                    if load < best_load and (
+                    if load == best_load and best is not None and worker.waiting < best.waiting:
+                        # As loaded (waiting tasks do not count): the one hosting fewer
+                        # waiting tasks, so that waiting tasks spread over the workers.
+                        best = worker
+                    elif load < best_load and (
                         load < ahead
                         or (
                             worker.bytes + size <= _PREFETCH_BYTES
