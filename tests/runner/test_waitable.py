@@ -1,6 +1,7 @@
 """Waitable tasks: messages into running tasks, and a task that waits holds nothing.
 
-Randomized invariants on the inline and thread executors (every capacity level never
+Randomized invariants on the inline and thread executors (the process executor's
+are in tests/executors/test_process_waitable.py) (every capacity level never
 above its limit counting active tasks, all capacity back, one terminal envelope per
 task, each message exactly once and in order, no deadlock when every running task
 waits at once), then the edges: errors of ``send``, timeouts, cancellation, priority

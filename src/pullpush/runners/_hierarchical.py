@@ -71,7 +71,7 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
             queued, running, completed and failed, their durations and the
             envelope rate to (``None``, the default: no hook is called).
 
-    Waitable tasks (:func:`~pullpush.waitable`, inline and thread executors): a task
+    Waitable tasks (:func:`~pullpush.waitable`; inline, thread, process executors): a task
     waiting in ``ctx.receive()`` holds no capacity at any level and no executor slot
     (a WAITING envelope); :meth:`send` / :meth:`send_nowait` deliver its messages,
     and it re-acquires its unit (ahead of new tasks) before it resumes (a RESUMED

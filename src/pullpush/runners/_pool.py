@@ -613,8 +613,8 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                     task_id,
                     NotWaitableError(
                         f"task {task_id} is waitable ({runner!r}) and the {executor.name} "
-                        "executor cannot run waitable task runners (the inline and thread "
-                        "executors can)"
+                        "executor cannot run waitable task runners (the inline, thread and "
+                        "process executors can)"
                     ),
                 )
                 return

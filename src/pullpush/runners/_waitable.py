@@ -51,6 +51,9 @@ class TaskContext(abc.ABC):
     * ``receive_blocking(timeout=None)``: ``receive`` for a synchronous task runner,
       on the thread executor only (the thread blocks, its slot is given back).
 
+    The Ray executor does not run waitable task runners (a task gets an ERROR
+    envelope with :class:`~pullpush.NotWaitableError`).
+
     Attributes:
         task_id: the task's id (its envelopes' ``task_id``).
     """
@@ -85,7 +88,7 @@ class Waitable(Generic[T]):
     **kwargs)``. Build it with :func:`waitable`.
 
     A pool runner (:class:`HierarchicalTaskPoolRunner`,
-    :class:`ScheduledTaskPoolRunner`) on the inline or thread executor calls it with
+    :class:`ScheduledTaskPoolRunner`) on the inline, thread or process executor calls it with
     the task's context; ``fn``'s result is a task runner's result as usual (a value,
     a coroutine, a generator...: SPEC 2). Calling it without a context (an executor
     or an API that cannot deliver messages) raises :class:`~pullpush.NotWaitableError`.
@@ -122,8 +125,8 @@ class Waitable(Generic[T]):
         name = getattr(self.fn, "__qualname__", repr(self.fn))
         raise NotWaitableError(
             f"waitable task runner {name} needs a TaskContext: run it in a "
-            "HierarchicalTaskPoolRunner or ScheduledTaskPoolRunner on the inline or thread "
-            "executor"
+            "HierarchicalTaskPoolRunner or ScheduledTaskPoolRunner on the inline, thread or "
+            "process executor"
         )
 
     def __repr__(self) -> str:
