@@ -591,3 +591,63 @@ async def test_a_sync_runner_resumes_after_receive_blocking() -> None:
                 runner.send_nowait(0, "m")
     assert [e.type for e in envelopes] == [W, R, W, R, EnvelopeType.FINAL]
     assert envelopes[-1].value == ["m", "timeout"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backfill", [0, 2])
+@pytest.mark.parametrize("seed", range(4))
+async def test_scheduled_runner_invariants_with_waitables(backfill: int, seed: int) -> None:
+    rng = random.Random(seed)
+    limits = {"cpu": 3, "gpu": 1}
+    capacity = ResourceCapacitySource(limits)
+    in_use = Counter[str]()
+    peak = Counter[str]()
+
+    async def task(ctx: TaskContext, cost: dict[str, int], receives: int) -> list[Any]:
+        def enter() -> None:
+            for name, amount in cost.items():
+                in_use[name] += amount
+                peak[name] = max(peak[name], in_use[name])
+
+        def leave() -> None:
+            for name, amount in cost.items():
+                in_use[name] -= amount
+
+        got = []
+        enter()
+        try:
+            for _ in range(receives):
+                await asyncio.sleep(0)
+                leave()
+                try:
+                    got.append(await ctx.receive())
+                finally:
+                    enter()
+            return got
+        finally:
+            leave()
+
+    specs = [
+        ({"cpu": rng.randint(1, 3), "gpu": rng.randint(0, 1)}, rng.randint(0, 3))
+        for _ in range(rng.randint(3, 15))
+    ]
+    scheduled = [
+        ScheduledTask(f"k{i}", waitable(task, cost, n), cost=cost)
+        for i, (cost, n) in enumerate(specs)
+    ]
+    runner = ScheduledTaskPoolRunner("sched", scheduled, capacity, backfill=backfill)
+    approver = Approver(runner, seed, 0.003)
+    envelopes = []
+    async for envelope in runner.run_tasks():
+        envelopes.append(envelope)
+        if envelope.type is W:
+            approver.on_waiting(envelope.task_id)
+    await approver.drain()
+    assert all(peak[name] <= limit for name, limit in limits.items()), peak
+    assert capacity.available == limits and runner.waiting == 0
+    check_stream(envelopes, len(specs), complete=True)
+    finals = {e.key: e.value for e in envelopes if e.type is EnvelopeType.FINAL}
+    assert len(finals) == len(specs)
+    for e in envelopes:
+        if e.type is EnvelopeType.FINAL:
+            assert e.value == [(e.task_id, n) for n in range(specs[int(e.key[1:])][1])]

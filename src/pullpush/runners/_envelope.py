@@ -198,9 +198,9 @@ class EnvelopeBatch(Sequence[TaskProgressEnvelope[V, K]]):
     def groups(self) -> list[TaskProgressEnvelope[V, K] | IntermediateRun[V, K]]:
         """The batch as it is stored, in order: an :class:`IntermediateRun` for each
         task's consecutive INTERMEDIATE values, the :class:`TaskProgressEnvelope`
-        itself for each FINAL and ERROR. Both have ``type``, ``task_id`` and ``key``;
-        a run has ``values``, a FINAL ``value``, an ERROR ``error``. A new list each
-        call; no envelope is built."""
+        itself for each FINAL, ERROR, WAITING and RESUMED. Both have ``type``,
+        ``task_id`` and ``key``; a run has ``values``, a FINAL ``value``, an ERROR
+        ``error``. A new list each call; no envelope is built."""
         return list(self._groups)
 
     def __len__(self) -> int:

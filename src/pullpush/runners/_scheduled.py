@@ -14,7 +14,7 @@ from ..capacity import CapacitySource, ResourceCapacitySource
 from ..scheduling import NodeState
 from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope
 from ._feed import END
-from ._pool import PoolRunner, release_slot
+from ._pool import PoolRunner, _Preempted, release_slot
 from ._task import DEFAULT_COST, RetryPolicy, Running, ScheduledTask, Start, TaskSource
 
 if TYPE_CHECKING:
@@ -305,6 +305,8 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
         """
         if self.backfill:
             await self.capacity.wait_obj.wait()
+            if self._resumes:
+                raise _Preempted  # resuming tasks first (the slot goes back meanwhile)
             return False
         capacity = self.capacity
         await self._acquire_capacity(
