@@ -48,10 +48,10 @@ from typing import Any
 import cloudpickle
 import uvloop
 
-from ..._exceptions import NoMessageError, WaitLimitError
-from ...runners._waitable import TaskContext, Waitable
+from ...runners._waitable import Waitable
 from .._drive import Credits, drive, run_sync_step
 from ._child import PEAK, die_with_parent, keep_freed_memory, rss_bytes, watch_parent
+from ._mailbox import _Inbox
 from ._pickling import (
     blob_size,
     dumps,
@@ -78,10 +78,8 @@ from ._protocol import (
     INTERMEDIATE_BLOB,
     MESSAGE,
     MESSAGE_BLOB,
-    PARKED,
     RAW_TYPES,
     READY,
-    RECEIVED,
     RESUME,
     RETIRE,
     STARTED,
@@ -158,16 +156,6 @@ def _write_blocking(fd: int, messages: list[Any]) -> None:
         writer.flush()
 
 
-class _BadMessage:
-    """Stands in for a message that could not be unpickled: receiving it raises."""
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-    def __repr__(self) -> str:
-        return f"<message that could not be unpickled: {self.error!r}>"
-
-
 class _BadFunction:
     """Stands in for a function that could not be unpickled: calling it raises."""
 
@@ -176,60 +164,6 @@ class _BadFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise self.error
-
-
-class _Inbox(TaskContext):
-    """A waitable task's context in this worker: the messages the parent sent it.
-
-    A ``receive`` that finds none *parks*: it says PARKED, gives its slot's place in
-    the count of running tasks back (the task stays in its slot of the shared
-    ``running`` array, so a crash still fails it) and awaits a future -- no CPU --
-    until RESUME.
-    """
-
-    __slots__ = ("granted", "messages", "parked", "taken", "waiter", "wire_id", "worker")
-
-    def __init__(self, worker: _Worker, wire_id: int, task_id: int) -> None:
-        super().__init__(task_id)
-        self.worker = worker
-        self.wire_id = wire_id
-        self.messages: deque[Any] = deque()
-        self.taken = 0
-        self.parked = False
-        self.granted = False  # RESUME said timed_out
-        self.waiter: asyncio.Future[None] | None = None
-
-    def _take(self) -> Any:
-        message = self.messages.popleft()
-        self.taken += 1
-        self.worker.writer.send((RECEIVED, self.wire_id, self.taken))
-        self.worker.note_output()
-        if message.__class__ is _BadMessage:
-            raise message.error  # taken all the same: it will not come again
-        return message
-
-    def receive_nowait(self) -> Any:
-        if not self.messages:
-            raise NoMessageError(f"no message waiting for task {self.task_id}")
-        return self._take()
-
-    async def receive(self, timeout: float | None = None) -> Any:
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
-        if self.messages:
-            return self._take()
-        worker = self.worker
-        worker.park(self, timeout)
-        self.waiter = waiter = worker.loop.create_future()
-        try:
-            await waiter
-        finally:
-            self.waiter = None
-            if self.parked:  # cancelled while parked: it counts as running again
-                worker.unpark(self)
-        if not self.messages:
-            raise TimeoutError(f"task {self.task_id} received no message within {timeout}s")
-        return self._take()
 
 
 class _Task:
@@ -348,48 +282,21 @@ class _Worker:
             self.end_if_idle()
         elif kind == WATCH:
             self.watched.add(message[1])
-        elif kind == MESSAGE:
-            self.inbox(message[1]).messages.append(message[2])
-        elif kind == MESSAGE_BLOB:
-            try:
-                value = loads_blob(message[2])
-            except BaseException as error:
-                value = _BadMessage(unpickling_error("a message", error))
-            self.inbox(message[1]).messages.append(value)
+        elif kind in (MESSAGE, MESSAGE_BLOB):
+            self.inbox(message[1]).put(kind, message[2])
         elif kind == RESUME:
             inbox = self.inboxes.get(message[1])
-            if inbox is not None and inbox.parked and inbox.waiter is not None:
-                self.unpark(inbox)
-                inbox.granted = bool(message[2])
-                if not inbox.waiter.done():
-                    inbox.waiter.set_result(None)
-
-    # -- waitable tasks ----------------------------------------------------------------------
+            if inbox is not None:
+                inbox.resume()
 
     def inbox(self, wire_id: int, task_id: int | None = None) -> _Inbox:
+        """The inbox of task ``wire_id`` (made on its first message or at its start)."""
         inbox = self.inboxes.get(wire_id)
         if inbox is None:
             inbox = self.inboxes[wire_id] = _Inbox(self, wire_id, wire_id)
         if task_id is not None:
             inbox.task_id = task_id
         return inbox
-
-    def park(self, inbox: _Inbox, timeout: float | None) -> None:
-        if self.waiting >= self.max_waiting:
-            raise WaitLimitError(
-                f"this worker hosts max_waiting={self.max_waiting} waiting tasks already"
-            )
-        inbox.parked = True
-        self.waiting += 1
-        self.active -= 1
-        self.writer.send((PARKED, inbox.wire_id, inbox.taken, timeout))
-        self.note_output()
-        self.loop.call_soon(self.start_queued)  # its place goes to a queued call
-
-    def unpark(self, inbox: _Inbox) -> None:
-        inbox.parked = False
-        self.waiting -= 1
-        self.active += 1
 
     def cancel(self, task_id: int) -> None:
         task = self.tasks.get(task_id)
