@@ -11,6 +11,7 @@ from ._envelope import EnvelopeType, TaskProgressEnvelope, V, make_envelope
 from ._feed import END
 from ._pool import ENDED, MUST_WAIT, STARTED, PoolRunner, release_slot
 from ._task import Running, Start, TaskSource
+from ._waitable import Waitable
 
 if TYPE_CHECKING:
     from ..executors import ExecutorSpec
@@ -63,11 +64,19 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
             the process executor, a task submitted while no worker is ready (they
             are starting, e.g. in their initializer) is timed from submit until a
             worker takes it. Cancelling a task that has not started ends it at once.
+            A waitable task's clock counts active time only: it stops while the task
+            waits in ``receive()`` (bound that wait with ``receive(timeout=...)``).
         max_unread: how many envelopes may wait unread before the runner stops
             starting tasks (eager execution with a bounded results buffer).
         metrics: a :class:`~pullpush.RunnerMetricsCollector` to report tasks
             queued, running, completed and failed, their durations and the
             envelope rate to (``None``, the default: no hook is called).
+
+    Waitable tasks (:func:`~pullpush.waitable`; inline, thread, process executors): a task
+    waiting in ``ctx.receive()`` holds no capacity at any level and no executor slot
+    (a WAITING envelope); :meth:`send` / :meth:`send_nowait` deliver its messages,
+    and it re-acquires its unit (ahead of new tasks) before it resumes (a RESUMED
+    envelope). Cancelling a waiting task gives back nothing: it holds nothing.
     """
 
     # The overloads only infer V (first match wins: async generators, then generators,
@@ -196,7 +205,7 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
     def _follow_now(self, runner: Any) -> int:
         """No capacity now: queue ``runner`` behind a task of this runner's if the
         executor has room there (the capacity hand-off), else hold it back."""
-        after = self._follow(None) if self._follows else None
+        after = self._follow(None) if self._follows and runner.__class__ is not Waitable else None
         if after is None:
             self._held = runner
             return MUST_WAIT
@@ -215,7 +224,7 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
                 return self._rejected(runner)
         capacity = self.capacity
         while True:
-            if self._follows:
+            if self._follows and runner.__class__ is not Waitable:
                 after = self._follow(None)
                 if after is not None:
                     return Start(runner, None, None, self.timeout, after=after)
@@ -230,7 +239,9 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
                 self._held = runner  # cancelled while waiting: keep the task for later
                 raise
             try:
-                taken = await self._acquire_capacity(self._acquire_or_wake(capacity), capacity, 1)
+                taken = await self._acquire_capacity(
+                    self._acquire_or_wake(capacity), capacity, 1, self._give_back
+                )
             except BaseException:
                 release_slot(slots)
                 self._held = runner
@@ -243,6 +254,16 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
         # Not through a quota: its released units restore nothing, so a unit passed on
         # would run a second task on one unit of budget.
         return all(getattr(level, "_restores_on_release", True) for level in self.capacity._chain)
+
+    def _give_back(self, taken: Any) -> None:
+        # What the capacity's acquire returned (units left), or _acquire_or_wake's
+        # True; its False: woken, nothing was taken.
+        if taken is not False:
+            self.capacity.release()
+
+    async def _reacquire(self, record: Running) -> None:
+        capacity = self.capacity
+        await self._acquire_capacity(capacity.acquire(), capacity, 1)
 
     def _release(self, record: Running) -> None:
         self.capacity.release()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ...capacity import CapacitySource
 from . import _pickling as pickling
 from . import _protocol as wire
+from ._handle import send_message
 from ._spawn import _DEAD, _READY, _RETIRING, _STARTING
 
 if TYPE_CHECKING:
@@ -96,10 +97,15 @@ class _DispatchMixin:
                     # Ready only: a task waits for a worker's start-up (its initializer)
                     # here, where cancelling it ends it at once. Its load: the tasks
                     # it runs or will run before this one (not the successors waiting
-                    # for one of them to end).
+                    # for one of them to end, nor the waitable tasks waiting for a
+                    # message).
                     if worker.state == _READY and worker.isolating is None:
-                        load = len(worker.tasks) - worker.successors
-                        if load < best_load and (
+                        load = len(worker.tasks) - worker.successors - worker.waiting
+                        if load == best_load and best is not None and worker.waiting < best.waiting:
+                            # As loaded: the one hosting fewer waiting tasks, so that
+                            # waiting tasks spread over the workers.
+                            best = worker
+                        elif load < best_load and (
                             load < ahead
                             or (
                                 worker.bytes + size <= _PREFETCH_BYTES
@@ -195,6 +201,9 @@ class _DispatchMixin:
             worker.writer.send_alone(message)
         else:
             worker.writer.send(message)
+        if task.messages:  # a waitable task's messages so far, after its call
+            for encoded in task.messages:
+                send_message(worker, encoded)
         task.worker = worker
         worker.tasks[task.wire_id] = task
         task.seq = worker.sent
