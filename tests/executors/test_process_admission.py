@@ -10,6 +10,8 @@ import functools
 from typing import Any
 
 import _process_tasks as tasks
+import _waitable_tasks as waitable_tasks
+import cloudpickle
 import pytest
 
 from pullpush import (
@@ -19,6 +21,7 @@ from pullpush import (
     ProcessExecutor,
     TaskTimeoutError,
     WorkerCrashedError,
+    waitable,
 )
 from pullpush.executors import TaskEvents
 from pullpush.testing import assert_no_leaks, collect
@@ -300,4 +303,45 @@ async def test_two_tasks_per_worker_hold_at_most_two_units() -> None:
         assert all(e.type is EnvelopeType.FINAL for e in ends.values()) and len(ends) == 24
         assert max(runner.units) <= 2, runner.units
         assert max(runner.in_flight) >= 3  # a task was queued behind the running two
+        assert capacity.in_use == 0 and executor.capacity.in_use == 0
+
+
+class _Links(_Watched):
+    """Also checks, at every event, that no waitable task is in a hand-off chain."""
+
+    def _look(self) -> None:
+        super()._look()
+        for record in self._running.values():
+            if record.after is not None:
+                self.linked = True
+                if record.mail is not None or record.after.mail is not None:
+                    self.breaches.append(record.task_id)  # (raising here: the executor's)
+
+    linked = False
+    breaches: list[int] = []
+
+
+@pytest.mark.timeout(60)
+async def test_waitable_tasks_take_no_part_in_the_hand_off() -> None:
+    """Plain tasks are queued behind plain ones; waitable ones (they give their
+    capacity back while they wait) are never queued behind, nor queued."""
+    cloudpickle.register_pickle_by_value(waitable_tasks)
+    capacity = CapacitySource(4)
+    async with assert_no_leaks(), ProcessExecutor(1) as executor:
+        source: list[Any] = []
+        for i in range(12):
+            source.append(functools.partial(tasks.doze, i, 0.01))
+            if i % 3 == 0:
+                source.append(waitable(waitable_tasks.receive_once))
+        runner = _Links("mixed", source, capacity, executor=executor, timeout=30.0)
+        ends: list[Any] = []
+        async for envelope in runner.run_tasks():
+            if envelope.type is EnvelopeType.WAITING:
+                runner.send_nowait(envelope.task_id, "hello")
+            elif envelope.type in (EnvelopeType.FINAL, EnvelopeType.ERROR):
+                ends.append(envelope)
+        assert sorted(e.task_id for e in ends) == list(range(len(source)))
+        assert all(e.type is EnvelopeType.FINAL for e in ends)
+        assert sorted(e.value for e in ends if e.value == "hello") == ["hello"] * 4
+        assert runner.linked and not runner.breaches and max(runner.in_flight) >= 2
         assert capacity.in_use == 0 and executor.capacity.in_use == 0
