@@ -44,7 +44,11 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
             It is read one task ahead of capacity: the next task is taken from the
             source, then capacity is acquired, then it starts, so no capacity is held
             while the source waits for work.
-        capacity: one unit per running task; its parents are acquired too. A
+        capacity: one unit per running task; its parents are acquired too. With
+            the process executor, the next tasks wait in the workers' queues behind
+            running ones holding none: a task's unit passes to the task behind it
+            when it ends (the capacity hand-off, see :mod:`pullpush.runners._pool`;
+            never through a quota, never for waitable tasks). A
             capacity that admits no task for :attr:`stall_warning` seconds (5.0)
             while none of the runner's tasks runs (``CapacitySource(0)``, a unit
             costing more than a resource parent allows, units all held elsewhere)
