@@ -202,6 +202,10 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         self._tails: dict[int, Running] = {}
         self._follow_lot = ParkingLot()
         self._follow_parked = False
+        # For _others_wait: the levels of the capacity tree with queued acquires (its
+        # root's registry), and the executor's slots.
+        self._tree_queued: dict[Any, None] = {}
+        self._follow_slots: CapacitySource | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.statistics()!r}>"
@@ -733,7 +737,10 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         """The task a task of ``cost`` may be queued behind now, holding nothing, or
         ``None``: the first (oldest) chain end of the same cost the executor has room
         behind, unless someone else waits for capacity."""
-        if not self._tails or self._resumes or self._others_wait():
+        if not self._tails or self._resumes:
+            return None
+        slots = self._follow_slots
+        if (self._tree_queued or (slots is not None and slots._waiters)) and self._others_wait():
             return None
         executor = self._executor
         assert executor is not None
@@ -747,12 +754,11 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         """Whether an acquire other than the dispatcher's own waits in the capacity
         tree (any level under the root of the runner's capacity) or for the
         executor's slots: then no task is queued behind another, which would pass it."""
-        root = self.capacity._chain[-1]  # type: ignore[attr-defined]
-        waiting = sum(len(level._waiters) for level in root._queued)
-        executor = self._executor
-        slots = executor.capacity if executor is not None else None
+        queued = self._tree_queued
+        waiting = sum(len(level._waiters) for level in queued) if queued else 0
+        slots = self._follow_slots
         if slots is not None:
-            waiting += slots.waiting
+            waiting += len(slots._waiters)
         return waiting > (1 if self._follow_parked else 0)
 
     async def _acquire_or_wake(self, level: CapacitySource) -> bool:
@@ -1008,6 +1014,9 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         self._follows = bool(getattr(executor, "queues_successors", False)) and (
             self._may_hand_off()
         )
+        if self._follows:
+            self._tree_queued = self.capacity._chain[-1]._queued  # type: ignore[attr-defined]
+            self._follow_slots = executor.capacity
         dispatcher = asyncio.ensure_future(self._dispatch())
         dispatcher.add_done_callback(lambda _: self._wake_consumer())
         return dispatcher

@@ -131,6 +131,18 @@ class _DispatchMixin:
                 best.seconds += estimate
             self._send(best, task)
 
+    def _place(self, worker: _Worker, task: _ProcTask) -> None:
+        """Send ``task`` to ``worker`` now, with the prefetch's bookkeeping (a
+        successor submitted while nothing is pending: no dispatch to do)."""
+        estimate = self._durations.get(task.kind) if self._adaptive else 0.0
+        task.estimate = estimate
+        worker.bytes += task.size
+        if estimate is None:
+            worker.unknown += 1
+        else:
+            worker.seconds += estimate
+        self._send(worker, task)
+
     def successor_room(self, handle: Any) -> bool:
         """Whether a task submitted now with ``after=handle`` is sent at once behind
         ``handle``'s task, in its worker: the capacity hand-off (see
@@ -147,7 +159,7 @@ class _DispatchMixin:
         for). None while tasks wait in the parent (they go first), or behind a
         worker that is not ready or runs a task alone (after a crash).
         """
-        worker = getattr(handle, "worker", None)
+        worker = handle.worker
         if (
             worker is None
             or handle.ended
@@ -213,8 +225,9 @@ class _DispatchMixin:
         if self.max_tasks_per_worker is not None and worker.sent >= self.max_tasks_per_worker:
             worker.state = _RETIRING
         self._schedule_flush(worker)
-        if task.successor is None and not task.ended:
-            # A task may be queued behind it now (the capacity hand-off).
+        if task.after is None and not task.ended:
+            # A task may be queued behind it now (the capacity hand-off). (Not said of
+            # a successor: its submitter placed it, or it follows one that was.)
             task.events.task_placed(task.task_id)
 
     def _schedule_flush(self, worker: _Worker) -> None:

@@ -482,24 +482,24 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         """Queue ``runner`` as task ``task_id``, reporting to ``events``.
 
         ``after``: a handle this executor returned, of a task not ended and with no
-        successor yet: the task goes behind it, in its worker, and starts once it
-        ended (the capacity hand-off; :meth:`successor_room` says whether there is
-        room behind it now)."""
+        successor yet (``ValueError`` otherwise; whose executor it came from is not
+        checked): the task goes behind it, in its worker, and starts once it ended
+        (the capacity hand-off; :meth:`successor_room` says whether there is room
+        behind it now)."""
         if self._closed:
             raise ExecutorClosedError("the ProcessExecutor is closed")
         loop = self._loop
         if loop is not None and loop is not asyncio.get_running_loop():
             self._check_loop("submit")
         if after is not None and (
-            not isinstance(after, _ProcTask)
+            after.__class__ is not _ProcTask
             or after.ended
             or after.successor is not None
-            or after.forget != self._forget
             or after.messages is not None
             or runner.__class__ is Waitable
         ):
             raise ValueError(
-                "after= must be a task of this executor, not ended, with no successor, "
+                "after= must be a task of a ProcessExecutor, not ended, with no successor, "
                 "and neither task waitable"
             )
         task = _ProcTask(
@@ -541,6 +541,11 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
             task.kind = message[2]
         else:
             task.size, task.kind = _call_size_and_kind(message, runner)
+        if after is not None and not self._pending:
+            worker = after.worker
+            if worker is not None and worker.state == _READY and worker.isolating is None:
+                self._place(worker, task)  # behind its predecessor, at once
+                return task
         self._pending.append(task)
         self._dispatch()
         return task
