@@ -311,6 +311,7 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         """The task reached its worker: a dispatcher waiting for capacity may queue a
         task behind it now (the capacity hand-off)."""
         if self._follow_parked and not self._others_wait():
+            self._follow_parked = False
             self._follow_lot.unpark_all()
 
     # -- waitable tasks -----------------------------------------------------------------------
@@ -603,6 +604,7 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             else:
                 self._close_mail(record, mail)
         if self._follow_parked and not self._others_wait():
+            self._follow_parked = False  # once: it runs before it parks again
             self._follow_lot.unpark_all()  # a place behind a task may have freed
         if self.metrics is not None:  # metrics
             self.metrics.on_task_ended(task_id)

@@ -170,7 +170,7 @@ class _DispatchMixin:
         ):
             return False
         timed = self._adaptive
-        depth = max(self._prefetch, 1) if timed else self._prefetch
+        depth = self._prefetch or (1 if timed else 0)
         queued = worker.successors
         if queued >= depth:
             return False
