@@ -1,13 +1,16 @@
 """The Ray executor: task runners run as Ray tasks, on a local Ray or a cluster.
 
-Data flow, with C the caller's loop::
+Data flow, with C the caller's loop and W the executor's waiter thread::
 
-    C  submit ──> _remote_call.remote(runner)      a plain or coroutine function: a
-                                                   normal Ray task, one result
-              or  _remote_stream.remote(runner)    a generator function: a Ray
-                                                   streaming-generator task
-                  + one asyncio task on C awaiting the result, or reading the
-                  task's ObjectRefGenerator
+    C  submit ──> remote_call.remote(runner)       a plain or coroutine function: a
+              or  bound.remote()                   normal Ray task, one result (a
+                                                   runner submitted again gets a
+                                                   remote function of its own)
+              or  remote_stream.remote(runner)     a generator function: a Ray
+                                                   streaming-generator task, read by
+                                                   one asyncio task on C
+    W  ray.wait(the normal tasks) ──> ray.get(those that ended, together)
+              ──> C, one call_soon_threadsafe per batch ──> TaskEvents
     Ray worker: calls the runner; a stream's values go out in batches (bounded by
                 count and bytes, flushed once a batch is ``flush_s`` old when the next
                 value comes, or at once when the stream pauses on an async await)
@@ -20,12 +23,13 @@ Which kind of Ray task a runner gets is decided in the driver from the function
 anything else runs as a normal task, which is several times cheaper. A function that
 *returns* a stream (not a generator function itself) then still works, but its
 values arrive together when it ends: pass ``streaming=True`` to stream every runner.
+The worker side is :mod:`._ray_worker`.
 
-Ray's lifetime: a local Ray that pullpush starts is shared by every
-:class:`RayExecutor` in the process (and the runners they serve), reference-counted:
-it starts with the first executor to start and stops when the last one closes
-(``_SharedRay``). A Ray this process connected itself (``ray.init``) is used as it
-is and never shut down.
+Ray's lifetime (:mod:`._ray_lifecycle`): a local Ray that pullpush starts is shared
+by every :class:`RayExecutor` in the process (and the runners they serve),
+reference-counted: it starts with the first executor to start and stops when the
+last one closes, or ``keep_alive`` seconds later (``executor="ray"``: 300 s). A Ray
+this process connected itself (``ray.init``) is used as it is and never shut down.
 
 ``ray`` is imported only when a :class:`RayExecutor` is created (extra
 ``pullpush[ray]``). On a cluster, ``pullpush`` must be importable on the workers.
@@ -35,24 +39,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import importlib
-import inspect
-import itertools
-import re
-import sys
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from queue import Empty, SimpleQueue
 from typing import Any, Literal
 
-from .._exceptions import RemoteTraceback, WorkerCrashedError
 from .._util import check_int
 from ..capacity import CapacitySource
 from ._base import (
-    BaseTaskHandle,
     Executor,
     ExecutorClosedError,
     TaskEvents,
@@ -60,20 +57,25 @@ from ._base import (
     TaskRunner,
     as_task_events,
 )
-from ._drive import Credits
 from ._ray_lifecycle import SharedRay, acquire_ray, release_ray, stop_idle_ray
-from ._ray_worker import FINAL, remote_bound, remote_call, remote_stream
+from ._ray_options import (
+    BIG_RUNNER,
+    captured_bytes,
+    cluster_cpus,
+    ray_client_connected,
+    ray_resources,
+    streams,
+)
+from ._ray_task import RayTask
+from ._ray_worker import remote_bound, remote_call, remote_stream
 
-__all__ = ["RayExecutor", "ray_resources"]
+__all__ = ["NAMED_KEEP_ALIVE", "RayExecutor", "named_ray_executor", "ray_resources"]
 
-_FINAL = FINAL
-
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+NAMED_KEEP_ALIVE = 300.0
+"""Seconds a local Ray started for ``executor="ray"`` stays up after its run, so
+that the next run finds it (see :meth:`RayExecutor.stop_idle_ray`)."""
 
 _INSTALL_HINT = "RayExecutor needs Ray: pip install 'pullpush[ray]'"
-
-# Ray's exceptions that mean the task's worker or node is gone.
-_CRASHES = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "OutOfMemoryError")
 
 
 def _import_ray() -> Any:
@@ -81,46 +83,6 @@ def _import_ray() -> Any:
         return importlib.import_module("ray")
     except ImportError as missing:
         raise ImportError(_INSTALL_HINT) from missing
-
-
-def ray_resources(cost: Mapping[str, float] | None, known: Mapping[str, float]) -> dict[str, Any]:
-    """The Ray task options for a task's ``cost`` (a :class:`ScheduledTask` cost).
-
-    * ``cpu`` -> ``num_cpus`` (default 1), ``gpu`` -> ``num_gpus``,
-      ``memory_mb`` -> ``memory`` (bytes);
-    * any other key the cluster has as a resource (``known``, Ray's
-      ``cluster_resources()``; e.g. ``licence`` for ``ray start --resources``) -> that
-      custom resource;
-    * other keys (``capacity``, pullpush's own units) are pullpush's alone: not asked
-      of Ray, which could never grant a resource no node has.
-    """
-    options: dict[str, Any] = {"num_cpus": 1}
-    if not cost:
-        return options
-    custom: dict[str, float] = {}
-    for key, amount in cost.items():
-        if key == "cpu":
-            options["num_cpus"] = amount
-        elif key == "gpu":
-            options["num_gpus"] = amount
-        elif key == "memory_mb":
-            options["memory"] = int(amount * 1024 * 1024)
-        elif key in known and key not in ("CPU", "GPU", "memory"):
-            custom[key] = amount
-    if custom:
-        options["resources"] = custom
-    return options
-
-
-# -- on the caller's loop ------------------------------------------------------------------
-
-
-def _streams(runner: Any) -> bool:
-    """Whether ``runner`` is a generator function (``functools.partial`` unwrapped),
-    so that it runs as a streaming Ray task."""
-    while isinstance(runner, functools.partial):
-        runner = runner.func
-    return inspect.isgeneratorfunction(runner) or inspect.isasyncgenfunction(runner)
 
 
 class RayExecutor(Executor):
@@ -161,7 +123,8 @@ class RayExecutor(Executor):
     unpickle) is reported as Ray raised it, after the Ray task was stopped and has
     ended. Ray's task retries are off (``max_retries=0``): a streaming task replayed
     after a crash would repeat values already delivered. A runner that cannot be
-    pickled is rejected by ``submit`` (the pool runners turn that into an ERROR).
+    pickled is rejected by ``submit`` (the pool runners turn that into an ERROR); a
+    big one, pickled on a thread, ends with that error instead.
 
     Costs: a task submitted with a ``cost`` (the :class:`ScheduledTaskPoolRunner`
     passes each :class:`ScheduledTask`'s) asks Ray for the resources
@@ -169,9 +132,24 @@ class RayExecutor(Executor):
     ``num_gpus``, ``memory_mb`` -> ``memory``, a key the cluster has as a custom
     resource -> that resource. Other tasks ask for one CPU.
 
-    Capacity: ``num_cpus`` tasks at once, or else the cluster's CPUs, polled every
-    ``poll_interval`` seconds (``ray.cluster_resources()``), so nodes that join or
-    leave change what the runners admit.
+    Capacity: one slot per CPU -- ``num_cpus``, or else the cluster's CPUs, polled
+    every ``poll_interval`` seconds (``ray.cluster_resources()``), so nodes that
+    join or leave change what the runners admit -- plus ``prefetch`` slots per CPU
+    for tasks queued in Ray behind the running ones, so that no worker waits for
+    the driver's round trip. ``"auto"`` adapts it to the normal tasks' time in
+    their workers: about 10 ms of queued work per CPU (at most 64 tasks, none once
+    tasks take longer than that). A queued task's ``timeout`` clock runs from
+    ``submit`` (Ray does not tell when a task starts); ``prefetch=0`` keeps every
+    submitted task running.
+
+    Throughput: a runner submitted again (the same object, e.g. ``[f] * n``)
+    becomes a Ray remote function of its own, exported once, whose tasks carry no
+    pickled runner (the 64 most recent ones are kept; others are pickled with each
+    task, as Ray does for arguments). A runner that captures big values (over
+    1 MiB at a shallow look: closure, defaults, ``functools.partial`` arguments) is
+    pickled on a thread, never on the caller's loop; still, each task pickles it
+    again: put a big value in Ray's object store once (``ref = ray.put(value)``) and
+    let the runner capture ``ref`` and call ``ray.get(ref)`` in the worker.
 
     Args:
         address: the cluster to connect to (``ray.init(address=...)``, e.g.
@@ -188,6 +166,11 @@ class RayExecutor(Executor):
             (default): generator functions only.
         batch_size, batch_bytes, flush_s: the batching of a stream's values.
         poll_interval: seconds between reads of the cluster's CPUs.
+        prefetch: slots per CPU beyond the running tasks (``int`` >= 0, or
+            ``"auto"``, see Capacity).
+        keep_alive: seconds a local Ray that pullpush started stays up after the
+            last executor using it closed (``None``: until :meth:`stop_idle_ray` or
+            the interpreter's exit), so that the next executor finds it up.
         **ray_init_kwargs: more arguments for ``ray.init`` (``runtime_env``...).
 
     Raises:
@@ -198,9 +181,11 @@ class RayExecutor(Executor):
             ``ray.init`` options.
 
     Lifetime: a local Ray started by pullpush is shared by all executors of the
-    process and shut down when the last of them closes; :meth:`start` waits (off
-    the loop) for it, :meth:`aclose` cancels what runs, waits for it, and gives the
-    executor's share back.
+    process and shut down when the last of them closes (after ``keep_alive``, if
+    any; at the interpreter's exit at the latest); :meth:`start` waits (off the
+    loop) for it, :meth:`aclose` cancels what runs, waits for it, and gives the
+    executor's share back. ``executor="ray"`` builds a RayExecutor with
+    ``keep_alive=300``: a second run within 5 minutes skips Ray's start.
     """
 
     name = "ray"
@@ -272,7 +257,7 @@ class RayExecutor(Executor):
         self._mean_s: float | None = None  # a normal task's time in its worker (EWMA)
         # Caller's loop only. Invariant: every task submitted whose terminal event has
         # not been delivered yet.
-        self._tasks: set[_RayTask] = set()
+        self._tasks: set[RayTask] = set()
         self._all_ended: asyncio.Future[None] | None = None
         # Runners seen submitted (id -> weak reference), and those submitted again
         # with their own remote function (id -> (weak reference, remote)). LRU.
@@ -284,7 +269,7 @@ class RayExecutor(Executor):
         self._in_thread = 0
         # Normal tasks go to the waiter thread through _waiting (None: stop).
         self._waiter: threading.Thread | None = None
-        self._waiting: SimpleQueue[tuple[_RayTask, Any] | None] = SimpleQueue()
+        self._waiting: SimpleQueue[tuple[RayTask, Any] | None] = SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
@@ -312,7 +297,7 @@ class RayExecutor(Executor):
 
     async def _start(self) -> None:
         ray = self._ray
-        if _ray_client_connected(ray):
+        if ray_client_connected(ray):
             raise ValueError(
                 "this process is connected to Ray through Ray Client (ray://), which "
                 "cannot run the streaming tasks RayExecutor uses"
@@ -326,7 +311,7 @@ class RayExecutor(Executor):
         self._shared = await acquire_ray(ray, kwargs)
         try:
             self._known = ray.cluster_resources()
-            self._cpus = self.num_cpus or _cpus(self._known)
+            self._cpus = self.num_cpus or cluster_cpus(self._known)
             self._capacity = CapacitySource(self._slots())
             if self.num_cpus is None and self.poll_interval > 0:
                 self._poller = self._loop.create_task(self._poll())
@@ -383,7 +368,7 @@ class RayExecutor(Executor):
             except Exception:
                 continue  # Ray is briefly unreachable: keep the last limit
             self._known = known
-            self._cpus = _cpus(known)
+            self._cpus = cluster_cpus(known)
             self._resize()
 
     def submit(
@@ -414,8 +399,8 @@ class RayExecutor(Executor):
             self._bound.move_to_end(id(runner))
             streaming, big, remote, args = False, False, bound[1], ()
         else:
-            streaming = bool(self.streaming) or _streams(runner)
-            big = _captured_bytes(runner) >= _BIG_RUNNER
+            streaming = bool(self.streaming) or streams(runner)
+            big = captured_bytes(runner) >= BIG_RUNNER
             args = (runner, self._batching) if streaming else (runner,)
             if cost:
                 options = {**self._options[streaming], **ray_resources(cost, self._known)}
@@ -428,7 +413,7 @@ class RayExecutor(Executor):
                     args = ()
                 else:
                     remote = self._call
-        task = _RayTask(task_id, as_task_events(events), self._forget, streaming, self)
+        task = RayTask(task_id, as_task_events(events), self._forget, streaming, self)
         self._tasks.add(task)
         if big or self._in_thread:
             self._submit_in_thread(task, remote, args)
@@ -467,7 +452,7 @@ class RayExecutor(Executor):
             self._bound.popitem(last=False)
         return remote
 
-    def _submit_in_thread(self, task: _RayTask, remote: Any, args: tuple[Any, ...]) -> None:
+    def _submit_in_thread(self, task: RayTask, remote: Any, args: tuple[Any, ...]) -> None:
         if self._submitter is None:
             self._submitter = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="pullpush-ray-submit"
@@ -484,7 +469,7 @@ class RayExecutor(Executor):
 
         future.add_done_callback(submitted)
 
-    def _submitted(self, task: _RayTask, done: concurrent.futures.Future[Any]) -> None:
+    def _submitted(self, task: RayTask, done: concurrent.futures.Future[Any]) -> None:
         self._in_thread -= 1
         try:
             ref = done.result()
@@ -493,13 +478,13 @@ class RayExecutor(Executor):
             return
         task.attach(ref)
 
-    def _forget(self, task: _RayTask) -> None:
+    def _forget(self, task: RayTask) -> None:
         self._tasks.discard(task)
         waiter = self._all_ended
         if not self._tasks and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _follow(self, task: _RayTask, ref: Any) -> None:
+    def _follow(self, task: RayTask, ref: Any) -> None:
         """Hand a normal task's ref to the waiter thread (started with the first)."""
         if self._waiter is None:
             self._waiter = threading.Thread(
@@ -516,7 +501,7 @@ class RayExecutor(Executor):
         interrupted); with none pending, the thread sleeps on its queue."""
         ray, loop, queue = self._ray, self._loop, self._waiting
         assert loop is not None
-        tasks: dict[Any, _RayTask] = {}
+        tasks: dict[Any, RayTask] = {}
         pending: list[Any] = []
         while True:
             while True:
@@ -547,7 +532,7 @@ class RayExecutor(Executor):
             except RuntimeError:  # the loop is closed: nobody waits any more
                 return
 
-    def _deliver(self, outcomes: list[tuple[_RayTask, BaseException | None, Any]]) -> None:
+    def _deliver(self, outcomes: list[tuple[RayTask, BaseException | None, Any]]) -> None:
         for task, error, result in outcomes:
             task.finish(error, result)
         if self.prefetch == "auto":
@@ -596,236 +581,9 @@ def _get(ray: Any, ref: Any) -> tuple[BaseException | None, Any]:
         return failed, None
 
 
-_BIG_RUNNER = 1 << 20
-
-
-def _captured_bytes(runner: Any, depth: int = 0) -> int:
-    """About the bytes ``runner`` captures (a shallow look): ``sys.getsizeof`` of its
-    ``functools.partial`` arguments, closure cells, defaults and bound ``self``, and
-    of the items of the containers among them."""
-    if depth > 3:
-        return 0
-    values: list[Any] = []
-    if isinstance(runner, functools.partial):
-        values = [*runner.args, *runner.keywords.values()]
-        return _captured_bytes(runner.func, depth + 1) + sum(map(_deep_size, values))
-    self = getattr(runner, "__self__", None)
-    if self is not None and not isinstance(self, type) and not inspect.ismodule(self):
-        values.append(self)
-    function = getattr(runner, "__func__", runner)
-    for cell in getattr(function, "__closure__", None) or ():
-        try:
-            values.append(cell.cell_contents)
-        except ValueError:  # noqa: PERF203 - an empty cell
-            pass
-    values.extend(getattr(function, "__defaults__", None) or ())
-    values.extend((getattr(function, "__kwdefaults__", None) or {}).values())
-    return sum(map(_deep_size, values))
-
-
-def _deep_size(value: Any) -> int:
-    size = sys.getsizeof(value, 0)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        size += sum(sys.getsizeof(item, 0) for item in itertools.islice(value, 1000))
-    elif isinstance(value, dict):
-        size += sum(sys.getsizeof(item, 0) for item in itertools.islice(value.values(), 1000))
-    return size
-
-
-def _cpus(resources: Mapping[str, float]) -> int:
-    return max(1, int(resources.get("CPU", 1)))
-
-
-def _ray_client_connected(ray: Any) -> bool:
-    try:
-        client = importlib.import_module("ray.util.client")
-        return bool(client.ray.is_connected())
-    except Exception:
-        return False
-
-
-class _RayTask(BaseTaskHandle):
-    """One Ray task: a normal one ends through its result's future (Ray calls back
-    on its thread, the executor delivers on the loop); a streaming one is read by
-    one asyncio task on the caller's loop. A TaskHandle.
-
-    Everything here lives on the caller's loop (Ray's client calls are thread-safe
-    and do not block for long: ``.remote()`` submits, ``ray.cancel`` sends a request).
-    ``ref`` is ``None`` until the task is submitted (a big runner is pickled on a
-    thread first).
-    """
-
-    __slots__ = ("consumer", "credits", "escalation", "executor", "ref", "streaming")
-
-    def __init__(
-        self,
-        task_id: int,
-        events: TaskEvents,
-        forget: Callable[[_RayTask], None],
-        streaming: bool,
-        executor: RayExecutor,
-    ) -> None:
-        super().__init__(task_id, events, forget)
-        # Flow control, for a stream only (a normal task's values come at its end).
-        self.credits = Credits(executor.credit_window if streaming else 1)
-        self.ref: Any = None
-        self.streaming = streaming
-        self.executor = executor
-        self.escalation: asyncio.TimerHandle | None = None
-        self.consumer: asyncio.Task[None] | None = None
-
-    def attach(self, ref: Any) -> None:
-        """The Ray task is submitted: follow it (and stop it if cancelled meanwhile)."""
-        self.ref = ref
-        if self.streaming:
-            self.consumer = asyncio.get_running_loop().create_task(self._consume_stream())
-        else:
-            self.executor._follow(self, ref)
-        if self.cancel_requested:
-            self._stop_remote()
-
-    def finish(self, failed: BaseException | None, result: Any) -> None:
-        """A normal task ended (Ray's error, or its result): report its values, then
-        its end."""
-        error: BaseException | None = None
-        final: Any = None
-        if failed is not None:
-            error = self._translate(failed)
-        else:
-            values, final, seconds = result
-            self.executor._measured(seconds)
-            if values and not self.cancel_requested:
-                self.events.task_intermediates(self.task_id, values)
-        self._end(error, final)
-
-    async def _consume_stream(self) -> None:
-        """Read the task's stream to its end; report the values, then the end.
-
-        A failure to read it (a value the driver cannot unpickle) stops the Ray task
-        and is reported only once its stream has ended."""
-        events, task_id, credits = self.events, self.task_id, self.credits
-        final: Any = None
-        error: BaseException | None = None
-        generator = self.ref
-        try:
-            async for ref in generator:
-                try:
-                    kind, value = await ref
-                except Exception as failed:
-                    error = self._translate(failed)
-                    self._stop_remote()
-                    break
-                if kind is _FINAL:
-                    final = value
-                elif not self.cancel_requested:
-                    # A batch goes when the window has room (it may overshoot by
-                    # less than a batch: batches are at most credit_window long).
-                    await credits.wait_for_room()
-                    credits.outstanding += len(value)
-                    if not self.cancel_requested:
-                        events.task_intermediates(task_id, value)
-            if error is not None:
-                await _drain(generator)
-        except asyncio.CancelledError:
-            self.cancel()  # our loop is shutting down: stop the Ray task too
-            raise
-        except Exception as failed:
-            error = self._translate(failed)
-            self._stop_remote()
-            await _drain(generator)
-        self._end(error, final)
-
-    def _translate(self, failed: BaseException) -> BaseException:
-        """What the task's end reports for ``failed``, Ray's exception."""
-        ray = self.executor._ray
-        if isinstance(failed, ray.exceptions.RayTaskError):
-            cause = getattr(failed, "cause", None)
-            if not isinstance(cause, tuple(_crash_types(ray))):
-                return _unwrap(failed)
-            failed = cause  # type: ignore[assignment]
-        if isinstance(failed, tuple(_crash_types(ray))):
-            crashed = WorkerCrashedError(
-                self.task_id,
-                None,
-                None,
-                None,
-                message=(
-                    f"Ray lost the worker running task {self.task_id} "
-                    f"({type(failed).__name__}): {_first_line(failed)}"
-                ),
-            )
-            crashed.__cause__ = failed
-            return crashed
-        return failed
-
-    def _end(self, error: BaseException | None, final: Any) -> None:
-        if self.escalation is not None:
-            self.escalation.cancel()
-            self.escalation = None
-        self.report_end(error, final)
-
-    def cancel(self, error: BaseException | None = None) -> None:
-        if not self.request_cancel(error):
-            return
-        # Wake a read paused by flow control: nothing more is reported but the end.
-        self.credits.ack(self.credits.outstanding)
-        self._stop_remote()
-
-    def _stop_remote(self) -> None:
-        """Cancel the Ray task; force it after the grace if it still runs."""
-        executor = self.executor
-        force = executor.force_cancel
-        if self.ref is None:
-            return  # not submitted yet: attach() stops it
-        try:
-            executor._ray.cancel(self.ref, force=force)
-        except Exception:  # already finished, or Ray is gone: the task ends anyway
-            return
-        if not force and self.escalation is None and not self.ended:
-            self.escalation = asyncio.get_running_loop().call_later(
-                executor.cancel_grace, self._force
-            )
-
-    def _force(self) -> None:
-        self.escalation = None
-        if self.ended:
-            return
-        try:
-            self.executor._ray.cancel(self.ref, force=True)
-        except Exception:
-            pass
-
-    def ack(self, count: int = 1) -> None:
-        self.credits.ack(count)
-
-
-async def _drain(generator: Any) -> None:
-    """Read a stopped stream to its end (the Ray task's end), ignoring its values."""
-    while True:
-        try:
-            await generator.__anext__()
-        except StopAsyncIteration:  # noqa: PERF203 - a stopped stream has few left
-            return
-        except Exception:
-            continue
-
-
-def _crash_types(ray: Any) -> list[type[BaseException]]:
-    exceptions = ray.exceptions
-    return [getattr(exceptions, name) for name in _CRASHES if hasattr(exceptions, name)]
-
-
-def _first_line(error: BaseException) -> str:
-    text = _ANSI_ESCAPE.sub("", str(error)).strip()
-    return text.splitlines()[0] if text else ""
-
-
-def _unwrap(failed: Any) -> BaseException:
-    """The runner's own exception from Ray's wrapper, with the worker's traceback."""
-    cause = getattr(failed, "cause", None)
-    if not isinstance(cause, BaseException):
-        return failed  # type: ignore[no-any-return]
-    if not isinstance(cause.__cause__, RemoteTraceback):
-        text = str(getattr(failed, "traceback_str", failed))
-        cause.__cause__ = RemoteTraceback(_ANSI_ESCAPE.sub("", text))  # Ray colours names
-    return cause
+def named_ray_executor() -> RayExecutor:
+    """The executor ``executor="ray"`` builds: defaults, but a local Ray it starts is
+    kept up :data:`NAMED_KEEP_ALIVE` seconds after the run (and stopped at the
+    interpreter's exit at the latest), so that a second run does not pay Ray's
+    start (seconds) again."""
+    return RayExecutor(keep_alive=NAMED_KEEP_ALIVE)
