@@ -527,18 +527,19 @@ async def test_capacity_follows_the_cluster_resources(
         assert executor.capacity.limit == 1
 
 
-async def test_auto_prefetch_queues_short_tasks_not_long_ones(ray_cluster: Any) -> None:
+async def test_auto_prefetch_queues_more_short_tasks_than_long_ones(ray_cluster: Any) -> None:
+    """``prefetch="auto"``: no task queued in Ray before one ended, then about 20 ms
+    of work per CPU: many short tasks, one long one; a fixed prefetch is kept."""
     async with RayExecutor(num_cpus=2) as executor:
         assert executor.capacity is not None and executor.capacity.limit == 2  # nothing seen
         runner = HierarchicalTaskPoolRunner(
-            "short", [int] * 20, CapacitySource(20), executor=executor
+            "short", [int] * 200, CapacitySource(200), executor=executor
         )
         await collect(runner.run_tasks())
-        assert executor.capacity.limit > 2  # tasks queued in Ray behind the running ones
-        runner = HierarchicalTaskPoolRunner(
-            "long", [functools.partial(time.sleep, 0.05)] * 3, CapacitySource(3), executor=executor
-        )
+        assert executor.capacity.limit > 4  # several tasks queued per CPU
+        naps = [functools.partial(time.sleep, 0.2)] * 6
+        runner = HierarchicalTaskPoolRunner("long", naps, CapacitySource(6), executor=executor)
         await collect(runner.run_tasks())
-        assert executor.capacity.limit == 2
+        assert executor.capacity.limit == 4  # one queued per CPU
     async with RayExecutor(num_cpus=2, prefetch=3) as fixed:
         assert fixed.capacity is not None and fixed.capacity.limit == 8

@@ -41,6 +41,7 @@ import asyncio
 import concurrent.futures
 import importlib
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -136,11 +137,13 @@ class RayExecutor(Executor):
     every ``poll_interval`` seconds (``ray.cluster_resources()``), so nodes that
     join or leave change what the runners admit -- plus ``prefetch`` slots per CPU
     for tasks queued in Ray behind the running ones, so that no worker waits for
-    the driver's round trip. ``"auto"`` adapts it to the normal tasks' time in
-    their workers: about 10 ms of queued work per CPU (at most 64 tasks, none once
-    tasks take longer than that). A queued task's ``timeout`` clock runs from
-    ``submit`` (Ray does not tell when a task starts); ``prefetch=0`` keeps every
-    submitted task running.
+    the driver's round trip. ``"auto"`` starts at none and adapts to the normal
+    tasks' durations, as the driver sees them: about 20 ms of queued work per CPU,
+    at least one task and at most 64. A queued task's ``timeout`` clock runs from
+    ``submit`` (Ray does not tell when a task starts), so it may count the time
+    queued (about 20 ms, or one task's time if longer): ``prefetch=0`` keeps every
+    submitted task running, at the cost of a round trip to the driver between two
+    tasks of a CPU.
 
     Throughput: a runner submitted again (the same object, e.g. ``[f] * n``)
     becomes a Ray remote function of its own, exported once, whose tasks carry no
@@ -254,7 +257,11 @@ class RayExecutor(Executor):
         self._poller: asyncio.Task[None] | None = None
         self._known: Mapping[str, float] = {}
         self._cpus = 1
-        self._mean_s: float | None = None  # a normal task's time in its worker (EWMA)
+        # A normal task's time per CPU (EWMA), the normal tasks not yet delivered,
+        # and when the last of them were (see _deliver).
+        self._mean_s: float | None = None
+        self._normal = 0
+        self._delivered_at: float | None = None
         # Caller's loop only. Invariant: every task submitted whose terminal event has
         # not been delivered yet.
         self._tasks: set[RayTask] = set()
@@ -349,7 +356,7 @@ class RayExecutor(Executor):
         if self.prefetch != "auto":
             return self._cpus * (1 + self.prefetch)
         mean = self._mean_s
-        per_cpu = 0 if mean is None else int(_PREFETCH_WORK_S / (mean + _RAY_TASK_S))
+        per_cpu = 0 if mean is None else max(1, int(_PREFETCH_WORK_S / mean))
         return self._cpus * (1 + min(_PREFETCH_MAX, per_cpu))
 
     def _resize(self) -> None:
@@ -486,6 +493,9 @@ class RayExecutor(Executor):
 
     def _follow(self, task: RayTask, ref: Any) -> None:
         """Hand a normal task's ref to the waiter thread (started with the first)."""
+        task.submitted = time.monotonic()
+        task.ahead = self._normal
+        self._normal += 1
         if self._waiter is None:
             self._waiter = threading.Thread(
                 target=self._wait_for_results, name="pullpush-ray-waiter", daemon=True
@@ -513,11 +523,13 @@ class RayExecutor(Executor):
                     return
                 tasks[item[1]] = item[0]
                 pending.append(item[1])
-            ready, pending = ray.wait(pending, num_returns=1, timeout=_WAIT_S)
+            ready, pending = ray.wait(pending, num_returns=1, timeout=_WAIT_S, fetch_local=False)
             if not ready:
                 continue
             if pending:
-                more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+                more, pending = ray.wait(
+                    pending, num_returns=len(pending), timeout=0, fetch_local=False
+                )
                 ready.extend(more)
             try:
                 results = ray.get(ready)  # ended: no wait, one call for them all
@@ -533,14 +545,31 @@ class RayExecutor(Executor):
                 return
 
     def _deliver(self, outcomes: list[tuple[RayTask, BaseException | None, Any]]) -> None:
+        if self.prefetch == "auto":
+            self._measure(outcomes)
+        self._normal -= len(outcomes)
         for task, error, result in outcomes:
             task.finish(error, result)
         if self.prefetch == "auto":
             self._resize()
 
-    def _measured(self, seconds: float) -> None:
+    def _measure(self, outcomes: list[tuple[RayTask, BaseException | None, Any]]) -> None:
+        """Estimate a normal task's time per CPU, Ray's handling included: while
+        more tasks than CPUs were in Ray since the last delivery, the time since
+        then per task and CPU; else the time from submit to end of a task that
+        found a CPU free (none: no estimate)."""
+        now = time.monotonic()
+        ended = len(outcomes)
+        last, self._delivered_at = self._delivered_at, now
+        if last is not None and self._normal - ended >= self._cpus:
+            sample = (now - last) * self._cpus / ended
+        else:
+            unqueued = [t.submitted for t, _, _ in outcomes if t.ahead < self._cpus]
+            if not unqueued:
+                return
+            sample = now - max(unqueued)
         mean = self._mean_s
-        self._mean_s = seconds if mean is None else mean + 0.2 * (seconds - mean)
+        self._mean_s = sample if mean is None else mean + 0.3 * (sample - mean)
 
     async def _aclose(self) -> None:
         if self._poller is not None:
@@ -564,10 +593,9 @@ class RayExecutor(Executor):
             await release_ray(shared, self.keep_alive)
 
 
-# How many seconds of work the auto prefetch queues in Ray per CPU, what Ray's own
-# handling of a task costs on top of its function, and the most it queues per CPU.
-_PREFETCH_WORK_S = 0.01
-_RAY_TASK_S = 0.0005
+# How many seconds of work the auto prefetch queues in Ray per CPU, and the most
+# tasks it queues per CPU.
+_PREFETCH_WORK_S = 0.02
 _PREFETCH_MAX = 64
 _SEEN_MAX, _BOUND_MAX = 1024, 64
 _WAIT_S = 0.002  # the longest a new task waits to join the waiter thread's wait

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import RemoteTraceback, WorkerCrashedError
 from ._base import BaseTaskHandle, TaskEvents
 from ._drive import Credits
-from ._ray_worker import FINAL
+from ._ray_worker import FINAL, Drained
 
 if TYPE_CHECKING:
     from ._ray import RayExecutor
@@ -35,7 +35,16 @@ class RayTask(BaseTaskHandle):
     thread first).
     """
 
-    __slots__ = ("consumer", "credits", "escalation", "executor", "ref", "streaming")
+    __slots__ = (
+        "ahead",
+        "consumer",
+        "credits",
+        "escalation",
+        "executor",
+        "ref",
+        "streaming",
+        "submitted",
+    )
 
     def __init__(
         self,
@@ -53,6 +62,10 @@ class RayTask(BaseTaskHandle):
         self.executor = executor
         self.escalation: asyncio.TimerHandle | None = None
         self.consumer: asyncio.Task[None] | None = None
+        # A normal task: when it was handed to Ray (time.monotonic()), and how many
+        # normal tasks of the executor were in Ray then.
+        self.submitted = 0.0
+        self.ahead = 0
 
     def attach(self, ref: Any) -> None:
         """The Ray task is submitted: follow it (and stop it if cancelled meanwhile)."""
@@ -72,8 +85,9 @@ class RayTask(BaseTaskHandle):
         if failed is not None:
             error = self._translate(failed)
         else:
-            values, final, seconds = result
-            self.executor._measured(seconds)
+            values, final = (
+                (result.values, result.final) if type(result) is Drained else (None, result)
+            )
             if values and not self.cancel_requested:
                 self.events.task_intermediates(self.task_id, values)
         self._end(error, final)

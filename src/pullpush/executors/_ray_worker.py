@@ -17,7 +17,7 @@ from ..runners._envelope import EnvelopeType
 from ._base import TaskRunner
 from ._drive import Credits, drive, needs_driving, run_sync_step
 
-__all__ = ["BATCH", "FINAL", "remote_bound", "remote_call", "remote_stream"]
+__all__ = ["BATCH", "FINAL", "Drained", "remote_bound", "remote_call", "remote_stream"]
 
 # What a streaming Ray task yields: (kind, payload): a batch (a list) of INTERMEDIATE
 # values, or the FINAL value.
@@ -25,26 +25,33 @@ BATCH, FINAL = EnvelopeType.INTERMEDIATE, EnvelopeType.FINAL
 _BATCH, _FINAL = BATCH, FINAL
 
 
-def remote_call(runner: TaskRunner) -> tuple[list[Any] | None, Any, float]:
-    """Ray worker, a normal task: call ``runner``; return ``(values, final,
-    seconds)``, ``seconds`` the time it took here (the executor's prefetch adapts
-    to it).
+class Drained:
+    """What a normal task returns when its runner returned a stream (not being a
+    generator function itself): the stream's values, driven to its end in the
+    worker, and its final value. Any other result travels as it is."""
 
-    ``values`` is ``None`` for a plain result, else the values of the stream the
-    runner returned (it is not a generator function, so it was not streamed), all
-    of them, driven to the end here.
-    """
-    began = time.perf_counter()
+    __slots__ = ("final", "values")
+
+    def __init__(self, values: list[Any], final: Any) -> None:
+        self.values, self.final = values, final
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Drained, (self.values, self.final))
+
+
+def remote_call(runner: TaskRunner) -> Any:
+    """Ray worker, a normal task: call ``runner``; return its result, or a
+    :class:`Drained` if it returned a stream (all its values, driven to the end)."""
     values, final = _call(runner)
-    return values, final, time.perf_counter() - began
+    return final if values is None else Drained(values, final)
 
 
-def remote_bound(runner: TaskRunner) -> Callable[[], tuple[list[Any] | None, Any, float]]:
+def remote_bound(runner: TaskRunner) -> Callable[[], Any]:
     """A function of no arguments that runs ``runner`` as :func:`remote_call` does:
     a runner submitted again and again becomes a Ray remote function of its own,
     pickled and exported once instead of with every task."""
 
-    def bound() -> tuple[list[Any] | None, Any, float]:
+    def bound() -> Any:
         return remote_call(runner)
 
     return bound
