@@ -507,8 +507,11 @@ class RayExecutor(Executor):
         """The waiter thread: wait for many normal tasks at once (``ray.wait``), get
         the results of those that ended together, hand them to the loop in one call.
 
-        New tasks join the wait after at most ``_WAIT_S`` (``ray.wait`` cannot be
-        interrupted); with none pending, the thread sleeps on its queue."""
+        Each wait returns once a quarter of the pending tasks ended, or after
+        ``_WAIT_S`` with those that did (so an ended task waits at most that long
+        for company: fewer, bigger batches cost Ray and the loop less). New tasks join the wait
+        after at most ``_WAIT_S`` (``ray.wait`` cannot be interrupted); with none
+        pending, the thread sleeps on its queue."""
         ray, loop, queue = self._ray, self._loop, self._waiting
         assert loop is not None
         tasks: dict[Any, RayTask] = {}
@@ -523,7 +526,9 @@ class RayExecutor(Executor):
                     return
                 tasks[item[1]] = item[0]
                 pending.append(item[1])
-            ready, pending = ray.wait(pending, num_returns=1, timeout=_WAIT_S, fetch_local=False)
+            ready, pending = ray.wait(
+                pending, num_returns=max(1, len(pending) // 4), timeout=_WAIT_S, fetch_local=False
+            )
             if not ready:
                 continue
             if pending:
@@ -598,7 +603,7 @@ class RayExecutor(Executor):
 _PREFETCH_WORK_S = 0.02
 _PREFETCH_MAX = 64
 _SEEN_MAX, _BOUND_MAX = 1024, 64
-_WAIT_S = 0.002  # the longest a new task waits to join the waiter thread's wait
+_WAIT_S = 0.002  # the longest one wait of the waiter thread lasts
 
 
 def _get(ray: Any, ref: Any) -> tuple[BaseException | None, Any]:
