@@ -20,8 +20,9 @@ Three workloads, each a pullpush case and its plain-Ray twin:
 Functions are defined in this script (so both sides ship them by value, as for a
 user's ``__main__``). Ray and the executor are started before the clock; every round
 runs every case once, the order turning each round; a first ``--warmup`` round is not
-counted. The table shows medians and the paired ratio (the median over rounds of
-plain Ray's time / pullpush's time within a round: above 1.0, pullpush is faster).
+counted. The table shows medians, the paired ratio (the median over rounds of plain
+Ray's time / pullpush's time within a round: above 1.0, pullpush is faster) and the
+spread of each side, (max - min) / median.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def spin(iterations: int) -> int:
 def counts() -> Generator[int, None, None]:
     for value in range(STREAM):  # noqa: UP028 - Ray cannot stream a ``yield from`` range
         yield value
+
+
+def spread(seconds: list[float]) -> float:
+    """(max - min) / median over the rounds."""
+    return (max(seconds) - min(seconds)) / statistics.median(seconds)
 
 
 def main() -> None:
@@ -135,8 +141,11 @@ def main() -> None:
         ray.shutdown()
     per_item = {"trivial": TRIVIAL, "stream": STREAM, "cpu": CPU_TASKS}
     print(f"median of {args.repeats} rounds (alternating order, {args.warmup} warm-up)")
-    print("| workload | pullpush (s) | plain Ray (s) | pullpush items/s | plain Ray / pullpush |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| workload | pullpush (s) | plain Ray (s) | pullpush items/s "
+        "| plain Ray / pullpush | spread pullpush, Ray |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for workload, n in per_item.items():
         if f"{workload}/ray" not in seconds:
             continue
@@ -144,7 +153,7 @@ def main() -> None:
         print(
             f"| {workload} ({n:,}) | {statistics.median(ours):.3f} "
             f"| {statistics.median(theirs):.3f} | {n / statistics.median(ours):,.0f} "
-            f"| {paired_ratio(theirs, ours):.2f}x |"
+            f"| {paired_ratio(theirs, ours):.2f}x | {spread(ours):.0%}, {spread(theirs):.0%} |"
         )
     write_json("ray", {"machine": machine(), "seconds": seconds})
 

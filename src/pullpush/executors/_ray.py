@@ -40,12 +40,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
-import threading
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
-from queue import Empty, SimpleQueue
 from typing import Any, Literal
 
 from .._util import check_int
@@ -68,6 +66,7 @@ from ._ray_options import (
     streams,
 )
 from ._ray_task import RayTask
+from ._ray_waiter import Waiter
 from ._ray_worker import remote_bound, remote_call, remote_stream
 
 __all__ = ["NAMED_KEEP_ALIVE", "RayExecutor", "named_ray_executor", "ray_resources"]
@@ -147,8 +146,9 @@ class RayExecutor(Executor):
 
     Throughput: a runner submitted again (the same object, e.g. ``[f] * n``)
     becomes a Ray remote function of its own, exported once, whose tasks carry no
-    pickled runner (the 64 most recent ones are kept; others are pickled with each
-    task, as Ray does for arguments). A runner that captures big values (over
+    pickled runner (the 64 most recent ones are kept, and Ray keeps each exported
+    function for the job's life; other runners are pickled with each task, as Ray
+    does for arguments). A runner that captures big values (over
     1 MiB at a shallow look: closure, defaults, ``functools.partial`` arguments) is
     pickled on a thread, never on the caller's loop; still, each task pickles it
     again: put a big value in Ray's object store once (``ref = ray.put(value)``) and
@@ -274,9 +274,7 @@ class RayExecutor(Executor):
         # one is pending, so do all others (Ray sees the tasks in submit order).
         self._submitter: concurrent.futures.ThreadPoolExecutor | None = None
         self._in_thread = 0
-        # Normal tasks go to the waiter thread through _waiting (None: stop).
-        self._waiter: threading.Thread | None = None
-        self._waiting: SimpleQueue[tuple[RayTask, Any] | None] = SimpleQueue()
+        self._waiter: Waiter | None = None  # follows the normal tasks
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
@@ -497,57 +495,9 @@ class RayExecutor(Executor):
         task.ahead = self._normal
         self._normal += 1
         if self._waiter is None:
-            self._waiter = threading.Thread(
-                target=self._wait_for_results, name="pullpush-ray-waiter", daemon=True
-            )
-            self._waiter.start()
-        self._waiting.put((task, ref))
-
-    def _wait_for_results(self) -> None:
-        """The waiter thread: wait for many normal tasks at once (``ray.wait``), get
-        the results of those that ended together, hand them to the loop in one call.
-
-        Each wait returns once a quarter of the pending tasks ended, or after
-        ``_WAIT_S`` with those that did (so an ended task waits at most that long
-        for company: fewer, bigger batches cost Ray and the loop less). New tasks join the wait
-        after at most ``_WAIT_S`` (``ray.wait`` cannot be interrupted); with none
-        pending, the thread sleeps on its queue."""
-        ray, loop, queue = self._ray, self._loop, self._waiting
-        assert loop is not None
-        tasks: dict[Any, RayTask] = {}
-        pending: list[Any] = []
-        while True:
-            while True:
-                try:
-                    item = queue.get(block=not pending)
-                except Empty:
-                    break
-                if item is None:
-                    return
-                tasks[item[1]] = item[0]
-                pending.append(item[1])
-            ready, pending = ray.wait(
-                pending, num_returns=max(1, len(pending) // 4), timeout=_WAIT_S, fetch_local=False
-            )
-            if not ready:
-                continue
-            if pending:
-                more, pending = ray.wait(
-                    pending, num_returns=len(pending), timeout=0, fetch_local=False
-                )
-                ready.extend(more)
-            try:
-                results = ray.get(ready)  # ended: no wait, one call for them all
-            except Exception:  # one failed: take them one by one
-                outcomes = [(tasks.pop(ref), *_get(ray, ref)) for ref in ready]
-            else:
-                outcomes = [
-                    (tasks.pop(ref), None, r) for ref, r in zip(ready, results, strict=True)
-                ]
-            try:
-                loop.call_soon_threadsafe(self._deliver, outcomes)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                return
+            assert self._loop is not None
+            self._waiter = Waiter(self._ray, self._loop, self._deliver)
+        self._waiter.follow(task, ref)
 
     def _deliver(self, outcomes: list[tuple[RayTask, BaseException | None, Any]]) -> None:
         if self.prefetch == "auto":
@@ -589,8 +539,7 @@ class RayExecutor(Executor):
         if self._submitter is not None:
             self._submitter.shutdown(wait=False)
         if self._waiter is not None:
-            self._waiting.put(None)
-            await asyncio.get_running_loop().run_in_executor(None, self._waiter.join)
+            await asyncio.get_running_loop().run_in_executor(None, self._waiter.stop)
         self._bound.clear()
         self._seen.clear()
         shared, self._shared = self._shared, None
@@ -603,15 +552,6 @@ class RayExecutor(Executor):
 _PREFETCH_WORK_S = 0.02
 _PREFETCH_MAX = 64
 _SEEN_MAX, _BOUND_MAX = 1024, 64
-_WAIT_S = 0.002  # the longest one wait of the waiter thread lasts
-
-
-def _get(ray: Any, ref: Any) -> tuple[BaseException | None, Any]:
-    """Waiter thread: ``(None, result)`` of an ended task, or ``(Ray's error, None)``."""
-    try:
-        return None, ray.get(ref)
-    except Exception as failed:
-        return failed, None
 
 
 def named_ray_executor() -> RayExecutor:
