@@ -149,6 +149,27 @@ def test_a_kept_ray_stops_after_its_keep_alive_unless_taken_again() -> None:
 
 
 @pytest.mark.timeout(120)
+def test_a_ray_kept_up_idle_makes_way_for_other_options() -> None:
+    """A Ray kept up idle is restarted for an executor with other Ray options (not
+    refused as one in use would be)."""
+    ray = need_ray()
+    if ray.is_initialized():
+        pytest.skip("this process is already connected to Ray")
+
+    async def scenario() -> None:
+        async with RayExecutor(num_cpus=2, keep_alive=None, **INIT) as executor:
+            assert await executor.run(lambda: 1) == 1
+        assert ray.is_initialized() and ray.cluster_resources()["CPU"] == 2
+        async with RayExecutor(num_cpus=1, **INIT) as executor:
+            assert ray.cluster_resources()["CPU"] == 1
+            assert await executor.run(lambda: 2) == 2
+        assert not ray.is_initialized()
+
+    run(scenario(), loop="uvloop")
+    assert raylets() == []
+
+
+@pytest.mark.timeout(120)
 def test_the_interpreter_exit_stops_a_ray_kept_up(tmp_path: Path) -> None:
     """A Ray kept up by executor="ray" does not outlive the interpreter."""
     need_ray()

@@ -104,16 +104,26 @@ async def acquire_ray(ray: Any, init_kwargs: dict[str, Any]) -> SharedRay | None
     """Make sure Ray is up for one more executor; return the :class:`SharedRay` it
     now holds a share of, or ``None`` when this process connected to Ray itself.
 
-    A Ray kept up after its last executor closed (``keep_alive``) is taken again.
+    A Ray kept up after its last executor closed (``keep_alive``) is taken again,
+    or, if ``init_kwargs`` do not apply to it, stopped first.
 
     Raises ``ValueError`` when ``init_kwargs`` cannot apply to the Ray that is up.
     """
-    global _CURRENT
+    global _CURRENT, _STOPPING
     while True:
         with _LOCK:
             stopping = _STOPPING
             shared = _CURRENT
-            if stopping is None or shared is not None:
+            if (
+                shared is not None
+                and shared.users == 0
+                and _differences(shared.init_kwargs, init_kwargs)
+            ):
+                # Kept up idle, with other options: it makes way for this start.
+                shared.stop()
+                _CURRENT = None
+                stopping = _STOPPING = shared
+            elif stopping is None or shared is not None:
                 if shared is not None:
                     differ = _differences(shared.init_kwargs, init_kwargs)
                     if differ:
@@ -121,8 +131,7 @@ async def acquire_ray(ray: Any, init_kwargs: dict[str, Any]) -> SharedRay | None
                             f"Ray is already running for another RayExecutor of this "
                             f"process, started with {shared.init_kwargs!r}; "
                             f"{', '.join(differ)}={{...}} cannot apply to it: give every "
-                            "RayExecutor of a process the same Ray options, or none "
-                            "(RayExecutor.stop_idle_ray() stops a Ray kept up idle)"
+                            "RayExecutor of a process the same Ray options, or none"
                         )
                     shared.users += 1
                     shared.idle_until = None
