@@ -94,6 +94,11 @@ def cluster() -> Iterator[tuple[str, dict[str, str]]]:
     ray_cli = Path(sys.executable).parent / "ray"
     if not ray_cli.exists():
         pytest.skip(f"no ray command next to {sys.executable}")
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.2", 0))
+    except OSError as error:
+        pytest.skip(f"this machine cannot host a second node on 127.0.0.2: {error}")
     # Ray's socket paths must stay short: a folder directly under /tmp.
     temp_dir = tempfile.mkdtemp(prefix="pp-ray-", dir="/tmp")
     port = free_port()
