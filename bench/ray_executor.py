@@ -17,6 +17,11 @@ Three workloads, each a pullpush case and its plain-Ray twin:
 * ``cpu``:     64 tasks of about 50 ms of pure-Python CPU each. pullpush: the runner
   as for ``trivial``; plain Ray: ``ray.get([f.remote() ...])``.
 
+``trivial`` and ``cpu`` run twice on the pullpush side: with the default
+``prefetch=0`` (a task holds capacity only while it runs; a round trip to the driver
+between two tasks of a CPU) and with ``prefetch="auto"`` (tasks queued in Ray behind
+the running ones, holding their capacity while queued).
+
 Functions are defined in this script (so both sides ship them by value, as for a
 user's ``__main__``). Ray and the executor are started before the clock; every round
 runs every case once, the order turning each round; a first ``--warmup`` round is not
@@ -113,17 +118,20 @@ def main() -> None:
     async def rounds() -> dict[str, list[float]]:
         cases: dict[str, Callable[[RayExecutor], Any]] = {
             "trivial/pullpush": lambda ex: pullpush_tasks(ex, nothing, TRIVIAL),
+            "trivial/pullpush+prefetch": lambda ex: pullpush_tasks(queued, nothing, TRIVIAL),
             "trivial/ray": lambda ex: ray.get([plain_nothing.remote() for _ in range(TRIVIAL)]),
             "stream/pullpush": pullpush_stream,
             "stream/ray": lambda ex: plain_stream(),
             "cpu/pullpush": lambda ex: pullpush_tasks(ex, spin_50ms, CPU_TASKS),
+            "cpu/pullpush+prefetch": lambda ex: pullpush_tasks(queued, spin_50ms, CPU_TASKS),
             "cpu/ray": lambda ex: ray.get([plain_spin.remote(per_50ms) for _ in range(CPU_TASKS)]),
         }
         chosen = args.workloads.split(",")
         cases = {name: case for name, case in cases.items() if name.split("/")[0] in chosen}
         seconds: dict[str, list[float]] = {name: [] for name in cases}
         order = list(cases.items())
-        async with RayExecutor() as executor:
+        queued = RayExecutor(prefetch="auto")
+        async with RayExecutor() as executor, queued:
             for number in range(args.warmup + args.repeats):
                 for name, case in order if number % 2 == 0 else reversed(order):
                     gc.collect()
@@ -146,12 +154,15 @@ def main() -> None:
         "| plain Ray / pullpush | spread pullpush, Ray |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for workload, n in per_item.items():
-        if f"{workload}/ray" not in seconds:
+    for name in seconds:
+        workload, side = name.split("/")
+        if side == "ray":
             continue
-        ours, theirs = seconds[f"{workload}/pullpush"], seconds[f"{workload}/ray"]
+        n = per_item[workload]
+        ours, theirs = seconds[name], seconds[f"{workload}/ray"]
+        label = f"{workload} ({n:,})" + (", prefetch=auto" if side.endswith("prefetch") else "")
         print(
-            f"| {workload} ({n:,}) | {statistics.median(ours):.3f} "
+            f"| {label} | {statistics.median(ours):.3f} "
             f"| {statistics.median(theirs):.3f} | {n / statistics.median(ours):,.0f} "
             f"| {paired_ratio(theirs, ours):.2f}x | {spread(ours):.0%}, {spread(theirs):.0%} |"
         )
