@@ -309,6 +309,11 @@ async def test_two_tasks_per_worker_hold_at_most_two_units() -> None:
 class _Links(_Watched):
     """Also checks, at every event, that no waitable task is in a hand-off chain."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.linked = False
+        self.breaches: list[int] = []
+
     def _look(self) -> None:
         super()._look()
         for record in self._running.values():
@@ -316,9 +321,6 @@ class _Links(_Watched):
                 self.linked = True
                 if record.mail is not None or record.after.mail is not None:
                     self.breaches.append(record.task_id)  # (raising here: the executor's)
-
-    linked = False
-    breaches: list[int] = []
 
 
 @pytest.mark.timeout(60)
