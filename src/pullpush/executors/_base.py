@@ -28,6 +28,17 @@ Contract of an executor:
   ``task_error(error)`` (default: :class:`asyncio.CancelledError`), unless its end was
   already reported on the caller's loop. A task is never reported ended while it
   still runs (its capacity would be handed out again).
+* Successors (the capacity hand-off; only an executor that sets
+  :attr:`Executor.queues_successors`, which must also report starts): a task
+  submitted with ``after=handle`` waits behind ``handle``'s task, which has not
+  ended, and starts only once that task ended (in a process pool: in the same
+  worker, with no round trip). It holds no capacity (no slot, no user unit) until
+  then: its predecessor's end hands them over. Each task has at most one successor;
+  one submitted behind a successor makes a chain. A successor that ends before its
+  predecessor (cancelled while queued) leaves its own successor behind its
+  predecessor. A successor whose predecessor is lost with its worker is sent again,
+  still never started before its predecessor ended. Executors without a queue per
+  worker (inline, thread, Ray) do not queue successors.
 * Waitable task runners (:class:`~pullpush.Waitable`), on an executor that sets
   :attr:`Executor.runs_waitables` and for a receiver whose ``accepts_messages`` is
   true: the executor calls the runner with a :class:`~pullpush.TaskContext`, and its
@@ -99,6 +110,11 @@ class TaskEvents(abc.ABC):
         """A task reported started early waits behind other tasks after all; it is
         reported started again when it runs."""
 
+    def task_placed(self, task_id: int) -> None:  # noqa: B027 - optional, a no-op
+        """The task reached the worker that runs it (running or queued there), so a
+        task may now be queued behind it (an executor that
+        :attr:`~Executor.queues_successors` reports it)."""
+
     @property
     def accepts_messages(self) -> bool:
         """Whether this receiver runs waitable tasks (handles :meth:`task_parked` and
@@ -162,6 +178,11 @@ class _DuckEvents(TaskEvents):
 
     def task_waiting(self, task_id: int) -> None:
         method = getattr(self.receiver, "task_waiting", None)
+        if method is not None:
+            method(task_id)
+
+    def task_placed(self, task_id: int) -> None:
+        method = getattr(self.receiver, "task_placed", None)
         if method is not None:
             method(task_id)
 
@@ -347,10 +368,25 @@ class Executor(abc.ABC):
         # Invariant: set by the first aclose(); every aclose() waits on it.
         self._closing: asyncio.Task[None] | None = None
 
+    queues_successors: bool = False
+    """Whether ``submit`` takes a keyword ``after`` (a handle of this executor's, of a
+    task not yet ended and with no successor yet): the task is queued behind that one
+    and starts once it ended, holding no capacity until then (see the contract above
+    and :meth:`successor_room`). Such an executor reports starts."""
+
     @property
     def capacity(self) -> CapacitySource | None:
-        """The executor's slots as a capacity level (``None``: unlimited)."""
+        """The executor's slots as a capacity level (``None``: unlimited): one per task
+        that may run at once. A runner holds one, with a unit of its own capacity,
+        for each task it submitted and not yet seen end, but a successor (see
+        :attr:`queues_successors`), which gets its predecessor's."""
         return None
+
+    def successor_room(self, handle: TaskHandle) -> bool:
+        """Whether a task submitted now with ``after=handle`` would be queued at once
+        behind ``handle``'s task (where it is: in its worker's queue, within the
+        executor's prefetch). Default: false (no successors)."""
+        return False
 
     @property
     def started(self) -> bool:
@@ -408,7 +444,10 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def submit(self, task_id: int, runner: TaskRunner, events: TaskEvents) -> TaskHandle:
-        """Start (or queue) ``runner`` as task ``task_id``, reporting to ``events``."""
+        """Start (or queue) ``runner`` as task ``task_id``, reporting to ``events``.
+
+        An executor that :attr:`takes_costs` takes a keyword ``cost``; one that
+        :attr:`queues_successors` a keyword ``after``."""
 
     async def aclose(self) -> None:
         """Stop the executor: cancel what runs, release workers. Idempotent.

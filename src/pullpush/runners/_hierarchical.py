@@ -11,6 +11,7 @@ from ._envelope import EnvelopeType, TaskProgressEnvelope, V, make_envelope
 from ._feed import END
 from ._pool import ENDED, MUST_WAIT, STARTED, PoolRunner, release_slot
 from ._task import Running, Start, TaskSource
+from ._waitable import Waitable
 
 if TYPE_CHECKING:
     from ..executors import ExecutorSpec
@@ -43,7 +44,11 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
             It is read one task ahead of capacity: the next task is taken from the
             source, then capacity is acquired, then it starts, so no capacity is held
             while the source waits for work.
-        capacity: one unit per running task; its parents are acquired too. A
+        capacity: one unit per running task; its parents are acquired too. With
+            the process executor, the next tasks wait in the workers' queues behind
+            running ones holding none: a task's unit passes to the task behind it
+            when it ends (the capacity hand-off, see :mod:`pullpush.runners._pool`;
+            never through a quota, never for waitable tasks). A
             capacity that admits no task for :attr:`stall_warning` seconds (5.0)
             while none of the runner's tasks runs (``CapacitySource(0)``, a unit
             costing more than a resource parent allows, units all held elsewhere)
@@ -192,15 +197,24 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
         slots = executor.capacity
         capacity = self.capacity
         if slots is not None and not slots.acquire_nowait():
-            self._held = runner
-            return MUST_WAIT
+            return self._follow_now(runner)
         if not capacity.acquire_nowait():
             if slots is not None:
                 slots.release()
+            return self._follow_now(runner)
+        self._held = _NONE
+        self._launch(runner, slots, None, self.timeout, None)
+        return STARTED
+
+    def _follow_now(self, runner: Any) -> int:
+        """No capacity now: queue ``runner`` behind a task of this runner's if the
+        executor has room there (the capacity hand-off), else hold it back."""
+        after = self._follow(None) if self._follows and runner.__class__ is not Waitable else None
+        if after is None:
             self._held = runner
             return MUST_WAIT
         self._held = _NONE
-        self._launch(runner, slots, None, self.timeout, None)
+        self._launch(runner, None, None, self.timeout, None, after=after)
         return STARTED
 
     async def _next_start(self) -> Start | TaskProgressEnvelope[Any, None] | None:
@@ -212,22 +226,44 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
                 return None
             if not callable(runner):
                 return self._rejected(runner)
-        try:
-            slots = await self._acquire_slot()
-        except BaseException:
-            self._held = runner  # cancelled while waiting: keep the task for later
-            raise
-        try:
-            capacity = self.capacity
-            await self._acquire_capacity(capacity.acquire(), capacity, 1, self._give_back)
-        except BaseException:
+        capacity = self.capacity
+        while True:
+            if self._follows and runner.__class__ is not Waitable:
+                after = self._follow(None)
+                if after is not None:
+                    return Start(runner, None, None, self.timeout, after=after)
+            executor = self._executor
+            assert executor is not None
+            slots = executor.capacity
+            try:
+                # A False: a task of this runner ended, so it may be followed (below).
+                if slots is not None and not await self._acquire_or_wake(slots):
+                    continue
+            except BaseException:
+                self._held = runner  # cancelled while waiting: keep the task for later
+                raise
+            try:
+                taken = await self._acquire_capacity(
+                    self._acquire_or_wake(capacity), capacity, 1, self._give_back
+                )
+            except BaseException:
+                release_slot(slots)
+                self._held = runner
+                raise
+            if taken:
+                return Start(runner, slots, None, self.timeout)
             release_slot(slots)
-            self._held = runner
-            raise
-        return Start(runner, slots, None, self.timeout)
 
-    def _give_back(self, _: Any) -> None:
-        self.capacity.release()
+    def _may_hand_off(self) -> bool:
+        # Not through a quota: its released units restore nothing, so a unit passed on
+        # would run a second task on one unit of budget.
+        return all(getattr(level, "_restores_on_release", True) for level in self.capacity._chain)
+
+    def _give_back(self, taken: Any) -> None:
+        # What the capacity's acquire returned (units left), or _acquire_or_wake's
+        # True; its False: woken, nothing was taken.
+        if taken is not False:
+            self.capacity.release()
 
     async def _reacquire(self, record: Running) -> None:
         capacity = self.capacity

@@ -28,6 +28,35 @@ task's slot and capacity in queue order, hands it its messages and lets it go on
 RESUMED envelope). Resuming tasks go ahead of new ones: while a task waits in the
 resume queue the dispatcher starts no new task, and a dispatcher already waiting for
 capacity steps back (its task stays first in line for after the resumes).
+
+Capacity follows running tasks (SPEC 3), yet a process worker need not wait for its
+next task: the **capacity hand-off**. The executor's slots (its :attr:`capacity`:
+workers x tasks per worker) are the places where tasks run, and a runner holds one,
+with a unit of its own capacity, per task that runs. A task beyond them may be queued
+in a worker only behind a task of the same runner and the same cost (its
+*predecessor*, running or itself queued: a chain), holding nothing; when the
+predecessor ends, its slot and unit pass to that *successor* without going back to
+the capacity tree, and the worker starts it with no round trip. So at every instant
+the units held are those of tasks running or being handed over. Rules:
+
+* the dispatcher queues a successor only when the executor says it has room behind
+  that task (:meth:`Executor.successor_room`: its prefetch, bounded in tasks and
+  bytes) and no acquire waits anywhere in the capacity tree or for the executor's
+  slots: a waiter of another branch is never passed by a chain, which is at most the
+  prefetch deep;
+* a successor cancelled while queued gave back nothing (it held nothing) and its own
+  successor moves up behind its predecessor; a predecessor cancelled, failed or
+  crashed hands over all the same (a crashed worker's queued tasks are sent again,
+  the first holding what it inherited);
+* while the dispatcher waits for capacity and could queue behind a task instead, each
+  task end of the runner wakes it (a place behind a chain may have freed), and so
+  does each of its tasks reaching a worker (``TaskEvents.task_placed``);
+* a capacity whose release restores nothing (a quota) never hands over: a unit of
+  budget is spent once per task;
+* waitable tasks take no part: none is queued behind one (it gives its capacity
+  back while it waits, and its worker would start the next task meanwhile), none
+  is queued as a successor, and no successor is queued while a task waits to
+  resume (resumes go first).
 """
 
 from __future__ import annotations
@@ -165,6 +194,18 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         # Set while the dispatcher waits for capacity (runs with waitables only): a
         # resume queued resolves it, and the dispatcher steps back.
         self._preempt: asyncio.Future[None] | None = None
+        # The capacity hand-off (see the module docs): whether this run may queue
+        # successors; the tasks a successor may be queued behind (not ended, no
+        # successor yet), oldest first; the lot the dispatcher parks on while it waits
+        # for capacity, and whether it is parked there now.
+        self._follows = False
+        self._tails: dict[int, Running] = {}
+        self._follow_lot = ParkingLot()
+        self._follow_parked = False
+        # For _others_wait: the levels of the capacity tree with queued acquires (its
+        # root's registry), and the executor's slots.
+        self._tree_queued: dict[Any, None] = {}
+        self._follow_slots: CapacitySource | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.statistics()!r}>"
@@ -214,6 +255,16 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         """Give back everything the task held."""
         raise NotImplementedError
 
+    def _may_hand_off(self) -> bool:
+        """Whether the runner's capacity may pass from a task to its successor (see
+        the module docs); default: no."""
+        return False
+
+    def _hand_over(self, record: Running, successor: Running) -> None:
+        """``record`` ended: what it held is ``successor``'s now."""
+        successor.slots = record.slots
+        successor.cost = record.cost
+
     def task_resources(self, task_id: int, usage: Any) -> None:
         """What the executor measured a task using (``TaskEvents`` option); the
         scheduled runner reconciles costs with it."""
@@ -255,6 +306,13 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         if record is not None and record.timer is not None:
             record.timer.cancel()
             record.timer = None
+
+    def task_placed(self, task_id: int) -> None:
+        """The task reached its worker: a dispatcher waiting for capacity may queue a
+        task behind it now (the capacity hand-off)."""
+        if self._follow_parked and not self._others_wait():
+            self._follow_parked = False
+            self._follow_lot.unpark_all()
 
     # -- waitable tasks -----------------------------------------------------------------------
 
@@ -515,17 +573,39 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         self._emit(make_envelope(_ERROR, task_id, record.key, None, error))
 
     def _end(self, task_id: int) -> Running | None:
-        """Forget a task that ended and give its capacity back."""
+        """Forget a task that ended and give its capacity back, or hand it over to
+        the task queued behind it."""
         record = self._running.pop(task_id, None)
         if record is None:
             return None
         if record.timer is not None:
             record.timer.cancel()
-        mail = record.mail
-        if mail is None:
-            self._release(record)
+        successor = record.successor
+        before = record.after
+        if before is not None:
+            # It ended while queued (cancelled): it held nothing, and its successor,
+            # if any, waits behind its predecessor now. (Never a waitable task.)
+            before.successor = successor
+            if successor is not None:
+                successor.after = before
+            else:
+                self._tails.pop(task_id, None)
+                self._tails[before.task_id] = before
+        elif successor is not None:
+            record.successor = None
+            successor.after = None
+            self._hand_over(record, successor)
         else:
-            self._close_mail(record, mail)
+            if self._tails:
+                self._tails.pop(task_id, None)
+            mail = record.mail
+            if mail is None:
+                self._release(record)
+            else:
+                self._close_mail(record, mail)
+        if self._follow_parked and not self._others_wait():
+            self._follow_parked = False  # once: it runs before it parks again
+            self._follow_lot.unpark_all()  # a place behind a task may have freed
         if self.metrics is not None:  # metrics
             self.metrics.on_task_ended(task_id)
         if self._closing:
@@ -579,7 +659,13 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                 self._emit(start)
                 continue
             self._launch(
-                start.runner, start.slots, start.key, start.timeout, start.scheduled, start.cost
+                start.runner,
+                start.slots,
+                start.key,
+                start.timeout,
+                start.scheduled,
+                start.cost,
+                start.after,
             )
 
     def _new_id(self) -> int:
@@ -595,6 +681,7 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         timeout: float | None,
         scheduled: ScheduledTask[Any] | None,
         cost: Any = None,
+        after: Running | None = None,
     ) -> None:
         executor = self._executor
         assert executor is not None
@@ -621,8 +708,14 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         if self.metrics is not None:  # metrics
             self.metrics.on_task_started(task_id)
         record.timeout = timeout
+        if after is not None:  # queued behind ``after``, holding nothing
+            record.after = after
+            after.successor = record
+            del self._tails[after.task_id]
         try:
-            if cost is not None and executor.takes_costs:
+            if after is not None:
+                handle = executor.submit(task_id, runner, self, after=after.handle)  # type: ignore[call-arg]
+            elif cost is not None and executor.takes_costs:
                 handle = executor.submit(task_id, runner, self, cost=cost)  # type: ignore[call-arg]
             else:
                 handle = executor.submit(task_id, runner, self)
@@ -631,12 +724,57 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             return
         if task_id in self._running:
             record.handle = handle
+            if self._follows and record.mail is None:
+                self._tails[task_id] = record
             # The timeout clock starts when the task starts (task_started); an executor
             # that does not report starts starts its tasks at submit.
             if timeout is not None and record.timer is None and not executor.reports_starts:
                 record.timer = asyncio.get_running_loop().call_later(
                     timeout, self._time_out, task_id, timeout
                 )
+
+    # -- the capacity hand-off (see the module docs) ------------------------------------------
+
+    def _follow(self, cost: Any) -> Running | None:
+        """The task a task of ``cost`` may be queued behind now, holding nothing, or
+        ``None``: the first (oldest) chain end of the same cost the executor has room
+        behind, unless someone else waits for capacity."""
+        if not self._tails or self._resumes:
+            return None
+        slots = self._follow_slots
+        if (self._tree_queued or (slots is not None and slots._waiters)) and self._others_wait():
+            return None
+        executor = self._executor
+        assert executor is not None
+        room = executor.successor_room
+        for record in self._tails.values():
+            if record.cost == cost and room(record.handle):  # type: ignore[arg-type]
+                return record
+        return None
+
+    def _others_wait(self) -> bool:
+        """Whether an acquire other than the dispatcher's own waits in the capacity
+        tree (any level under the root of the runner's capacity) or for the
+        executor's slots: then no task is queued behind another, which would pass it."""
+        queued = self._tree_queued
+        waiting = sum(len(level._waiters) for level in queued) if queued else 0
+        slots = self._follow_slots
+        if slots is not None:
+            waiting += len(slots._waiters)
+        return waiting > (1 if self._follow_parked else 0)
+
+    async def _acquire_or_wake(self, level: CapacitySource) -> bool:
+        """Take a unit of ``level`` (waiting in its FIFO); true once taken. While the
+        runner could queue a task behind one of its own instead, a task end of the
+        runner interrupts the wait: false, nothing taken."""
+        if not (self._follows and self._running):
+            await level.acquire()
+            return True
+        self._follow_parked = True
+        try:
+            return await level._acquire_on(self._follow_lot) is not None
+        finally:
+            self._follow_parked = False
 
     def _time_out(self, task_id: int, timeout: float) -> None:
         record = self._running.get(task_id)
@@ -875,6 +1013,12 @@ class PoolRunner(TaskEvents, Generic[V, K]):
     async def _open(self, executor: Executor) -> asyncio.Task[None]:
         """Start the executor and the dispatcher."""
         await executor.start()
+        self._follows = bool(getattr(executor, "queues_successors", False)) and (
+            self._may_hand_off()
+        )
+        if self._follows:
+            self._tree_queued = self.capacity._chain[-1]._queued  # type: ignore[attr-defined]
+            self._follow_slots = executor.capacity
         dispatcher = asyncio.ensure_future(self._dispatch())
         dispatcher.add_done_callback(lambda _: self._wake_consumer())
         return dispatcher
@@ -903,6 +1047,8 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                     self._consumer = None
         finally:
             self._buffer.clear()
+            self._tails.clear()
+            self._follows = False
             self._unread = 0
             self._retried.clear()
             self._resumes.clear()

@@ -16,6 +16,7 @@ from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope
 from ._feed import END
 from ._pool import PoolRunner, _Preempted, release_slot
 from ._task import DEFAULT_COST, RetryPolicy, Running, ScheduledTask, Start, TaskSource
+from ._waitable import Waitable
 
 if TYPE_CHECKING:
     from ..executors import ExecutorSpec
@@ -196,6 +197,24 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
         if record.slots is not None:
             record.slots.release()
 
+    def _may_hand_off(self) -> bool:
+        # Not through a quota: its released budget restores nothing, so a cost passed
+        # on would run a second task on one task's budget.
+        return all(getattr(level, "_restores_on_release", True) for level in self.capacity._chain)
+
+    def _hand_over(self, record: Running, successor: Running) -> None:
+        """The successor holds its own cost from now on: what ``record`` held (its
+        estimate, or what :meth:`task_resources` reconciled it to) is reconciled back
+        to the successor's estimate, which was equal to ``record``'s when it was
+        queued."""
+        successor.slots = record.slots
+        held = record.cost
+        if held != successor.cost:
+            try:
+                self.capacity.reconcile(held, successor.cost)
+            except (ValueError, PullPushError):
+                successor.cost = held
+
     def task_resources(self, task_id: int, usage: Any) -> None:
         """Reconcile a running task's cost with what its executor measured.
 
@@ -220,7 +239,18 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
         record.cost = actual
 
     async def _next_start(self) -> Start | TaskProgressEnvelope[Any, Any] | None:
-        slots = await self._acquire_slot()
+        while True:
+            if self._follows and self._running:
+                follow = await self._follow_head()
+                if follow is not None:
+                    return follow
+            executor = self._executor
+            assert executor is not None
+            slots = executor.capacity
+            # False: a task of this runner ended or reached its worker, so the head may
+            # be queued behind one (above).
+            if slots is None or await self._acquire_or_wake(slots):
+                break
         try:
             while True:
                 head = await self._head()
@@ -261,6 +291,30 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
         except BaseException:
             release_slot(slots)
             raise
+
+    async def _follow_head(self) -> Start | None:
+        """The head task queued behind a task of this runner of the same cost, holding
+        nothing (the capacity hand-off, see :mod:`pullpush.runners._pool`), if the
+        executor has room there now; ``None`` otherwise (nor is the source waited
+        for: the head is looked at only if it is at hand)."""
+        if not self._lookahead and not self._ready_now():
+            return None
+        head = await self._head()
+        if head is END or self._check(head) is not None:
+            return None  # the usual path ends the run or rejects it
+        if head.runner.__class__ is Waitable:
+            return None  # waitable tasks take no part in the hand-off
+        cost = head.cost if head.cost is not None else DEFAULT_COST
+        after = self._follow(cost)
+        if after is None:
+            return None
+        task = await self._take()
+        if task is not head:
+            if task is not None:  # a dynamic source handed over another task
+                self._lookahead.appendleft(task)
+            return None
+        timeout = head.timeout if head.timeout is not None else self.timeout
+        return Start(head.runner, None, head.key, timeout, head, cost, after=after)
 
     async def _backfill(self) -> ScheduledTask[K] | None:
         """Take the first affordable task among the ``backfill`` behind the head."""

@@ -141,12 +141,14 @@ class Running:
     """A task in flight, from submit to its terminal event."""
 
     __slots__ = (
+        "after",
         "cost",
         "handle",
         "key",
         "mail",
         "scheduled",
         "slots",
+        "successor",
         "task_id",
         "timeout",
         "timer",
@@ -173,12 +175,19 @@ class Running:
         self.timer: asyncio.TimerHandle | None = None
         # A waitable task's messages (None: the task cannot receive).
         self.mail: Mail | None = None
+        # The capacity hand-off (see PoolRunner._follow): the task it waits behind,
+        # holding nothing, until that one ends and hands its capacity over (None: it
+        # holds its own); and the task waiting behind it (None: none).
+        self.after: Running | None = None
+        self.successor: Running | None = None
 
 
 class Start:
-    """What the dispatcher decided to start next, with its capacity already held."""
+    """What the dispatcher decided to start next, with its capacity already held, or
+    (``after`` set) to queue behind a task of the runner's, holding nothing until that
+    one hands its capacity over."""
 
-    __slots__ = ("cost", "key", "runner", "scheduled", "slots", "timeout")
+    __slots__ = ("after", "cost", "key", "runner", "scheduled", "slots", "timeout")
 
     def __init__(
         self,
@@ -188,6 +197,7 @@ class Start:
         timeout: float | None = None,
         scheduled: ScheduledTask[Any] | None = None,
         cost: Any = None,
+        after: Running | None = None,
     ) -> None:
         self.runner = runner
         self.slots = slots
@@ -195,3 +205,5 @@ class Start:
         self.timeout = timeout
         self.scheduled = scheduled
         self.cost = cost
+        # Set: the task holds no capacity; it is queued behind ``after`` (a hand-off).
+        self.after = after

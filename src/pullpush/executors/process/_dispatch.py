@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...capacity import CapacitySource
 from . import _pickling as pickling
@@ -62,6 +62,10 @@ class _DispatchMixin:
         function), so that a prefetch learned on short tasks does not queue a long or
         new kind of task behind others: a worker busy with a task of a kind never seen
         to end is sent none beyond one ahead.
+
+        A successor (``submit(after=)``) goes to its predecessor's worker only; it
+        waits here, holding up the tasks behind it, until its predecessor is in a
+        ready worker (after a crash) or ended (then it is a task like any other).
         """
         pending = self._pending
         if not pending:
@@ -77,34 +81,45 @@ class _DispatchMixin:
         while pending:
             task = pending[0]
             best: _Worker | None = None
-            # A task run again after a crash lost its result goes to an idle worker.
-            best_load = room if not task.crashes else 1
             size = task.size
             estimate = durations.get(task.kind) if timed else 0.0
-            for worker in workers:
-                # Ready only: a task waits for a worker's start-up (its initializer)
-                # here, where cancelling it ends it at once.
-                if worker.state == _READY and worker.isolating is None:
-                    load = len(worker.tasks) - worker.waiting
-                    if load == best_load and best is not None and worker.waiting < best.waiting:
-                        # As loaded (waiting tasks do not count): the one hosting fewer
-                        # waiting tasks, so that waiting tasks spread over the workers.
-                        best = worker
-                    elif load < best_load and (
-                        load < ahead
-                        or (
-                            worker.bytes + size <= _PREFETCH_BYTES
-                            and (
-                                not timed
-                                or (
-                                    estimate is not None
-                                    and not worker.unknown
-                                    and worker.seconds <= _PREFETCH_TARGET
+            after = task.after
+            if after is not None:
+                # A successor goes behind its predecessor, in its worker, once that
+                # one is there (in order: it was queued here after it).
+                best = after.worker
+                if best is not None and (best.state != _READY or best.isolating is not None):
+                    best = None
+            else:
+                # A task run again after a crash lost its result goes to an idle worker.
+                best_load = room if not task.crashes else 1
+                for worker in workers:
+                    # Ready only: a task waits for a worker's start-up (its initializer)
+                    # here, where cancelling it ends it at once. Its load: the tasks
+                    # it runs or will run before this one (not the successors waiting
+                    # for one of them to end, nor the waitable tasks waiting for a
+                    # message).
+                    if worker.state == _READY and worker.isolating is None:
+                        load = len(worker.tasks) - worker.successors - worker.waiting
+                        if load == best_load and best is not None and worker.waiting < best.waiting:
+                            # As loaded: the one hosting fewer waiting tasks, so that
+                            # waiting tasks spread over the workers.
+                            best = worker
+                        elif load < best_load and (
+                            load < ahead
+                            or (
+                                worker.bytes + size <= _PREFETCH_BYTES
+                                and (
+                                    not timed
+                                    or (
+                                        estimate is not None
+                                        and not worker.unknown
+                                        and worker.seconds <= _PREFETCH_TARGET
+                                    )
                                 )
                             )
-                        )
-                    ):
-                        best, best_load = worker, load
+                        ):
+                            best, best_load = worker, load
             if best is None:
                 return
             pending.popleft()
@@ -115,6 +130,54 @@ class _DispatchMixin:
             else:
                 best.seconds += estimate
             self._send(best, task)
+
+    def _place(self, worker: _Worker, task: _ProcTask) -> None:
+        """Send ``task`` to ``worker`` now, with the prefetch's bookkeeping (a
+        successor submitted while nothing is pending: no dispatch to do)."""
+        estimate = self._durations.get(task.kind) if self._adaptive else 0.0
+        task.estimate = estimate
+        worker.bytes += task.size
+        if estimate is None:
+            worker.unknown += 1
+        else:
+            worker.seconds += estimate
+        self._send(worker, task)
+
+    def successor_room(self, handle: Any) -> bool:
+        """Whether a task submitted now with ``after=handle`` is sent at once behind
+        ``handle``'s task, in its worker: the capacity hand-off (see
+        :mod:`pullpush.runners._pool`). With one task per worker, a worker runs its
+        calls in order, so the successor starts only once its predecessor ended; with
+        more, an ``AFTER`` message tells the worker to wait for it.
+
+        Room: one ahead always (with ``prefetch="auto"`` even for long tasks: a
+        queued successor holds no capacity, and the worker goes from one task to the
+        next with no round trip); beyond that, up to ``prefetch`` queued in all,
+        while the worker's calls stay within ``_PREFETCH_BYTES`` and, with
+        ``"auto"``, its queued work within ``_PREFETCH_TARGET`` seconds by known
+        durations (the successors a worker holds count, whatever task they wait
+        for). None while tasks wait in the parent (they go first), or behind a
+        worker that is not ready or runs a task alone (after a crash).
+        """
+        worker = handle.worker
+        if (
+            worker is None
+            or handle.ended
+            or handle.successor is not None
+            or worker.state != _READY
+            or worker.isolating is not None
+            or self._pending
+        ):
+            return False
+        timed = self._adaptive
+        depth = self._prefetch or (1 if timed else 0)
+        queued = worker.successors
+        if queued >= depth:
+            return False
+        return queued == 0 or (
+            worker.bytes <= _PREFETCH_BYTES
+            and (not timed or (not worker.unknown and worker.seconds <= _PREFETCH_TARGET))
+        )
 
     def _send(self, worker: _Worker, task: _ProcTask) -> None:
         assert task.call is not None
@@ -133,8 +196,14 @@ class _DispatchMixin:
                 if len(defined) > _FUNCTIONS_PER_WORKER:
                     old, _ = defined.popitem(last=False)
                     worker.writer.send((wire.FORGET, old))
+        if task.after is not None:
+            worker.successors += 1
+            if self.tasks_per_worker > 1:
+                worker.writer.send((wire.AFTER, task.wire_id, task.after.wire_id))
         if task.starts is not None:
-            if len(worker.tasks) < self.tasks_per_worker:
+            if task.after is None and len(worker.tasks) - worker.successors < (
+                self.tasks_per_worker
+            ):
                 self._report_start(task)  # a slot is free: it starts on arrival
             else:
                 if task.early:
@@ -156,6 +225,10 @@ class _DispatchMixin:
         if self.max_tasks_per_worker is not None and worker.sent >= self.max_tasks_per_worker:
             worker.state = _RETIRING
         self._schedule_flush(worker)
+        if task.after is None and not task.ended:
+            # A task may be queued behind it now (the capacity hand-off). (Not said of
+            # a successor: its submitter placed it, or it follows one that was.)
+            task.events.task_placed(task.task_id)
 
     def _schedule_flush(self, worker: _Worker) -> None:
         if not worker.flush_scheduled and self._loop is not None:
@@ -188,9 +261,11 @@ class _DispatchMixin:
         durations of ``task``'s kind (see :meth:`_dispatch`), and the count.
 
         Short tasks get a deep queue per worker (the pipe round trip would otherwise
-        dominate); tasks longer than the target get none: a queued task holds user
-        capacity while it waits (SPEC 3 wants capacity held only by running tasks), and
-        a task queued behind a long one could sit there while another worker goes idle.
+        dominate); tasks longer than the target get none in the parent's dispatch (a
+        task queued behind a long one could sit there while another worker goes
+        idle), but a runner's successor still goes one ahead (see
+        :meth:`successor_room`): it holds no capacity while it waits. The executor's
+        slots (:attr:`capacity`) do not depend on the prefetch.
         """
         durations = self._durations
         known = durations.get(task.kind)
@@ -204,4 +279,3 @@ class _DispatchMixin:
         current = self._prefetch
         if wanted > 2 * current or wanted < current // 2 or (wanted == 0 < current):
             self._prefetch = wanted
-            self._capacity.set_limit(self._slots())

@@ -93,8 +93,10 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
             runners and arguments with their out-of-band buffers), and with
             ``"auto"`` only tasks of a kind (function) seen to end, within the 4 ms
             by that kind's durations: a prefetch learned on short tasks does not
-            queue large or long ones. A queued task holds its capacity;
-            ``prefetch=0`` makes capacity follow running tasks exactly.
+            queue large or long ones. A runner's tasks queue this way behind its
+            running ones holding no capacity (the capacity hand-off, see
+            :meth:`successor_room`), so with ``"auto"`` one goes ahead of even a
+            long task; ``prefetch=0`` queues none.
         credit_window: INTERMEDIATE envelopes a task may send before the consumer
             reads them; then it pauses (flow control; nothing is dropped). The
             default, 1024, covers the pipe's round trip (a batch of half the window
@@ -133,8 +135,11 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
             ``0`` fails it at the first, with the tasks that had run in that worker
             since its last output.
 
-    The worker slots (``max_workers * (tasks_per_worker + prefetch)``) are the
-    executor's :attr:`capacity`: a runner holds one while a task is with a worker.
+    The running slots (``max_workers * tasks_per_worker``) are the executor's
+    :attr:`capacity`: a runner holds one, with a unit of its own capacity, per task
+    that runs (SPEC 3), whatever the prefetch. The runner's further tasks are queued
+    in the workers behind its running ones (``submit(after=)``), holding nothing
+    until their predecessor ends and hands its slot and unit over.
 
     The executor is bound to the event loop its :meth:`start` ran on: a call from
     another loop raises ``RuntimeError`` (but :meth:`aclose` once that loop is
@@ -143,6 +148,7 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
 
     name = "process"
     _warn_unclosed = True
+    queues_successors = True
 
     def _abandon(self) -> None:
         """Collected unclosed (after the ResourceWarning): kill the workers."""
@@ -275,7 +281,7 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         return [w.pid for w in self._workers if w.pid is not None and w.state != _DEAD]
 
     def _slots(self) -> int:
-        return self.max_workers * (self.tasks_per_worker + self._prefetch)
+        return self.max_workers * self.tasks_per_worker
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -470,17 +476,40 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
 
     # -- submitting ------------------------------------------------------------------------------
 
-    def submit(self, task_id: int, runner: TaskRunner, events: TaskEvents) -> TaskHandle:
+    def submit(
+        self, task_id: int, runner: TaskRunner, events: TaskEvents, *, after: Any = None
+    ) -> TaskHandle:
+        """Queue ``runner`` as task ``task_id``, reporting to ``events``.
+
+        ``after``: a handle this executor returned, of a task not ended and with no
+        successor yet (``ValueError`` otherwise; whose executor it came from is not
+        checked): the task goes behind it, in its worker, and starts once it ended
+        (the capacity hand-off; :meth:`successor_room` says whether there is room
+        behind it now)."""
         if self._closed:
             raise ExecutorClosedError("the ProcessExecutor is closed")
         loop = self._loop
         if loop is not None and loop is not asyncio.get_running_loop():
             self._check_loop("submit")
+        if after is not None and (
+            after.__class__ is not _ProcTask
+            or after.ended
+            or after.successor is not None
+            or after.messages is not None
+            or runner.__class__ is Waitable
+        ):
+            raise ValueError(
+                "after= must be a task of a ProcessExecutor, not ended, with no successor, "
+                "and neither task waitable"
+            )
         task = _ProcTask(
             task_id, self._next_wire_id, events, self._forget, self._stop, self._schedule_flush
         )
         self._next_wire_id += 1
-        if runner.__class__ is Waitable:
+        if after is not None:
+            task.after = after
+            after.successor = task
+        elif runner.__class__ is Waitable:
             if not as_task_events(events).accepts_messages:
                 raise NotWaitableError(
                     f"{runner!r} is waitable: its receiver must accept messages "
@@ -512,13 +541,32 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
             task.kind = message[2]
         else:
             task.size, task.kind = _call_size_and_kind(message, runner)
+        if after is not None and not self._pending:
+            worker = after.worker
+            if worker is not None and worker.state == _READY and worker.isolating is None:
+                self._place(worker, task)  # behind its predecessor, at once
+                return task
         self._pending.append(task)
         self._dispatch()
         return task
 
     def _forget(self, task: _ProcTask) -> None:
-        """``task`` ended (its handle's ``forget``): it no longer counts in its worker."""
+        """``task`` ended (its handle's ``forget``): it no longer counts in its worker,
+        and its successor, if any, no longer waits for it (or, if it was itself
+        waiting for one, waits for that one)."""
+        after, successor = task.after, task.successor
         worker = task.worker
+        if after is not None or successor is not None:
+            if worker is not None:
+                if after is not None:
+                    worker.successors -= 1  # it waited here, and leaves
+                if successor is not None and after is None and successor.worker is worker:
+                    worker.successors -= 1  # its successor runs now
+            if after is not None:
+                after.successor = successor
+            if successor is not None:
+                successor.after = after
+            task.after = task.successor = None
         if worker is not None:
             if worker.isolating is task:
                 worker.isolating = None

@@ -36,6 +36,7 @@ class _ProcTask(BaseTaskHandle):
 
     __slots__ = (
         "acked",
+        "after",
         "call",
         "crashes",
         "credited",
@@ -54,6 +55,7 @@ class _ProcTask(BaseTaskHandle):
         "starts",
         "stop",
         "streamed",
+        "successor",
         "wire_id",
         "worker",
     )
@@ -117,6 +119,10 @@ class _ProcTask(BaseTaskHandle):
         # Whether it is known to have started in its worker (it said PARKED or
         # RECEIVED): then it never runs elsewhere, and its messages need no copy.
         self.resident = False
+        # The capacity hand-off (``submit(after=)``): the task it must not start
+        # before (until that one ends), and the task queued behind it.
+        self.after: _ProcTask | None = None
+        self.successor: _ProcTask | None = None
 
     def send(self, message: Any) -> None:
         """Queue ``message`` for the task (after its CALL, on its worker's call pipe)."""

@@ -42,6 +42,10 @@ A *blob* is a value pickled on its own (see ``_pickling.py``).
     (RESUME, task_id, timed_out)            a PARKED task goes on (its capacity is held
                                             again): with its next message, or, none there
                                             and timed_out, with TimeoutError
+    (AFTER, task_id, before_id)             start task_id only once before_id ended
+                                            (sent just before its CALL, with
+                                            tasks_per_worker > 1: the capacity
+                                            hand-off's successor)
 
 Worker to parent, on the **result pipe**::
 
@@ -100,6 +104,7 @@ __all__ = [
     "STARTED",
     "STOP",
     "WATCH",
+    "AFTER",
     "FrameReader",
     "FrameWriter",
     "decode_frame",
@@ -120,6 +125,7 @@ WATCH: Final = 9
 MESSAGE: Final = 10
 MESSAGE_BLOB: Final = 11
 RESUME: Final = 12
+AFTER: Final = 13
 # worker -> parent
 READY: Final = 20
 INTERMEDIATE: Final = 21

@@ -61,6 +61,9 @@ class _Worker:
         self.bytes = 0
         self.seconds = 0.0
         self.unknown = 0
+        # Invariant: how many of ``tasks`` wait behind another of them (successors of
+        # the capacity hand-off, whose predecessor is here and has not ended).
+        self.successors = 0
         self.flush_scheduled = False
         self.writer_waiting = False
         self.reading = False
@@ -348,6 +351,18 @@ class _SpawnMixin:
         running = {worker.running[i] for i in range(len(worker.running))} - {-1}
         # The calls it started are those numbered up to this (they start in order).
         started = -1 if worker.started is None else worker.started.value
+        # Successors that cannot have started (the capacity hand-off): waiting for a
+        # task that was running, or that had not started itself. With
+        # tasks_per_worker > 1 calls behind them may have started first, so a number
+        # up to ``started`` does not say they ran. (In send order: predecessors first.)
+        waited: set[int] = set()
+        if worker.successors:
+            for task in worker.tasks.values():
+                before = task.after
+                if before is not None and (
+                    before.wire_id in running or before.wire_id in waited or before.seq > started
+                ):
+                    waited.add(task.wire_id)
         orphans = []
         for task in list(worker.tasks.values()):
             # Started: running now, or streamed and then lost its end with the worker.
@@ -384,7 +399,7 @@ class _SpawnMixin:
             if task.cancel_requested:
                 self._fail(task, None)
                 continue
-            if task.seq <= started:
+            if task.seq <= started and task.wire_id not in waited:
                 # It ran, and its result was lost. Maybe the worker died of it, maybe of
                 # a task that ran after it before their results were sent: it runs
                 # again alone (see _dispatch), so a crash then is its own.

@@ -7,6 +7,9 @@ How one call runs:
    tell, should this process die, which task was running), and the shared ``started``
    value to the call's arrival number (so the parent can tell which calls it sent had
    started: one that started and is no longer running lost its result, if any).
+   Calls start in arrival order, but for one that waits for another to end (``AFTER``,
+   the capacity hand-off's successors with ``tasks_per_worker > 1``): the calls behind
+   it may start first (``started`` stays the highest number started).
 2. The runner is rebuilt from the message (cached function + arguments).
 3. A plain function runs right away on the loop; a coroutine, generator or async
    iterable runs as an asyncio task, sending INTERMEDIATEs within its credit window.
@@ -64,6 +67,7 @@ from ._pickling import (
     wrap_large,
 )
 from ._protocol import (
+    AFTER,
     CALL,
     CALL_ARGS,
     CALL_BLOB,
@@ -218,6 +222,10 @@ class _Worker:
         self.tasks: dict[int, _Task] = {}
         # Tasks whose start the parent wants to hear about (WATCH), not started yet.
         self.watched: set[int] = set()
+        # The capacity hand-off (AFTER): a queued task that must not start before
+        # another ended (waits: task -> the one it waits for; blocks: the reverse).
+        self.waits: dict[int, int] = {}
+        self.blocks: dict[int, int] = {}
         # Invariant: unflushed counts the messages and values queued since the last
         # flush; a flush is scheduled (flush_scheduled) while it is not zero.
         self.unflushed = 0
@@ -282,6 +290,13 @@ class _Worker:
             self.end_if_idle()
         elif kind == WATCH:
             self.watched.add(message[1])
+        elif kind == AFTER:
+            before = message[2]
+            # Unless that one ended already (queued calls wait in arrivals; started
+            # async ones in tasks; a sync one ended before this message was read).
+            if before in self.arrivals or before in self.tasks:
+                self.waits[message[1]] = before
+                self.blocks[before] = message[1]
         elif kind in (MESSAGE, MESSAGE_BLOB):
             self.inbox(message[1]).put(kind, message[2])
         elif kind == RESUME:
@@ -314,6 +329,16 @@ class _Worker:
                 self.arrivals.pop(task_id, None)
                 self.inboxes.pop(task_id, None)
                 self.watched.discard(task_id)
+                if self.waits or self.blocks:
+                    # Its own successor now waits for what it waited for (if anything).
+                    before = self.waits.pop(task_id, None)
+                    after = self.blocks.pop(task_id, None)
+                    if after is not None:
+                        if before is not None:
+                            self.waits[after] = before
+                            self.blocks[before] = after
+                        else:
+                            del self.waits[after]
                 self.send_error(task_id, asyncio.CancelledError())
                 return
 
@@ -323,18 +348,34 @@ class _Worker:
         queue, free = self.queue, self.free_slots
         started = time.perf_counter()
         while queue and free and self.active < self.tasks_per_worker:
-            self.start(queue.popleft(), free.pop())
+            if self.waits:
+                # Skip the calls waiting for another to end (in arrival order otherwise).
+                waits = self.waits
+                message = next((m for m in queue if m[1] not in waits), None)
+                if message is None:
+                    break
+                queue.remove(message)
+            else:
+                message = queue.popleft()
+            self.start(message, free.pop())
             if self.unflushed and time.perf_counter() - started > FLUSH_AFTER:
                 self.flush()
                 started = time.perf_counter()
         self.end_if_idle()
+
+    def ended(self, task_id: int) -> None:
+        """``task_id`` ended: the call waiting for it (AFTER), if any, may start."""
+        after = self.blocks.pop(task_id, None)
+        if after is not None:
+            del self.waits[after]
 
     def start(self, message: tuple[Any, ...], slot: int) -> None:
         task_id = message[1]
         self.running[slot] = task_id
         self.active += 1
         arrival = self.arrivals.pop(task_id, None)
-        if arrival is not None and self.started is not None:
+        if arrival is not None and self.started is not None and arrival > self.started.value:
+            # The highest: calls start in arrival order, but for one waiting (AFTER).
             self.started.value = arrival
         if self.watched and task_id in self.watched:
             # Out at once: the parent starts the task's timeout clock with it, and a
@@ -500,6 +541,8 @@ class _Worker:
         return PEAK.read_mib() if self.measure_memory else None
 
     def send_final(self, task_id: int, value: Any, seconds: float) -> None:
+        if self.blocks:
+            self.ended(task_id)
         if type(value) in RAW_TYPES and not large_raw((value,)):
             self.writer.send((FINAL, task_id, value, seconds, self.peak_mib()))
         else:
@@ -519,6 +562,8 @@ class _Worker:
         """Queue the task's ERROR. Total: an exception that cannot be printed, or
         whose pickling raises anything (``sys.exit`` included), still ends the task
         (as its type name and text, with why it could not be pickled)."""
+        if self.blocks:
+            self.ended(task_id)
         text = format_error(error)
         try:
             blob: bytes | str = dumps(error)
