@@ -31,7 +31,7 @@ from pullpush import (
     TaskTimeoutError,
     WorkerCrashedError,
 )
-from pullpush.executors.process import _executor
+from pullpush.executors.process import _forks
 from pullpush.testing import assert_no_leaks, collect
 
 cloudpickle.register_pickle_by_value(tasks)
@@ -186,7 +186,7 @@ def slow_start(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     after: a start can be cancelled before or after its processes exist. Yields the
     pids started (appended on the thread)."""
     started: list[int] = []
-    original = _executor._start_process
+    original = _forks.start_process
 
     def slow(process: Any, *args: Any) -> None:
         time.sleep(0.1)
@@ -194,7 +194,7 @@ def slow_start(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         started.append(process.pid)
         time.sleep(0.2)
 
-    monkeypatch.setattr(_executor, "_start_process", slow)
+    monkeypatch.setattr(_forks, "start_process", slow)
     return started
 
 

@@ -17,12 +17,13 @@ import psutil
 import pytest
 
 from pullpush import CapacitySource, EnvelopeType, HierarchicalTaskPoolRunner, ProcessExecutor
+from pullpush.executors.process import _pickling as pickling
 from pullpush.executors.process import _protocol as wire
 from pullpush.testing import assert_no_leaks, collect
 
 cloudpickle.register_pickle_by_value(tasks)
 
-T = wire.OOB_THRESHOLD
+T = pickling.OOB_THRESHOLD
 
 
 def _values() -> list[Any]:
@@ -109,8 +110,8 @@ async def test_values_round_trip_as_results_and_streamed_values() -> None:
 async def test_numpy_arrays_travel_out_of_band_and_stay_writable() -> None:
     numpy = pytest.importorskip("numpy")
     array = numpy.arange(T, dtype=numpy.float64).reshape(-1, 8)
-    blob = wire.dumps_blob(array)
-    assert type(blob) is tuple and wire.stream_size(blob) < 1024
+    blob = pickling.dumps_blob(array)
+    assert type(blob) is tuple and pickling.stream_size(blob) < 1024
     async with ProcessExecutor(1) as executor:
         back = await executor.run(functools.partial(tasks.returns, array))
         assert back.dtype == array.dtype and (back == array).all() and back.flags.writeable
@@ -139,9 +140,9 @@ def test_a_large_call_has_a_frame_of_its_own_written_from_the_callers_object() -
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
         reader, writer = wire.FrameReader(read_fd), wire.FrameWriter(write_fd)
-        chunk = b"c" * wire.ALONE_THRESHOLD
-        blob = wire.dumps_blob(((wire.wrap_large(chunk),), {}))
-        assert wire.is_large(blob)
+        chunk = b"c" * pickling.ALONE_THRESHOLD
+        blob = pickling.dumps_blob(((pickling.wrap_large(chunk),), {}))
+        assert pickling.is_large(blob)
         parts = wire.encode_frame([(wire.CALL_ARGS, 1, 7, blob)])
         assert any(isinstance(p, memoryview) and p.obj is chunk for p in parts)  # no copy
         writer.send((wire.CANCEL, 0))
@@ -156,7 +157,7 @@ def test_a_large_call_has_a_frame_of_its_own_written_from_the_callers_object() -
             [(wire.CALL_ARGS, 1)],
             [(wire.CANCEL, 2)],
         ]
-        (args, _) = wire.loads_blob(frames[1][0][3])
+        (args, _) = pickling.loads_blob(frames[1][0][3])
         assert args == (chunk,) and type(args[0]) is bytes
     finally:
         os.close(read_fd)

@@ -16,7 +16,7 @@ import cloudpickle
 import pytest
 
 from pullpush import CapacitySource, HierarchicalTaskPoolRunner, ProcessExecutor
-from pullpush.executors.process import _executor
+from pullpush.executors.process import _dispatch
 from pullpush.testing import assert_no_leaks, collect
 
 cloudpickle.register_pickle_by_value(tasks)
@@ -118,8 +118,8 @@ async def test_a_prefetch_learned_on_trivial_tasks_queues_large_calls_by_bytes(
             executor.submit(i, functools.partial(sized, chunk, release), collector)
         for worker in executor._workers:
             # Running, one ahead, then calls while they hold at most the byte bound.
-            assert len(worker.tasks) * MiB <= max(_executor._PREFETCH_BYTES, 2 * MiB)
-        assert executor.statistics().pending >= 16 - 2 * _executor._PREFETCH_BYTES // MiB
+            assert len(worker.tasks) * MiB <= max(_dispatch._PREFETCH_BYTES, 2 * MiB)
+        assert executor.statistics().pending >= 16 - 2 * _dispatch._PREFETCH_BYTES // MiB
         _touch(release)
         for collector in collectors:
             await _ends(collector)

@@ -25,7 +25,7 @@ from pullpush import (
     RemoteTaskError,
     RemoteTraceback,
 )
-from pullpush.executors.process._worker import _attributes
+from pullpush.executors.process._report import attributes as _attributes
 from pullpush.testing import assert_no_leaks, collect
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

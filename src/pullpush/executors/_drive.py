@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterable, Callable, Generator
 from itertools import islice
 from types import CoroutineType, GeneratorType
@@ -36,15 +37,27 @@ class Credits:
     ended instead). ``ack(n)`` returns ``n`` (the consumer read them). This is what
     pauses a streaming task whose consumer stopped reading: the task is paused before
     it computes its next value, not after.
+
+    A value may cost more than one credit (:meth:`charge`, the process executor's
+    worker charges large values by their size, so that a task streaming megabyte
+    values pauses after a few of them rather than after a window of them). The charge
+    is taken once the value was produced (its size is not known before): the window
+    can be overshot by the batch being emitted. Values are acknowledged in the order
+    they were emitted, so each charge waits in a FIFO under the value's position in
+    the stream and is returned with the acknowledgement that covers it.
     """
 
-    __slots__ = ("_lot", "outstanding", "window")
+    __slots__ = ("_acked", "_charges", "_lot", "emitted", "outstanding", "window")
 
     def __init__(self, window: int) -> None:
         self.window = window
-        # Invariant: outstanding = sent - acknowledged, never negative.
+        # Invariant: outstanding = sent - acknowledged (charges included), never negative.
         self.outstanding = 0
         self._lot: ParkingLot | None = None
+        self.emitted = 0  # values emitted so far, where charged: the next value's position
+        self._acked = 0
+        # Invariant: (position, extra credits) of emitted values not yet acknowledged.
+        self._charges: deque[tuple[int, int]] | None = None
 
     async def take(self) -> None:
         await self.wait_for_room()
@@ -60,7 +73,21 @@ class Credits:
     def refund(self) -> None:
         self.outstanding -= 1
 
+    def charge(self, position: int, extra: int) -> None:
+        """The value at ``position`` in the stream costs ``extra`` credits beyond its
+        own, returned with its acknowledgement."""
+        if extra:
+            self.outstanding += extra
+            if self._charges is None:
+                self._charges = deque()
+            self._charges.append((position, extra))
+
     def ack(self, count: int = 1) -> None:
+        self._acked = acked = self._acked + count
+        charges = self._charges
+        if charges:
+            while charges and charges[0][0] < acked:
+                count += charges.popleft()[1]
         self.outstanding = max(0, self.outstanding - count)
         if self._lot is not None and self.outstanding < self.window:
             self._lot.unpark_all()

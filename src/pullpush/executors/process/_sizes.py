@@ -13,7 +13,7 @@ from ..._exceptions import LargeTaskWarning
 
 LARGE_CALL = 4 * 2**20
 """Bytes of a pickled call (runner or arguments) above which the executor warns. Values
-that travel out of band (see ``_protocol.py``) do not count: they are written from the
+that travel out of band (see ``_pickling.py``) do not count: they are written from the
 objects themselves, never copied into the pickle."""
 
 _warned: weakref.WeakSet[Any] = weakref.WeakSet()

@@ -35,16 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import multiprocessing.sharedctypes  # noqa: F401 - preloaded with this module (see below)
 import os
 import pickle
-import select
 import signal
 import sys
-import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -52,8 +48,19 @@ from typing import Any
 import cloudpickle
 import uvloop
 
-from ..._exceptions import TaskPicklingError
 from .._drive import Credits, drive, run_sync_step
+from ._child import PEAK, die_with_parent, keep_freed_memory, rss_bytes, watch_parent
+from ._pickling import (
+    blob_size,
+    dumps,
+    dumps_blob,
+    error_text,
+    failure_reason,
+    is_large,
+    large_raw,
+    loads_blob,
+    wrap_large,
+)
 from ._protocol import (
     CALL,
     CALL_ARGS,
@@ -75,17 +82,9 @@ from ._protocol import (
     WATCH,
     FrameReader,
     FrameWriter,
-    blob_size,
-    dumps,
-    dumps_blob,
-    error_text,
-    failure_reason,
-    is_large,
-    large_raw,
-    loads_blob,
     set_pipe_size,
-    wrap_large,
 )
+from ._report import attributes, format_error, pickling_error, type_name, unpickling_error
 
 __all__ = ["main"]
 
@@ -101,7 +100,7 @@ YIELD_EVERY = 0.002
 flushed then, and CANCEL and CREDIT messages are read."""
 CREDIT_BYTES = 16 * 1024
 """Bytes of a streamed value one credit covers: a value of n bytes takes
-``n // CREDIT_BYTES`` credits beyond its own (see :class:`_SizedCredits`)."""
+``n // CREDIT_BYTES`` credits beyond its own (see :meth:`Credits.charge`)."""
 _SIZED_RAW: frozenset[type] = frozenset({str, bytes})
 MEMORY_CHECK_EVERY = 0.1
 """Seconds between two checks of this process's memory against its limit."""
@@ -109,11 +108,11 @@ MEMORY_CHECK_EVERY = 0.1
 
 def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]) -> None:
     """Entry point of a worker process (``multiprocessing.Process`` target)."""
-    _die_with_parent(options.get("parent_pid"))
-    _keep_freed_memory()
+    die_with_parent(options.get("parent_pid"))
+    keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     call_fd, result_fd = call_conn.fileno(), result_conn.fileno()
-    _watch_parent(call_fd)
+    watch_parent(call_fd)
     os.set_blocking(call_fd, False)
     set_pipe_size(result_fd)
     initializer = options.get("initializer")
@@ -124,7 +123,7 @@ def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]
         except BaseException as error:
             _write_blocking(
                 result_fd,
-                [(INIT_FAILED, _type_name(error), error_text(error), _format(error))],
+                [(INIT_FAILED, type_name(error), error_text(error), format_error(error))],
             )
             sys.exit(3)
     os.set_blocking(result_fd, False)
@@ -141,153 +140,6 @@ def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]
 
 def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
-
-
-def _die_with_parent(parent_pid: int | None) -> None:
-    """Ask Linux to SIGKILL this process when its parent dies, and make sure that
-    happens when the executor's process (``parent_pid``) dies.
-
-    The parent is the executor's process, or with the forkserver the forkserver. The
-    forkserver exits once every holder of its "alive" pipe is gone: the executor's
-    process and, unless they close it, every worker (each gets a copy). So a worker
-    closes its copy; then the executor's death ends the forkserver, which ends the
-    worker through the kernel, even while a task holds the GIL.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-    if parent != parent_pid and not _leave_forkserver():
-        os._exit(1)  # neither the executor's process nor a forkserver: a reaper
-
-
-MMAP_THRESHOLD = 32 * 2**20
-"""Bytes from which glibc's malloc maps a block of its own in a worker (see
-:func:`_keep_freed_memory`)."""
-TRIM_THRESHOLD = 64 * 2**20
-"""Bytes of freed memory a worker's glibc malloc keeps for reuse before returning it."""
-
-
-def _keep_freed_memory() -> None:
-    """Make glibc's malloc reuse the memory of a freed large buffer rather than map
-    and fault in fresh pages for the next one (Linux).
-
-    A worker receiving chunks allocates a few MiB per call (the frame, the ``bytes``
-    built from it) and frees them when the call ends. By default glibc returns such
-    blocks to the kernel (``munmap``, or trimming the heap) and the next call faults
-    every page in again: measured, that doubled a worker's CPU time per GiB received
-    (1.27 s instead of 0.55). Blocks up to :data:`MMAP_THRESHOLD` now come from the
-    heap, and up to :data:`TRIM_THRESHOLD` bytes of freed heap stay resident for reuse.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, MMAP_THRESHOLD)
-    mallopt(m_trim_threshold, TRIM_THRESHOLD)
-
-
-def _leave_forkserver() -> bool:
-    """If this process is a forkserver's child, close its copy of the forkserver's
-    "alive" fd (see :func:`_die_with_parent`) and return ``True``.
-
-    A forkserver's child has the fd but not the server's pid (it never launched it);
-    so a task here that starts forkserver processes gets a forkserver of its own."""
-    from multiprocessing import forkserver
-
-    server = getattr(forkserver, "_forkserver", None)
-    fd = getattr(server, "_forkserver_alive_fd", None)
-    if server is None or fd is None or getattr(server, "_forkserver_pid", None) is not None:
-        return False
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    server._forkserver_alive_fd = None
-    return True
-
-
-def _watch_parent(call_fd: int) -> None:
-    """Exit as soon as the parent is gone, even while a task keeps this process busy.
-
-    ``PR_SET_PDEATHSIG`` fires when the *parent process* dies, and a forkserver
-    worker's parent is the forkserver, which outlives the executor's process. The
-    loop sees the call pipe's end only when it gets a turn, which a task stuck in
-    CPU-bound or blocking code never gives it. So a daemon thread waits in ``poll()``
-    for the pipe's hang-up (asking for no event reads nothing: POLLHUP is always
-    reported) and ends the process at once. The parent closes its end only when the
-    worker is done with, or when the parent itself dies.
-    """
-
-    def watch() -> None:
-        poller = select.poll()
-        poller.register(call_fd, 0)
-        while True:
-            for _, event in poller.poll():
-                if event & select.POLLNVAL:
-                    return  # this process closed the pipe: it is exiting anyway
-                if event & (select.POLLHUP | select.POLLERR):
-                    os._exit(1)
-
-    threading.Thread(target=watch, name="pullpush-parent-watch", daemon=True).start()
-
-
-def _type_name(obj: object) -> str:
-    kind = type(obj)
-    module = kind.__module__
-    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
-
-
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
-
-
-def _attributes(error: BaseException) -> dict[str, Any]:
-    """``error``'s ``args`` and public instance attributes, in a form that always
-    pickles and unpickles (see ``RemoteTaskError.attributes``)."""
-    try:
-        found: dict[str, Any] = {"args": error.args}
-        found.update(
-            (name, value)
-            for name, value in getattr(error, "__dict__", {}).items()
-            if isinstance(name, str) and not name.startswith("_")
-        )
-        return {name: _readable(value) for name, value in found.items()}
-    except BaseException:  # an exception with hostile attributes: send none
-        return {}
-
-
-def _readable(value: Any, nested: bool = False) -> Any:
-    kind = type(value)
-    if kind in _PLAIN:
-        if (kind is str or kind is bytes) and len(value) > 1000:
-            return value[:1000] + (b"..." if kind is bytes else "...")
-        return value
-    if kind is tuple and not nested:
-        return tuple(_readable(item, nested=True) for item in value)
-    try:
-        text = repr(value)
-    except (Exception, SystemExit):
-        text = f"<{type(value).__qualname__} object (its repr failed)>"
-    return text if len(text) <= 1000 else text[:1000] + "..."
-
-
-def _format(error: BaseException) -> str:
-    """The traceback of ``error`` as text, never raising."""
-    try:
-        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    except BaseException as failure:
-        return (
-            f"{_type_name(error)}: {error_text(error)}\n"
-            f"(its traceback could not be formatted: {failure_reason(failure, 'formatting it')})\n"
-        )
 
 
 def _write_blocking(fd: int, messages: list[Any]) -> None:
@@ -309,47 +161,12 @@ class _BadFunction:
         raise self.error
 
 
-class _SizedCredits(Credits):
-    """A task's credit window that also charges large values by their size, so that a
-    task streaming megabyte values pauses after a few of them rather than after a
-    window of them.
-
-    The charge is taken once a value was produced (its size is not known before): the
-    window can be overshot by the batch being emitted. The parent acknowledges values
-    in the order it received them, so each charge waits in a FIFO under the value's
-    position in the stream and is returned with the acknowledgement that covers it.
-    """
-
-    __slots__ = ("_acked", "_charges", "emitted")
-
-    def __init__(self, window: int) -> None:
-        super().__init__(window)
-        self.emitted = 0  # values emitted so far: the next value's position
-        self._acked = 0
-        # Invariant: (position, extra credits) of emitted values not yet acknowledged.
-        self._charges: deque[tuple[int, int]] = deque()
-
-    def charge(self, position: int, size: int) -> None:
-        """The value at ``position`` in the stream was ``size`` bytes."""
-        extra = size // CREDIT_BYTES
-        if extra:
-            self.outstanding += extra
-            self._charges.append((position, extra))
-
-    def ack(self, count: int = 1) -> None:
-        self._acked = acked = self._acked + count
-        charges = self._charges
-        while charges and charges[0][0] < acked:
-            count += charges.popleft()[1]
-        super().ack(count)
-
-
 class _Task:
     """An asynchronous task running in this worker."""
 
     __slots__ = ("credits", "result", "slot", "started", "streamed", "task")
 
-    def __init__(self, slot: int, credits: _SizedCredits, result: Any) -> None:
+    def __init__(self, slot: int, credits: Credits, result: Any) -> None:
         self.slot = slot
         self.credits = credits
         self.result = result  # what the runner returned, to be driven
@@ -379,7 +196,7 @@ class _Worker:
         self.arrivals: dict[int, int] = {}
         self.credit_window: int = options["credit_window"]
         self.max_memory: int | None = options.get("max_memory")
-        self.measure_memory: bool = bool(options.get("measure_memory")) and _PEAK.available()
+        self.measure_memory: bool = bool(options.get("measure_memory")) and PEAK.available()
         self.functions: dict[int, Callable[..., Any]] = {}
         # Invariant: calls received and not started, in arrival order.
         self.queue: deque[tuple[Any, ...]] = deque()
@@ -438,7 +255,7 @@ class _Worker:
             try:
                 self.functions[message[1]] = loads_blob(message[2])
             except BaseException as error:
-                self.functions[message[1]] = _BadFunction(_unpickling_error("function", error))
+                self.functions[message[1]] = _BadFunction(unpickling_error("function", error))
         elif kind == FORGET:
             self.functions.pop(message[1], None)
         elif kind == CREDIT:
@@ -502,7 +319,7 @@ class _Worker:
             self.release(slot)
             return
         if self.measure_memory:
-            _PEAK.reset()
+            PEAK.reset()
         started = time.perf_counter()
         try:
             finished, result = run_sync_step(runner)
@@ -514,7 +331,7 @@ class _Worker:
             self.send_final(task_id, result, time.perf_counter() - started)
             self.release(slot)
             return
-        task = _Task(slot, _SizedCredits(self.credit_window), result)
+        task = _Task(slot, Credits(self.credit_window), result)
         self.tasks[task_id] = task
         task.task = self.loop.create_task(self.run_async(task_id, task, started))
 
@@ -524,7 +341,7 @@ class _Worker:
             try:
                 runner: Callable[[], Any] = loads_blob(message[2])
             except BaseException as error:
-                raise _unpickling_error("task runner", error) from error
+                raise unpickling_error("task runner", error) from error
             return runner
         function = self.functions[message[2]]
         if kind == CALL:
@@ -533,7 +350,7 @@ class _Worker:
         try:
             args, kwargs = loads_blob(message[3])
         except BaseException as error:
-            raise _unpickling_error("task arguments", error) from error
+            raise unpickling_error("task arguments", error) from error
         return lambda: function(*args, **kwargs)
 
     def abandon(self, task_id: int, task: _Task) -> None:
@@ -582,7 +399,7 @@ class _Worker:
         if self.retiring or now - self.last_memory_check < MEMORY_CHECK_EVERY:
             return
         self.last_memory_check = now
-        rss = _rss_bytes()
+        rss = rss_bytes()
         if rss is not None and self.max_memory is not None and rss > self.max_memory:
             self.retiring = True
             self.writer.send((RETIRE, f"resident memory {rss} bytes > {self.max_memory}"))
@@ -607,16 +424,16 @@ class _Worker:
                 if not types.isdisjoint(_SIZED_RAW):  # numbers and None take one credit
                     for value in values:
                         if type(value) in _SIZED_RAW:
-                            credits.charge(position, len(value))
+                            credits.charge(position, len(value) // CREDIT_BYTES)
                         position += 1
             else:
                 for value in values:
                     if type(value) in RAW_TYPES and not large_raw((value,)):
                         send_intermediates(task_id, [value])
                         if type(value) in _SIZED_RAW:
-                            credits.charge(position, len(value))
+                            credits.charge(position, len(value) // CREDIT_BYTES)
                     else:
-                        credits.charge(position, self.send_blob(task_id, value))
+                        credits.charge(position, self.send_blob(task_id, value) // CREDIT_BYTES)
                     position += 1
             if len(values) >= half_window:
                 # drive() emits half a window at a time while a generator runs on:
@@ -633,8 +450,8 @@ class _Worker:
         try:
             blob = dumps_blob(wrap_large(value))
         except BaseException as error:  # sys.exit included: the task fails with this
-            raise _pickling_error("a value the task yielded", error, value) from None
-        message = (INTERMEDIATE_BLOB, task_id, blob, _type_name(value))
+            raise pickling_error("a value the task yielded", error, value) from None
+        message = (INTERMEDIATE_BLOB, task_id, blob, type_name(value))
         if is_large(blob):
             self.writer.send_alone(message)
         else:
@@ -643,7 +460,7 @@ class _Worker:
 
     def peak_mib(self) -> float | None:
         """The process's peak resident memory since the last reset, in MiB."""
-        return _PEAK.read_mib() if self.measure_memory else None
+        return PEAK.read_mib() if self.measure_memory else None
 
     def send_final(self, task_id: int, value: Any, seconds: float) -> None:
         if type(value) in RAW_TYPES and not large_raw((value,)):
@@ -652,9 +469,9 @@ class _Worker:
             try:
                 blob = dumps_blob(wrap_large(value))
             except BaseException as error:  # sys.exit included
-                self.send_error(task_id, _pickling_error("the task's result", error, value))
+                self.send_error(task_id, pickling_error("the task's result", error, value))
                 return
-            message = (FINAL_BLOB, task_id, blob, _type_name(value), seconds, self.peak_mib())
+            message = (FINAL_BLOB, task_id, blob, type_name(value), seconds, self.peak_mib())
             if is_large(blob):
                 self.writer.send_alone(message)
             else:
@@ -665,7 +482,7 @@ class _Worker:
         """Queue the task's ERROR. Total: an exception that cannot be printed, or
         whose pickling raises anything (``sys.exit`` included), still ends the task
         (as its type name and text, with why it could not be pickled)."""
-        text = _format(error)
+        text = format_error(error)
         try:
             blob: bytes | str = dumps(error)
         except pickle.PicklingError as failure:
@@ -677,11 +494,11 @@ class _Worker:
                 ERROR,
                 task_id,
                 blob,
-                _type_name(error),
+                type_name(error),
                 error_text(error),
                 text,
                 self.peak_mib(),
-                _attributes(error),
+                attributes(error),
             )
         )
         self.note_output()
@@ -742,57 +559,3 @@ class _Worker:
     def end(self) -> None:
         if not self.finished.done():
             self.finished.set_result(None)
-
-
-class _PeakMemory:
-    """Peak resident memory of this process over a window (Linux: reset the kernel's
-    high-water mark through ``/proc/self/clear_refs``, read ``VmHWM``)."""
-
-    def available(self) -> bool:
-        try:
-            self.reset()
-            return self.read_mib() is not None
-        except OSError:
-            return False
-
-    def reset(self) -> None:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-
-    def read_mib(self) -> float | None:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-        return None
-
-
-_PEAK = _PeakMemory()
-
-
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        try:
-            import psutil
-
-            return int(psutil.Process().memory_info().rss)
-        except Exception:
-            return None
-
-
-def _pickling_error(what: str, error: BaseException, value: Any) -> Exception:
-    """``what`` (``value``) could not be pickled: ``dumps`` raised ``error``."""
-    if isinstance(error, pickle.PicklingError):  # dumps' own: it names the type
-        why = error_text(error)
-    else:
-        why = f"cannot pickle {type(value).__qualname__} object: "
-        why += failure_reason(error, "pickling it")
-    return TaskPicklingError(f"{what} could not be pickled: {why}")
-
-
-def _unpickling_error(what: str, error: BaseException) -> Exception:
-    why = failure_reason(error, "unpickling it")
-    return TaskPicklingError(f"the {what} could not be unpickled in the worker: {why}")
