@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from pullpush.executors.process import _protocol as wire
+from pullpush.executors.process import _pickling as wire
 from pullpush.executors.process import _shm
 
 DONE = 99
@@ -46,7 +46,7 @@ def child(call_fd: int, result_fd: int, handle: Any, work: str) -> None:
                 if _shm.is_placed(blob):
                     (chunk,), _ = _shm.loads_placed(blob)
                 else:
-                    (chunk,), _ = wire.loads_blob(blob)
+                    (chunk,), _ = pickling.loads_blob(blob)
                 assert type(chunk) is bytes
                 if work == "blake2b":
                     hashlib.blake2b(chunk).digest()
@@ -86,13 +86,13 @@ def run(path: str, mib: int, chunk: int, ahead: int, work: str) -> tuple[float, 
     cpu, wall = time.process_time(), time.perf_counter()
     while done < len(chunks):
         while sent < len(chunks) and sent - done < ahead:
-            blob = wire.dumps_blob(((wire.wrap_large(chunks[sent]),), {}))
+            blob = pickling.dumps_blob(((pickling.wrap_large(chunks[sent]),), {}))
             placed = arena.place(blob) if arena is not None else None
             if placed is not None:
                 blob, offset, size = placed
                 regions[sent] = (offset, size)
             message = (wire.CALL_ARGS, sent, 0, blob)
-            if not _shm.is_placed(blob) and wire.is_large(blob):
+            if not _shm.is_placed(blob) and pickling.is_large(blob):
                 writer.send_alone(message)
             else:
                 writer.send(message)

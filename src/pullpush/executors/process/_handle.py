@@ -36,6 +36,7 @@ class _ProcTask(BaseTaskHandle):
         "flush",
         "kind",
         "received",
+        "region",
         "seen_running",
         "seq",
         "size",
@@ -97,6 +98,9 @@ class _ProcTask(BaseTaskHandle):
         self.size = 0  # small raw arguments (a CALL) count for nothing
         self.kind = 0
         self.estimate: float | None = None
+        # The payload arena's region holding its call's buffers, (offset, size), from
+        # its first send until it ended (a call sent again reuses it); None: none.
+        self.region: tuple[int, int] | None = None
 
     def cancel(self, error: BaseException | None = None) -> None:
         if self.request_cancel(error):

@@ -54,15 +54,16 @@ __all__ = [
     "loads_placed",
 ]
 
-ARENA_BYTES: Final = 64 * 2**20
-"""Bytes of an executor's arena (address space and, once touched, shared memory: a
-region's pages stay resident while the executor lives, so the arena's memory is at
-most this). The parent's prefetch keeps at most a few MiB of calls queued per worker
-beyond those running, so this holds the calls in flight of a few workers with 4 MiB
-chunks; beyond it, calls take the pipe."""
+ARENA_BYTES: Final = 16 * 2**20
+"""Bytes of arena per worker (at least 32 MiB in all). It is address space, and shared
+memory once touched: a page stays resident while the executor lives, but first fit
+reuses the lowest free offsets, so what is touched is about the most ever in flight.
+A worker holds its running calls and at most a few MiB queued beyond one ahead (the
+prefetch's byte bound), so this holds what is in flight with 4 MiB chunks; beyond
+it, calls take the pipe."""
 ALIGN: Final = 64
 """Regions start on cache-line boundaries."""
-_FRACTION: Final = 4
+_FRACTION: Final = 2
 """A call of more than ``1 / _FRACTION`` of the arena takes the pipe: one huge call
 must not starve the others of room."""
 
@@ -78,9 +79,9 @@ class Arena:
             the executor then sends everything through its pipes.
     """
 
-    __slots__ = ("_free", "_map", "_view", "fd", "size", "used")
+    __slots__ = ("_free", "_map", "_pid", "_view", "fd", "size", "used")
 
-    def __init__(self, size: int = ARENA_BYTES) -> None:
+    def __init__(self, size: int = 2 * ARENA_BYTES) -> None:
         fd = os.memfd_create("pullpush-payload", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
@@ -89,11 +90,21 @@ class Arena:
             os.close(fd)
             raise
         self.fd = fd
+        self._pid = os.getpid()
         self.size = size
         self._view = memoryview(self._map)
         # Invariant: the free blocks, [offset, size], sorted by offset, none adjacent.
         self._free: list[list[int]] = [[0, size]]
         self.used = 0
+
+    @classmethod
+    def create(cls, workers: int) -> Arena | None:
+        """An arena for ``workers`` workers, or ``None`` where there is no shared
+        memory to be had (no ``memfd_create``, no memory): calls then take the pipes."""
+        try:
+            return cls(max(2, workers) * ARENA_BYTES)
+        except (AttributeError, OSError, ValueError):
+            return None
 
     def __repr__(self) -> str:
         return f"<Arena {self.used}/{self.size} bytes used, {len(self._free)} free blocks>"
@@ -157,9 +168,7 @@ class Arena:
         parts: list[memoryview] = [part.raw() for part in blob[1:]]
         inline = type(stream) is bytes
         if not inline:
-            parts.insert(
-                0, stream.raw() if type(stream) is pickle.PickleBuffer else memoryview(stream)
-            )
+            parts.insert(0, stream.raw())
         sizes = [part.nbytes for part in parts]
         total = sum(sizes)
         if total * _FRACTION > self.size:
@@ -185,6 +194,12 @@ class Arena:
         self._view.release()
         self._map.close()
         os.close(fd)
+
+    def __del__(self) -> None:
+        # An executor dropped unclosed. Only in the process that made it: a forked
+        # child holds a copy of this object, and the fd number may be another's there.
+        if self.fd >= 0 and os.getpid() == self._pid:
+            self.close()
 
 
 class SegmentHandle:
