@@ -24,7 +24,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from pullpush.executors.process import _pickling as wire
+from pullpush.executors.process import _pickling as pickling
+from pullpush.executors.process import _protocol as wire
 from pullpush.executors.process import _shm
 
 DONE = 99
