@@ -290,9 +290,7 @@ async def test_a_worker_crash_frees_its_regions_and_the_pool_goes_on(
 ) -> None:
     chunk = b"c" * (2 * T)
     capacity = CapacitySource(4)
-    async with assert_no_leaks(), ProcessExecutor(
-        1, start_method=method, prefetch=2
-    ) as executor:
+    async with assert_no_leaks(), ProcessExecutor(1, start_method=method, prefetch=2) as executor:
         runner = HierarchicalTaskPoolRunner(
             "crash",
             [functools.partial(tasks.digest_or_die, chunk, i == 1) for i in range(4)],
@@ -312,3 +310,30 @@ async def test_a_worker_crash_frees_its_regions_and_the_pool_goes_on(
         assert len(placements) >= 5
         assert capacity.available == capacity.limit
         assert executor.capacity.available == executor.capacity.limit
+
+
+def _arena_inodes(pid: int) -> tuple[list[int], set[int]]:
+    """The inodes of the arenas process ``pid`` holds: by its fds, by its mappings."""
+    fds = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if "pullpush-payload" in os.readlink(f"/proc/{pid}/fd/{name}"):
+                fds.append(os.stat(f"/proc/{pid}/fd/{name}").st_ino)
+    with open(f"/proc/{pid}/maps") as maps:
+        mapped = {int(line.split()[4]) for line in maps if "pullpush-payload" in line}
+    return fds, mapped
+
+
+@pytest.mark.timeout(120)
+async def test_a_fork_worker_holds_its_own_arena_only() -> None:
+    async with assert_no_leaks(), ProcessExecutor(1, start_method="fork") as first:
+        assert first._arena is not None
+        own = os.fstat(first._arena.fd).st_ino
+        async with ProcessExecutor(1, start_method="fork") as second:
+            assert second._arena is not None
+            other = os.fstat(second._arena.fd).st_ino
+            await second.run(functools.partial(tasks.digest, b"x" * T))
+            fds, mapped = _arena_inodes(second.pids[0])
+            assert fds == [other] and mapped == {other}  # not the first one's
+        fds, mapped = _arena_inodes(first.pids[0])
+        assert fds == [own] and mapped == {own}

@@ -10,12 +10,12 @@ tuple ``(pickle, buffer, ...)`` (see :func:`dumps_blob`, :func:`loads_blob`).
 for a ``str``) at the top of a call's arguments, keyword arguments, closure variables,
 ``functools.partial`` arguments or a task's result or yielded value -- or an item of a
 tuple there -- and any object whose protocol-5 pickling gives ``pickle.PickleBuffer``
-(a contiguous numpy array) at any depth, leaves the pickle stream: its bytes are
-copied into the executor's payload arena (shared memory, ``_shm.py``) when its call
-is sent, or, when the arena has no room, written to the pipe from the object itself;
-see ``_shm.py`` for what a task receives then. What arrives is what was sent: ``bytes``
-as ``bytes`` and ``bytearray`` as ``bytearray`` (one copy in the receiver, none in the
-sender), ``str`` as ``str`` (encoded to UTF-8 in the sender, decoded in the receiver),
+(a contiguous numpy array) at any depth, leaves the pickle stream. In a call, its
+bytes are copied into the executor's payload arena (shared memory, ``_shm.py``) when
+the call is sent to a worker; in a result, or a call the arena has no room for, they
+are written to the pipe from the object itself. What arrives is what was sent, by
+either way: ``bytes`` as ``bytes`` and ``bytearray`` as ``bytearray`` (one copy in
+the receiver), ``str`` as ``str`` (encoded to UTF-8 in the sender, decoded in the receiver),
 a ``memoryview`` as a ``memoryview`` of the received bytes (read-only if the sent one
 was; its format and shape kept where ``memoryview.cast`` allows), a numpy array as an
 array over the received bytes (no copy). A mutable buffer (``bytearray``, a writable

@@ -15,7 +15,7 @@ Lifetime of a region: allocated when its call is sent (:meth:`Arena.place`), fre
 when the parent learns the task ended (its FINAL or ERROR arrived, or its worker
 died): by then the worker has copied out what it needed, or never will. A call sent
 again after its worker died reuses its region as it is. When the arena has no room
-(or a call is larger than a quarter of it), the call travels through the pipe as
+(or a call is larger than half of it), the call travels through the pipe as
 before: the arena only ever makes a call cheaper, never refuses one.
 
 What the worker receives (:func:`loads_placed`): every buffer is copied once out of the
@@ -38,10 +38,13 @@ in that order from ``offset``; ``writable`` one flag per buffer. A blob from
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import pickle
+import sys
 import threading
+import weakref
 from typing import Any, Final
 
 __all__ = [
@@ -79,13 +82,15 @@ class Arena:
             the executor then sends everything through its pipes.
     """
 
-    __slots__ = ("_free", "_map", "_pid", "_view", "fd", "size", "used")
+    __slots__ = ("__weakref__", "_free", "_map", "_pid", "_view", "fd", "size", "used")
 
     def __init__(self, size: int = 2 * ARENA_BYTES) -> None:
         fd = os.memfd_create("pullpush-payload", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
             self._map = mmap.mmap(fd, size)
+            # A forked child does not inherit the mapping (see _after_fork_in_child).
+            self._map.madvise(mmap.MADV_DONTFORK)
         except BaseException:
             os.close(fd)
             raise
@@ -96,6 +101,7 @@ class Arena:
         # Invariant: the free blocks, [offset, size], sorted by offset, none adjacent.
         self._free: list[list[int]] = [[0, size]]
         self.used = 0
+        _arenas.add(self)
 
     @classmethod
     def create(cls, workers: int) -> Arena | None:
@@ -221,6 +227,39 @@ class SegmentHandle:
 
 def _rebuild_handle(duplicate: Any, size: int) -> SegmentHandle:
     return SegmentHandle(duplicate.detach(), size)
+
+
+_arenas: weakref.WeakSet[Arena] = weakref.WeakSet()
+_inherited: list[Arena] = []
+"""In a forked child: the arenas of the parent, kept forever (see below)."""
+
+
+def _after_fork_in_child() -> None:
+    """In a child forked from this process: the parent's arenas are not mapped here
+    (``MADV_DONTFORK``), so their objects must never unmap or close anything (their
+    range may hold another mapping later): each is kept, marked closed. Their fds (and
+    those their ``mmap`` objects hold) are closed but the one a ``fork`` worker maps
+    (``keep`` of ``_forks``), so that no child holds an arena's memory after its
+    executor closed it."""
+    if not _arenas:
+        return
+    forks = sys.modules.get(__package__ + "._forks") if __package__ else None
+    keep = getattr(getattr(forks, "_forking", None), "keep", ())
+    for arena in list(_arenas):
+        arena.fd = -1
+        _inherited.append(arena)
+    _arenas.clear()
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd in keep:
+                continue
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/self/fd/{name}").startswith("/memfd:pullpush-payload"):
+                    os.close(fd)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # -- the worker's side ---------------------------------------------------------------------

@@ -154,6 +154,7 @@ class _SpawnMixin:
                 worker.process,
                 child_ends,
                 self.start_method == "fork",
+                () if self._arena is None else (self._arena.fd,),
             )
         except BaseException:  # no thread to start it (the loop or interpreter is ending)
             self._release(worker)
