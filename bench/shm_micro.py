@@ -3,6 +3,7 @@ with ``writev``, read into exact-size buffers) against the shared-memory arena (
 copy in, a reference in the pipe, one copy out), between this process and one child.
 
     python bench/shm_micro.py [--mib 1024] [--chunk-kib 4096] [--ahead 2] [--rounds 3]
+        [--work none|blake2b] [--threshold-kib N]
 
 The child decodes each call (``bytes`` arrive as ``bytes``), optionally hashes it
 (``--work blake2b``), and answers with a small DONE; the parent keeps ``--ahead`` calls
@@ -24,9 +25,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from pullpush.executors.process import _forks, _shm
 from pullpush.executors.process import _pickling as pickling
 from pullpush.executors.process import _protocol as wire
-from pullpush.executors.process import _shm
 
 DONE = 99
 
@@ -70,7 +71,12 @@ def run(path: str, mib: int, chunk: int, ahead: int, work: str) -> tuple[float, 
     process = context.Process(
         target=_child_main, args=(call_r, result_w, handle, work, cpu_w, (call_w, result_r, cpu_r))
     )
-    process.start()
+    # Forked children close the parent's arena fds but those the worker keeps.
+    _forks._forking.keep = () if arena is None else {arena.fd}
+    try:
+        process.start()
+    finally:
+        _forks._forking.keep = ()
     os.close(call_r)
     os.close(result_w)
     os.close(cpu_w)
@@ -147,6 +153,12 @@ def main() -> None:
     parser.add_argument("--ahead", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", choices=["none", "blake2b"], default="none")
+    parser.add_argument(
+        "--threshold-kib",
+        type=int,
+        default=None,
+        help="the out-of-band threshold of the shm path (default: the library's)",
+    )
     args = parser.parse_args()
     results: dict[str, list[tuple[float, float, float]]] = {"pipe": [], "shm": []}
     for round_ in range(args.rounds):
