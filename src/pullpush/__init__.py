@@ -164,6 +164,9 @@ from .runners._map import map_sync as map_sync
 from .runners._map import MapStream as MapStream
 from .runners._task import RetryPolicy as RetryPolicy
 from .runners._task import ScheduledTask as ScheduledTask
+from .runners._waitable import TaskContext as TaskContext
+from .runners._waitable import Waitable as Waitable
+from .runners._waitable import waitable as waitable
 
 # executors
 from .executors import Executor as Executor
@@ -211,6 +214,11 @@ from ._exceptions import BufferFullError as BufferFullError
 from ._exceptions import ChainConsumedError as ChainConsumedError
 from ._exceptions import ImpossibleCostError as ImpossibleCostError
 from ._exceptions import LargeTaskWarning as LargeTaskWarning
+from ._exceptions import MessageNotReceivedError as MessageNotReceivedError
+from ._exceptions import NoMessageError as NoMessageError
+from ._exceptions import NotWaitableError as NotWaitableError
+from ._exceptions import UnknownTaskError as UnknownTaskError
+from ._exceptions import WaitLimitError as WaitLimitError
 from ._exceptions import PullPushError as PullPushError
 from ._exceptions import PullTimeoutError as PullTimeoutError
 from ._exceptions import RaceCutoffError as RaceCutoffError
@@ -375,6 +383,9 @@ __all__ = (
     "RetryPolicy",
     "RunnerStatistics",
     "ScheduledTask",
+    "TaskContext",
+    "Waitable",
+    "waitable",
     "ScheduledTaskPoolRunner",
     "map",
     "map_sync",
@@ -424,6 +435,11 @@ __all__ = (
     "ChainConsumedError",
     "ImpossibleCostError",
     "LargeTaskWarning",
+    "MessageNotReceivedError",
+    "NoMessageError",
+    "NotWaitableError",
+    "UnknownTaskError",
+    "WaitLimitError",
     "PullPushError",
     "PullTimeoutError",
     "RaceCutoffError",

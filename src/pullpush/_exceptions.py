@@ -34,6 +34,12 @@ __all__ = [
     "UnknownNodeError",
     "TaskTimeoutError",
     "ImpossibleCostError",
+    # waitable tasks
+    "MessageNotReceivedError",
+    "NoMessageError",
+    "NotWaitableError",
+    "UnknownTaskError",
+    "WaitLimitError",
     # executors
     "BrokenExecutorError",
     "ExecutorClosedError",
@@ -174,6 +180,30 @@ class TaskTimeoutError(PullPushError, TimeoutError):
 
 class ImpossibleCostError(PullPushError, ValueError):
     """A task's cost exceeds what its capacity chain could ever grant."""
+
+
+class NoMessageError(PullPushError, LookupError):
+    """``TaskContext.receive_nowait()`` found no message waiting for the task."""
+
+
+class UnknownTaskError(PullPushError, LookupError):
+    """A message was sent to a task the runner does not run (now): an id or key it
+    never started, or a task that has ended."""
+
+
+class NotWaitableError(PullPushError, TypeError):
+    """A message was sent to a task whose runner is not waitable (it cannot receive),
+    or a waitable task runner was given to something that cannot run one (an
+    executor without message support, a plain call without a ``TaskContext``)."""
+
+
+class MessageNotReceivedError(PullPushError, RuntimeError):
+    """``await runner.send(...)``: the task ended before it received the message."""
+
+
+class WaitLimitError(PullPushError, RuntimeError):
+    """A task called ``receive`` while its executor already hosted as many waiting
+    tasks as it allows (the thread executor's ``max_waiting``)."""
 
 
 class ExecutorClosedError(PullPushError, RuntimeError):

@@ -7,6 +7,7 @@ ships them by value."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import threading
 import time
@@ -415,3 +416,130 @@ async def test_a_stream_of_many_values_arrives_whole_and_in_order(ray_cluster: A
     async with RayExecutor() as executor:
         values = [e.value async for e in executor.stream(counts)]
     assert values == [*range(5000), "done"]
+
+
+class Pickled:
+    """Counts (in the driver) how often it is pickled, and on which thread; claims
+    ``size`` bytes to ``sys.getsizeof``. It arrives in the worker as a ``str``
+    (its class is not importable there)."""
+
+    pickles: list[str] = []  # noqa: RUF012 - shared by the test and the runner's copy
+
+    def __init__(self, size: int = 0, fails: bool = False) -> None:
+        self.size, self.fails = size, fails
+
+    def __sizeof__(self) -> int:
+        return self.size
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        Pickled.pickles.append(threading.current_thread().name)
+        if self.fails:
+            raise TypeError("this Pickled refuses to be pickled")
+        return (str, (f"pickled {self.size}",))
+
+
+async def test_a_repeated_runner_is_pickled_once_not_per_task(ray_cluster: Any) -> None:
+    """The same runner submitted again becomes a remote function of its own, exported
+    (pickled) once: ten tasks pickle it twice (the first task's argument, the export),
+    while ten distinct runners are pickled ten times."""
+    captured = Pickled()
+
+    def same() -> str:
+        return str(captured)
+
+    Pickled.pickles.clear()
+    async with RayExecutor() as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "same", [same] * 10, CapacitySource(10), executor=executor
+        )
+        assert [e.value for e in await collect(runner.run_tasks())] == ["pickled 0"] * 10
+        assert len(Pickled.pickles) <= 2
+        Pickled.pickles.clear()
+        distinct = [functools.partial(same) for _ in range(10)]
+        runner = HierarchicalTaskPoolRunner(
+            "distinct", distinct, CapacitySource(10), executor=executor
+        )
+        assert [e.value for e in await collect(runner.run_tasks())] == ["pickled 0"] * 10
+        assert len(Pickled.pickles) == 10
+
+
+async def test_a_big_runner_is_pickled_off_the_loop(ray_cluster: Any) -> None:
+    """A runner capturing a big value is pickled on a thread, never on the caller's
+    loop, and its tasks keep their submit order with the small ones around them; one
+    that cannot be pickled ends with that error and the executor runs on."""
+    big = Pickled(size=64 * 1024 * 1024)
+    refuses = Pickled(size=64 * 1024 * 1024, fails=True)
+
+    def uses_big() -> str:
+        return str(big)
+
+    def uses_refuses() -> str:
+        return str(refuses)
+
+    Pickled.pickles.clear()
+    loop_thread = threading.current_thread().name
+    async with RayExecutor(num_cpus=1, prefetch=0) as executor:
+        runners = [lambda: "before", uses_big, lambda: "after", uses_refuses, lambda: "last"]
+        runner = HierarchicalTaskPoolRunner("big", runners, CapacitySource(5), executor=executor)
+        envelopes = await collect(runner.run_tasks())
+        assert await executor.run(lambda: "again") == "again"
+        assert executor.running == 0
+    outcome = {e.task_id: (e.value if e.error is None else e.error) for e in envelopes}
+    assert [outcome[i] for i in (0, 1, 2, 4)] == ["before", f"pickled {big.size}", "after", "last"]
+    assert isinstance(outcome[3], TypeError) and "refuses" in str(outcome[3])
+    assert Pickled.pickles and loop_thread not in Pickled.pickles
+
+
+async def test_capacity_follows_the_cluster_resources(
+    ray_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes joining and leaving (Ray's ``cluster_resources``, polled) change the
+    executor's capacity, so what a runner admits; ``prefetch=0``: one slot a CPU."""
+    cpus = [2.0]
+    monkeypatch.setattr(ray_cluster, "cluster_resources", lambda: {"CPU": cpus[0]})
+
+    async def limit_becomes(n: int) -> None:
+        while executor.capacity is None or executor.capacity.limit != n:
+            await asyncio.sleep(0.01)
+
+    async with RayExecutor(prefetch=0, poll_interval=0.02) as executor:
+        await limit_becomes(2)
+        cpus[0] = 5.0  # three 1-CPU nodes join
+        await limit_becomes(5)
+        cpus[0] = 1.0  # four leave
+        await limit_becomes(1)
+        most = 0
+
+        async def watch() -> None:
+            nonlocal most
+            while True:
+                most = max(most, executor.running)
+                await asyncio.sleep(0.002)
+
+        watcher = asyncio.create_task(watch())
+        naps = [functools.partial(time.sleep, 0.05)] * 4
+        runner = HierarchicalTaskPoolRunner("one", naps, CapacitySource(4), executor=executor)
+        assert len(await collect(runner.run_tasks())) == 4
+        watcher.cancel()
+        assert most == 1  # the runner admitted one task at a time
+        cpus[0] = 0.0  # a head with num_cpus=0 and no worker node: still one slot
+        await asyncio.sleep(0.1)
+        assert executor.capacity.limit == 1
+
+
+async def test_auto_prefetch_queues_more_short_tasks_than_long_ones(ray_cluster: Any) -> None:
+    """``prefetch="auto"``: no task queued in Ray before one ended, then about 20 ms
+    of work per CPU: many short tasks, one long one; a fixed prefetch is kept."""
+    async with RayExecutor(num_cpus=2) as executor:
+        assert executor.capacity is not None and executor.capacity.limit == 2  # nothing seen
+        runner = HierarchicalTaskPoolRunner(
+            "short", [int] * 200, CapacitySource(200), executor=executor
+        )
+        await collect(runner.run_tasks())
+        assert executor.capacity.limit > 4  # several tasks queued per CPU
+        naps = [functools.partial(time.sleep, 0.2)] * 6
+        runner = HierarchicalTaskPoolRunner("long", naps, CapacitySource(6), executor=executor)
+        await collect(runner.run_tasks())
+        assert executor.capacity.limit == 4  # one queued per CPU
+    async with RayExecutor(num_cpus=2, prefetch=3) as fixed:
+        assert fixed.capacity is not None and fixed.capacity.limit == 8

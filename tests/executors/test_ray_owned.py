@@ -5,6 +5,9 @@ is set). Sync tests on one loop: starting Ray takes seconds."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Generator
@@ -83,8 +86,18 @@ def test_overlapping_runs_share_one_ray_and_the_last_to_close_stops_it(
     assert raylets() == []  # no Ray process of ours is left
 
 
+@pytest.fixture(autouse=True)
+def no_ray_kept_after_the_test() -> Generator[None, None, None]:
+    """A Ray kept up idle by a test is stopped after it (other modules start their own)."""
+    yield
+    RayExecutor.stop_idle_ray()
+
+
 @pytest.mark.timeout(90)
-def test_runs_with_executor_ray_started_together_share_one_ray() -> None:
+def test_runs_with_executor_ray_share_one_ray_kept_up_between_runs() -> None:
+    """Two runs with executor="ray" started together share one Ray; it stays up
+    after them (keep_alive), a later run takes it again instead of starting another,
+    and stop_idle_ray stops it, leaving no Ray process of ours."""
     ray = need_ray()
     if ray.is_initialized():
         pytest.skip("this process is already connected to Ray")
@@ -98,7 +111,104 @@ def test_runs_with_executor_ray_started_together_share_one_ray() -> None:
     async def scenario() -> None:
         results = await asyncio.gather(one_run("a"), one_run("b"))
         assert results == [["a"], ["b"]]
+        assert ray.is_initialized()  # kept up for the next run
+        node = ray.get_runtime_context().get_node_id()
+        assert await one_run("c") == ["c"]
+        assert ray.get_runtime_context().get_node_id() == node  # the same Ray
+        assert RayExecutor.stop_idle_ray() is True
+        assert not ray.is_initialized()
+        assert RayExecutor.stop_idle_ray() is False  # nothing left to stop
+
+    run(scenario(), loop="uvloop")
+    assert raylets() == []
+
+
+@pytest.mark.timeout(90)
+def test_a_kept_ray_stops_after_its_keep_alive_unless_taken_again() -> None:
+    ray = need_ray()
+    if ray.is_initialized():
+        pytest.skip("this process is already connected to Ray")
+
+    async def scenario() -> None:
+        async with RayExecutor(num_cpus=1, keep_alive=0.5, **INIT) as executor:
+            assert await executor.run(lambda: 1) == 1
+        assert ray.is_initialized()
+        # Taken again within keep_alive: in use, it is not stopped meanwhile.
+        async with RayExecutor(num_cpus=1, keep_alive=0.5, **INIT) as executor:
+            await asyncio.sleep(1.0)
+            assert ray.is_initialized()
+            assert await executor.run(lambda: 2) == 2
+        while ray.is_initialized():
+            await asyncio.sleep(0.05)
+
+    run(scenario(), loop="uvloop")
+    deadline = time.monotonic() + 30
+    while raylets() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert raylets() == []
+
+
+@pytest.mark.timeout(120)
+def test_a_ray_kept_up_idle_makes_way_for_other_options() -> None:
+    """A Ray kept up idle is restarted for an executor with other Ray options (not
+    refused as one in use would be)."""
+    ray = need_ray()
+    if ray.is_initialized():
+        pytest.skip("this process is already connected to Ray")
+
+    async def scenario() -> None:
+        async with RayExecutor(num_cpus=2, keep_alive=None, **INIT) as executor:
+            assert await executor.run(lambda: 1) == 1
+        assert ray.is_initialized() and ray.cluster_resources()["CPU"] == 2
+        async with RayExecutor(num_cpus=1, **INIT) as executor:
+            assert ray.cluster_resources()["CPU"] == 1
+            assert await executor.run(lambda: 2) == 2
         assert not ray.is_initialized()
 
     run(scenario(), loop="uvloop")
     assert raylets() == []
+
+
+@pytest.mark.timeout(120)
+def test_the_interpreter_exit_stops_a_ray_kept_up(tmp_path: Path) -> None:
+    """A Ray kept up by executor="ray" does not outlive the interpreter."""
+    need_ray()
+    script = tmp_path / "kept.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, psutil
+            from pullpush import CapacitySource, HierarchicalTaskPoolRunner
+            from pullpush.testing import collect, run
+
+            async def main():
+                runner = HierarchicalTaskPoolRunner(
+                    "x", [lambda: 1], CapacitySource(1), executor="ray"
+                )
+                assert [e.value for e in await collect(runner.run_tasks())] == [1]
+
+            run(main())
+            kids = psutil.Process().children(recursive=True)
+            print(" ".join(str(k.pid) for k in kids if "ray" in " ".join(k.cmdline())))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=100, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert pids  # Ray was still up when the script ended
+    deadline = time.monotonic() + 30
+    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == []
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

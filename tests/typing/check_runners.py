@@ -3,7 +3,7 @@ never by pytest (the name does not match ``test_*.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import Any
 
 from typing_extensions import assert_type
@@ -16,7 +16,10 @@ from pullpush import (
     ScheduledTask,
     ScheduledTaskPoolRunner,
     SourceBufferObj,
+    TaskContext,
     TaskProgressEnvelope,
+    Waitable,
+    waitable,
 )
 
 
@@ -88,3 +91,20 @@ async def negatives() -> None:
         del text
     HierarchicalTaskPoolRunner("r", [1, 2], 2)  # type: ignore[list-item]
     ScheduledTaskPoolRunner("s", [square], 2)  # type: ignore[arg-type]
+
+
+async def review(ctx: TaskContext, doc: str, *, strict: bool = False) -> int:
+    answer: int = await ctx.receive()
+    return len(doc) + answer
+
+
+async def waitable_types() -> None:
+    # The arguments after the context are checked; the result types the envelopes.
+    task = waitable(review, "doc", strict=True)
+    assert_type(task, Waitable[Coroutine[Any, Any, int]])
+    runner = HierarchicalTaskPoolRunner("w", [task], 2)
+    async for envelope in runner.run_tasks():
+        assert_type(envelope, TaskProgressEnvelope[int, None])
+    await runner.send(0, "approved")
+    runner.send_nowait(0, "approved")
+    waitable(review, 3)  # type: ignore[arg-type]

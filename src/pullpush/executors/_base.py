@@ -28,6 +28,14 @@ Contract of an executor:
   ``task_error(error)`` (default: :class:`asyncio.CancelledError`), unless its end was
   already reported on the caller's loop. A task is never reported ended while it
   still runs (its capacity would be handed out again).
+* Waitable task runners (:class:`~pullpush.Waitable`), on an executor that sets
+  :attr:`Executor.runs_waitables` and for a receiver whose ``accepts_messages`` is
+  true: the executor calls the runner with a :class:`~pullpush.TaskContext`, and its
+  handle is a :class:`MessageHandle`. ``handle.send(m)`` puts ``m`` in the task's
+  inbox (in order); the task reports each message it takes
+  (``events.task_received``). A ``receive`` that finds the inbox empty reports
+  ``events.task_parked`` and waits, counting against none of the executor's slots,
+  until ``handle.resume()``; the receiver decides when (it sends the messages first).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ __all__ = [
     "TaskEvents",
     "TaskHandle",
     "BaseTaskHandle",
+    "MessageHandle",
     "TaskRunner",
     "as_task_events",
     "intermediates_reporter",
@@ -89,6 +98,24 @@ class TaskEvents(abc.ABC):
     def task_waiting(self, task_id: int) -> None:  # noqa: B027 - optional, a no-op
         """A task reported started early waits behind other tasks after all; it is
         reported started again when it runs."""
+
+    @property
+    def accepts_messages(self) -> bool:
+        """Whether this receiver runs waitable tasks (handles :meth:`task_parked` and
+        resumes them); an executor refuses a waitable runner for one that does not."""
+        return False
+
+    def task_parked(  # noqa: B027 - optional, a no-op
+        self, task_id: int, received: int, timeout: float | None
+    ) -> None:
+        """A waitable task waits in ``receive()`` with its inbox empty, having taken
+        ``received`` messages in all; it holds no executor slot now and goes on at
+        ``MessageHandle.resume()``. ``timeout``: the ``receive``'s, for the receiver
+        to resume it with ``timed_out=True``. Default: nothing (executors refuse
+        waitable runners for a receiver that does not set :attr:`accepts_messages`)."""
+
+    def task_received(self, task_id: int, received: int) -> None:  # noqa: B027 - optional
+        """A waitable task has taken ``received`` messages in all from its inbox."""
 
     @abc.abstractmethod
     def task_intermediate(self, task_id: int, value: Any) -> None:
@@ -138,6 +165,18 @@ class _DuckEvents(TaskEvents):
         if method is not None:
             method(task_id)
 
+    @property
+    def accepts_messages(self) -> bool:
+        return bool(getattr(self.receiver, "accepts_messages", False))
+
+    def task_parked(self, task_id: int, received: int, timeout: float | None) -> None:
+        self.receiver.task_parked(task_id, received, timeout)
+
+    def task_received(self, task_id: int, received: int) -> None:
+        method = getattr(self.receiver, "task_received", None)
+        if method is not None:
+            method(task_id, received)
+
     def task_intermediate(self, task_id: int, value: Any) -> None:
         self.receiver.task_intermediate(task_id, value)
 
@@ -176,6 +215,18 @@ class TaskHandle(Protocol):
 
     def ack(self, count: int = 1) -> None:
         """``count`` INTERMEDIATE envelopes of the task were consumed."""
+
+
+class MessageHandle(TaskHandle, Protocol):
+    """The handle of a waitable task (on an executor that runs them)."""
+
+    def send(self, message: Any) -> None:
+        """Put ``message`` in the task's inbox, after those sent before."""
+
+    def resume(self, timed_out: bool = False) -> None:
+        """Let a task that reported ``task_parked`` go on (its slot is held for it
+        again): with the next message of its inbox, or, ``timed_out`` and the inbox
+        still empty, with its ``receive``'s ``TimeoutError``."""
 
 
 class BaseTaskHandle:
@@ -277,6 +328,10 @@ class Executor(abc.ABC):
     the receiver has it); if not, a task counts as started at ``submit``."""
     credit_window: int = 256
     """INTERMEDIATE envelopes a task may have outstanding before it is paused."""
+    runs_waitables: bool = False
+    """Whether the executor runs :class:`~pullpush.Waitable` task runners (its
+    handles are then :class:`MessageHandle` objects); the runners refuse a waitable
+    runner for any other executor with :class:`~pullpush.NotWaitableError`."""
     takes_costs: bool = False
     """Whether ``submit`` takes a keyword ``cost`` (a :class:`ScheduledTask`'s cost,
     which the scheduled runner then passes): the Ray executor asks Ray for it."""

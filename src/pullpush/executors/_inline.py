@@ -10,7 +10,9 @@ from collections.abc import Callable, Coroutine
 from types import CoroutineType
 from typing import Any
 
+from .._exceptions import NotWaitableError
 from .._util import check_int
+from ..runners._waitable import Waitable
 from ._base import (
     BaseTaskHandle,
     Executor,
@@ -21,6 +23,7 @@ from ._base import (
     as_task_events,
 )
 from ._drive import Credits, drive, needs_driving, run_sync_step
+from ._inbox import Inbox
 
 __all__ = ["InlineExecutor"]
 
@@ -32,9 +35,14 @@ class InlineExecutor(Executor):
     the caller's loop either way); coroutines and (async) generators run in one
     asyncio task each. A sync generator runner blocks the loop between its yields,
     as any synchronous code on the loop does.
+
+    Waitable task runners (:func:`~pullpush.waitable`) get an inbox; a task parked in
+    ``await ctx.receive()`` is an asyncio task waiting on a future, costing nothing.
+    (``receive_blocking`` is refused here: it would block the loop.)
     """
 
     name = "inline"
+    runs_waitables = True
 
     def __init__(self, *, credit_window: int = 256) -> None:
         super().__init__()
@@ -47,7 +55,18 @@ class InlineExecutor(Executor):
     def submit(self, task_id: int, runner: TaskRunner, events: TaskEvents) -> TaskHandle:
         if self._closed:
             raise ExecutorClosedError("InlineExecutor is closed")
-        task = _InlineTask(self, task_id, runner, as_task_events(events), self._tasks.discard)
+        events = as_task_events(events)
+        inbox: Inbox | None = None
+        if runner.__class__ is Waitable:
+            if not events.accepts_messages:
+                raise NotWaitableError(
+                    f"{runner!r} is waitable: its receiver must accept messages "
+                    "(run it in a pool runner)"
+                )
+            inbox = _inbox(task_id, events)
+            runner = runner.bind(inbox)
+        task = _InlineTask(self, task_id, runner, events, self._tasks.discard)
+        task.inbox = inbox
         if task.task is not None:
             self._tasks.add(task)
         return task
@@ -60,10 +79,21 @@ class InlineExecutor(Executor):
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class _InlineTask(BaseTaskHandle):
-    """One task on the loop: a :class:`TaskHandle`."""
+def _inbox(task_id: int, events: TaskEvents) -> Inbox:
+    def parked(received: int, timeout: float | None) -> None:
+        events.task_parked(task_id, received, timeout)
 
-    __slots__ = ("_credit_window", "_credits", "_result", "_started", "task")
+    def received(count: int) -> None:
+        events.task_received(task_id, count)
+
+    return Inbox(task_id, parked, received)
+
+
+class _InlineTask(BaseTaskHandle):
+    """One task on the loop: a :class:`TaskHandle` (a ``MessageHandle`` for a
+    waitable task)."""
+
+    __slots__ = ("_credit_window", "_credits", "_result", "_started", "inbox", "task")
 
     def __init__(
         self,
@@ -77,6 +107,7 @@ class _InlineTask(BaseTaskHandle):
         self._credit_window = executor.credit_window
         self._credits: Credits | None = None
         self._started = False
+        self.inbox: Inbox | None = None
         self.task: asyncio.Task[None] | None = None
         try:
             finished, result = run_sync_step(runner)
@@ -137,3 +168,11 @@ class _InlineTask(BaseTaskHandle):
     def ack(self, count: int = 1) -> None:
         if self._credits is not None:
             self._credits.ack(count)
+
+    def send(self, message: Any) -> None:
+        assert self.inbox is not None
+        self.inbox.put(message)
+
+    def resume(self, timed_out: bool = False) -> None:
+        assert self.inbox is not None
+        self.inbox.grant(timed_out)

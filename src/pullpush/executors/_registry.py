@@ -16,7 +16,7 @@ _BUILT_IN = {
     "inline": ("._inline", "InlineExecutor"),
     "thread": ("._thread", "ThreadExecutor"),
     "process": (".process", "ProcessExecutor"),
-    "ray": ("._ray", "RayExecutor"),
+    "ray": ("._ray", "named_ray_executor"),  # keeps its local Ray up between runs
 }
 
 

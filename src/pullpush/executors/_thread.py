@@ -23,6 +23,18 @@ One task per thread at a time: a sync runner blocks its thread's loop while it r
 so threads are never shared. :attr:`ThreadExecutor.capacity` has one unit per thread,
 so the pool runners never queue more tasks than there are threads; tasks submitted
 beyond that (standalone use) wait in a FIFO queue on the executor.
+
+Waitable tasks (Dask's secede/rejoin): a task that parks in ``receive()`` keeps its
+thread, which *secedes* from the pool -- it stops counting as one of the
+``max_workers`` -- and the executor puts a spare thread in its place (the runner
+gave the task's unit of :attr:`ThreadExecutor.capacity` back): one from its reserve,
+else a new one. When the task resumes its thread *rejoins*; a thread that finishes a
+task while the pool has more than ``max_workers`` members leaves it, as does a
+seceded thread whose task ends: into the reserve, idle, for the next task that
+parks (creating a thread and its loop costs a millisecond or so), unless the
+reserved and seceded threads reach ``max_waiting``: then it retires (its loop stops,
+the thread exits). So the executor has at most ``max_workers + max_waiting + 1``
+threads; :meth:`ThreadExecutor.aclose` stops them all.
 """
 
 from __future__ import annotations
@@ -37,9 +49,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .._exceptions import NotWaitableError, WaitLimitError
 from .._util import check_int
 from ..capacity import CapacitySource
 from ..runners._envelope import EnvelopeType
+from ..runners._waitable import Waitable
 from ._base import (
     BaseTaskHandle,
     Executor,
@@ -50,6 +64,7 @@ from ._base import (
     as_task_events,
 )
 from ._drive import Credits, drive, run_sync_step
+from ._inbox import Inbox
 
 __all__ = ["ThreadExecutor"]
 
@@ -59,6 +74,8 @@ _INTERMEDIATE = EnvelopeType.INTERMEDIATE
 _FINAL = EnvelopeType.FINAL
 _ERROR = EnvelopeType.ERROR
 _BEGAN = "BEGAN"
+_PARKED = "PARKED"  # a waitable task waits in receive(): value (received, timeout)
+_RECEIVED = "RECEIVED"  # a waitable task took messages: value, how many in all
 
 YIELD_EVERY = 0.005
 """Seconds a sync generator runs before its thread's loop gets a turn (its values are
@@ -132,6 +149,11 @@ class ThreadExecutor(Executor):
         credit_window: INTERMEDIATE envelopes a task may have unread before it is
             paused (>= 1).
         thread_name_prefix: the threads are named ``f"{prefix}-{i}"``.
+        max_waiting: how many waitable tasks may wait in ``receive()`` at once, each
+            keeping its (seceded) thread while the pool runs ``max_workers`` others;
+            a task that would wait beyond that gets :class:`~pullpush.WaitLimitError`
+            from ``receive``. Threads that hosted waiting tasks are kept, idle, for the
+            next ones (within the same bound).
 
     The threads start in :meth:`start` (which binds the executor to the running
     loop: every later ``submit`` must come from that loop) and are joined by
@@ -150,6 +172,7 @@ class ThreadExecutor(Executor):
             worker.stop()
 
     reports_starts = True
+    runs_waitables = True
 
     def __init__(
         self,
@@ -157,6 +180,7 @@ class ThreadExecutor(Executor):
         *,
         credit_window: int = 256,
         thread_name_prefix: str = "pullpush",
+        max_waiting: int = 256,
     ) -> None:
         super().__init__()
         if max_workers is None:
@@ -168,6 +192,7 @@ class ThreadExecutor(Executor):
                 f"thread_name_prefix must be a str, got {type(thread_name_prefix).__name__}"
             )
         self.thread_name_prefix = thread_name_prefix
+        self.max_waiting = check_int("max_waiting", max_waiting, minimum=0)
         self._capacity = CapacitySource(self.max_workers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: list[_ThreadWorker] = []
@@ -178,6 +203,15 @@ class ThreadExecutor(Executor):
         self._lock = threading.Lock()
         self._pending: deque[_ThreadTask] = deque()
         self._idle: list[_ThreadWorker] = []
+        # Invariant: _members counts the threads started and not retired that are not
+        # seceded (idle, running an active task, or starting); _waiting the seceded
+        # ones (each hosting a task parked in receive()).
+        self._members = 0
+        self._waiting = 0
+        self._spares = 0  # spare threads started so far (their names)
+        # Threads out of the pool, idle, kept to replace the next seceded ones (their
+        # loops run; they are neither members nor waiting).
+        self._reserve: list[_ThreadWorker] = []
         # Caller's thread only. Invariant: _tasks holds every task submitted whose
         # terminal event has not been delivered yet.
         self._tasks: set[_ThreadTask] = set()
@@ -207,6 +241,7 @@ class ThreadExecutor(Executor):
         self._loop = loop
         self._ready = ready = loop.create_future()
         readies = []
+        self._members = self.max_workers
         for index in range(self.max_workers):
             worker = _ThreadWorker(self, f"{self.thread_name_prefix}-{index}", loop)
             self._workers.append(worker)
@@ -276,14 +311,23 @@ class ThreadExecutor(Executor):
             )
         if asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("ThreadExecutor.submit called from another event loop than start()")
+        events = as_task_events(events)
+        if runner.__class__ is Waitable and not events.accepts_messages:
+            raise NotWaitableError(
+                f"{runner!r} is waitable: its receiver must accept messages "
+                "(run it in a pool runner)"
+            )
         task = _ThreadTask(
             task_id,
             runner,
-            as_task_events(events),
+            events,
             self.credit_window,
             self._task_ended,
             self._unqueue,
         )
+        if runner.__class__ is Waitable:
+            task.inbox = inbox = Inbox(task_id, task.parked, task.received, blocking=True)
+            task.runner = runner.bind(inbox)
         self._tasks.add(task)
         with self._lock:
             if self._idle:
@@ -296,6 +340,49 @@ class ThreadExecutor(Executor):
         task.report_start()
         worker.loop.call_soon_threadsafe(task.start_in_worker)
         return task
+
+    def _secede(self, worker: _ThreadWorker) -> None:
+        """Worker thread: its task parks in ``receive()``; it leaves the pool."""
+        with self._lock:
+            if self._waiting >= self.max_waiting:
+                raise WaitLimitError(
+                    f"the ThreadExecutor hosts max_waiting={self.max_waiting} waiting tasks already"
+                )
+            self._waiting += 1
+            self._members -= 1
+            worker.seceded = True
+
+    def _rejoin(self, worker: _ThreadWorker) -> None:
+        """Caller's thread: a parked task resumes; its thread rejoins the pool."""
+        with self._lock:
+            if not worker.seceded:
+                return
+            worker.seceded = False
+            self._waiting -= 1
+            self._members += 1
+
+    def _replace_seceded(self) -> None:
+        """Caller's thread: a thread seceded; start a spare one if the pool is short."""
+        if self._closed or self._loop is None:
+            return
+        with self._lock:
+            if self._members >= self.max_workers:
+                return
+            self._members += 1
+            reserved = self._reserve.pop() if self._reserve else None
+        if reserved is not None:
+            try:
+                reserved.loop.call_soon_threadsafe(reserved._next)
+                return
+            except RuntimeError:  # pragma: no cover - its loop is closed: start one
+                pass
+        self._workers = [w for w in self._workers if w.thread.is_alive()]
+        self._spares += 1
+        worker = _ThreadWorker(
+            self, f"{self.thread_name_prefix}-spare-{self._spares}", self._loop, spare=True
+        )
+        self._workers.append(worker)
+        worker.thread.start()
 
     def _task_ended(self, task: _ThreadTask) -> None:
         """Caller's thread, a task's ``forget`` callback: ``task`` reports its end."""
@@ -313,10 +400,26 @@ class ThreadExecutor(Executor):
             task.state = _DROPPED
             return True
 
-    def _next_task(self, worker: _ThreadWorker) -> _ThreadTask | None:
-        """Worker thread, its task finished: hand it the next pending task, or put it
-        with the idle ones (``None``)."""
+    def _next_task(self, worker: _ThreadWorker) -> _ThreadTask | bool | None:
+        """Worker thread, its task finished (or a spare thread started): hand it the
+        next pending task, put it with the idle ones (``None``), or take it out of
+        the pool (it was seceded, or the pool has more members than ``max_workers``):
+        into the reserve of threads kept for the next secession (``True``), or, the
+        reserve full, retire it (``False``: its loop stops)."""
         with self._lock:
+            leaves = False
+            if worker.seceded:
+                worker.seceded = False
+                self._waiting -= 1
+                leaves = True
+            elif self._members > self.max_workers:
+                self._members -= 1
+                leaves = True
+            if leaves:
+                if len(self._reserve) + self._waiting < self.max_waiting:
+                    self._reserve.append(worker)
+                    return True
+                return False
             if self._pending:
                 following = self._pending.popleft()
                 following.worker = worker
@@ -343,10 +446,18 @@ class _ThreadWorker:
         "exited",
         "loop",
         "ready",
+        "seceded",
+        "spare",
         "thread",
     )
 
-    def __init__(self, executor: ThreadExecutor, name: str, caller: asyncio.AbstractEventLoop):
+    def __init__(
+        self,
+        executor: ThreadExecutor,
+        name: str,
+        caller: asyncio.AbstractEventLoop,
+        spare: bool = False,
+    ):
         # Weak: the thread must not keep its executor alive, so one dropped unclosed
         # is collected (and warns). A task that ends holds it (_ThreadTask.executor).
         self._executor = weakref.ref(executor)
@@ -364,6 +475,10 @@ class _ThreadWorker:
         # applied on this thread, and an apply is scheduled on ``loop`` exactly while
         # it is non-empty.
         self._acks: dict[_ThreadTask, int] = {}
+        # Whether its task is parked in receive() (under the executor's lock).
+        self.seceded = False
+        # Started in place of a seceded thread: it joins the pool once its loop runs.
+        self.spare = spare
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # -- the thread ---------------------------------------------------------------------------
@@ -380,6 +495,8 @@ class _ThreadWorker:
         self.loop = loop
         try:
             loop.call_soon(self._post_to_caller, _resolve, self.ready)
+            if self.spare:
+                loop.call_soon(self._next)
             loop.run_forever()
             # Stopped: every task has ended; what the runners spawned is cancelled.
             leftovers = asyncio.all_tasks(loop)
@@ -416,7 +533,18 @@ class _ThreadWorker:
         assert executor is not None  # task.forget holds it
         following = executor._next_task(self)
         self.post(task, kind, value)
-        if following is not None:
+        self._go_on(following)
+
+    def _next(self) -> None:
+        """Worker thread, a spare one just started: take a pending task or go idle."""
+        executor = self._executor()
+        if executor is not None:
+            self._go_on(executor._next_task(self))
+
+    def _go_on(self, following: _ThreadTask | bool | None) -> None:
+        if following is False:
+            self.loop.call_soon(self.loop.stop)  # retired: the thread exits
+        elif following is not None and following is not True:
             self.post(following, _BEGAN, None)
             self.loop.call_soon(following.start_in_worker)
 
@@ -455,6 +583,15 @@ class _ThreadWorker:
                         task.events.task_intermediates(task.task_id, value)
                 elif kind is _BEGAN:
                     task.report_start()
+                elif kind is _RECEIVED:
+                    if not task.ended:
+                        task.events.task_received(task.task_id, value)
+                elif kind is _PARKED:
+                    executor = self._executor()
+                    if executor is not None:
+                        executor._replace_seceded()
+                    if not task.ended:
+                        task.events.task_parked(task.task_id, *value)
                 elif kind is _FINAL:
                     task.report_end(None, value)
                 else:
@@ -492,6 +629,7 @@ class _ThreadTask(BaseTaskHandle):
         "context",
         "credit_window",
         "credits",
+        "inbox",
         "runner",
         "started",
         "state",
@@ -520,6 +658,22 @@ class _ThreadTask(BaseTaskHandle):
         self.credits: Credits | None = None
         self.atask: asyncio.Task[None] | None = None
         self.started = False
+        self.inbox: Inbox | None = None
+
+    # -- worker thread: a waitable task's inbox callbacks ----------------------------------
+
+    def parked(self, received: int, timeout: float | None) -> None:
+        worker = self.worker
+        assert worker is not None
+        executor = worker._executor()
+        assert executor is not None  # self.forget holds it
+        executor._secede(worker)
+        worker.post(self, _PARKED, (received, timeout))
+
+    def received(self, count: int) -> None:
+        worker = self.worker
+        assert worker is not None
+        worker.post(self, _RECEIVED, count)
 
     # -- worker thread ---------------------------------------------------------------------
 
@@ -594,6 +748,8 @@ class _ThreadTask(BaseTaskHandle):
             # It never ran and never will: it ends now.
             self.report_end(asyncio.CancelledError())
             return
+        if self.inbox is not None:
+            self.inbox.abort()  # a sync runner blocked in receive_blocking() wakes
         worker = self.worker
         assert worker is not None
         try:
@@ -605,3 +761,17 @@ class _ThreadTask(BaseTaskHandle):
         worker = self.worker
         if worker is not None and not self.ended and not self.cancel_requested:
             worker.post_ack(self, count)
+
+    def send(self, message: Any) -> None:
+        assert self.inbox is not None
+        self.inbox.put(message)
+
+    def resume(self, timed_out: bool = False) -> None:
+        """Caller's thread: the parked task goes on; its thread rejoins the pool."""
+        assert self.inbox is not None
+        worker = self.worker
+        assert worker is not None
+        executor = worker._executor()
+        if executor is not None:
+            executor._rejoin(worker)
+        self.inbox.grant(timed_out)

@@ -42,6 +42,12 @@ class EnvelopeType(str, enum.Enum):
     """The task's result; its last envelope."""
     ERROR = "ERROR"
     """The task failed; its last envelope."""
+    WAITING = "WAITING"
+    """A waitable task waits in ``receive()`` for a message, holding no capacity
+    (what a UI shows as "awaiting approval"); ``value``: ``None``."""
+    RESUMED = "RESUMED"
+    """A task that was WAITING holds its capacity again and goes on (a message came,
+    or its ``receive`` timed out); ``value``: ``None``."""
 
     def __str__(self) -> str:
         return self.value
@@ -61,10 +67,12 @@ class TaskProgressEnvelope(Generic[V, K]):
     ``V`` says.
 
     Attributes:
-        type: INTERMEDIATE, FINAL or ERROR.
+        type: INTERMEDIATE, FINAL or ERROR; WAITING and RESUMED for a waitable
+            task that parks in ``receive()`` and goes on (never its last envelope).
         task_id: an int that increases in start order, from 0.
         key: the task's key when it has one (``ScheduledTask.key``), else ``None``.
-        value: INTERMEDIATE: the value yielded; FINAL: the task's result; ERROR: ``None``.
+        value: INTERMEDIATE: the value yielded; FINAL: the task's result; ERROR,
+            WAITING, RESUMED: ``None``.
         error: ERROR: the exception (a worker's traceback chained as ``__cause__``).
     """
 
@@ -190,9 +198,9 @@ class EnvelopeBatch(Sequence[TaskProgressEnvelope[V, K]]):
     def groups(self) -> list[TaskProgressEnvelope[V, K] | IntermediateRun[V, K]]:
         """The batch as it is stored, in order: an :class:`IntermediateRun` for each
         task's consecutive INTERMEDIATE values, the :class:`TaskProgressEnvelope`
-        itself for each FINAL and ERROR. Both have ``type``, ``task_id`` and ``key``;
-        a run has ``values``, a FINAL ``value``, an ERROR ``error``. A new list each
-        call; no envelope is built."""
+        itself for each FINAL, ERROR, WAITING and RESUMED. Both have ``type``,
+        ``task_id`` and ``key``; a run has ``values``, a FINAL ``value``, an ERROR
+        ``error``. A new list each call; no envelope is built."""
         return list(self._groups)
 
     def __len__(self) -> int:

@@ -63,11 +63,19 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
             the process executor, a task submitted while no worker is ready (they
             are starting, e.g. in their initializer) is timed from submit until a
             worker takes it. Cancelling a task that has not started ends it at once.
+            A waitable task's clock counts active time only: it stops while the task
+            waits in ``receive()`` (bound that wait with ``receive(timeout=...)``).
         max_unread: how many envelopes may wait unread before the runner stops
             starting tasks (eager execution with a bounded results buffer).
         metrics: a :class:`~pullpush.RunnerMetricsCollector` to report tasks
             queued, running, completed and failed, their durations and the
             envelope rate to (``None``, the default: no hook is called).
+
+    Waitable tasks (:func:`~pullpush.waitable`; inline, thread, process executors): a task
+    waiting in ``ctx.receive()`` holds no capacity at any level and no executor slot
+    (a WAITING envelope); :meth:`send` / :meth:`send_nowait` deliver its messages,
+    and it re-acquires its unit (ahead of new tasks) before it resumes (a RESUMED
+    envelope). Cancelling a waiting task gives back nothing: it holds nothing.
     """
 
     # The overloads only infer V (first match wins: async generators, then generators,
@@ -211,12 +219,19 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
             raise
         try:
             capacity = self.capacity
-            await self._acquire_capacity(capacity.acquire(), capacity, 1)
+            await self._acquire_capacity(capacity.acquire(), capacity, 1, self._give_back)
         except BaseException:
             release_slot(slots)
             self._held = runner
             raise
         return Start(runner, slots, None, self.timeout)
+
+    def _give_back(self, _: Any) -> None:
+        self.capacity.release()
+
+    async def _reacquire(self, record: Running) -> None:
+        capacity = self.capacity
+        await self._acquire_capacity(capacity.acquire(), capacity, 1)
 
     def _release(self, record: Running) -> None:
         self.capacity.release()

@@ -19,6 +19,15 @@ Two pieces cooperate:
 
 Every task started ends in exactly one FINAL or ERROR envelope, unless the consumer
 stops early. Task ids increase in start order, from 0.
+
+Waitable tasks (:func:`~pullpush.waitable`) add a third piece, the **resumer**: a
+task parked in ``receive()`` gives back its capacity and executor slot (a WAITING
+envelope); :meth:`PoolRunner.send` queues its message and the task in the resume
+queue; the resumer, one asyncio task started when needed, re-acquires each queued
+task's slot and capacity in queue order, hands it its messages and lets it go on (a
+RESUMED envelope). Resuming tasks go ahead of new ones: while a task waits in the
+resume queue the dispatcher starts no new task, and a dispatcher already waiting for
+capacity steps back (its task stays first in line for after the resumes).
 """
 
 from __future__ import annotations
@@ -27,10 +36,15 @@ import asyncio
 import dataclasses
 import warnings
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, Generic
 
-from .._exceptions import TaskTimeoutError
+from .._exceptions import (
+    MessageNotReceivedError,
+    NotWaitableError,
+    TaskTimeoutError,
+    UnknownTaskError,
+)
 from .._sync import ParkingLot
 from .._util import check_int, check_seconds
 from ..capacity import CapacitySource, ResourceCapacitySource
@@ -48,7 +62,8 @@ from ._envelope import (
     take_batch,
 )
 from ._feed import TaskFeed, check_metrics
-from ._task import Running, ScheduledTask, Start
+from ._task import Mail, Running, ScheduledTask, Start
+from ._waitable import Waitable
 
 if TYPE_CHECKING:  # metrics
     from ..metrics import RunnerMetricsCollector
@@ -58,6 +73,13 @@ __all__ = ["RunnerStatistics"]
 _INTERMEDIATE = EnvelopeType.INTERMEDIATE
 _FINAL = EnvelopeType.FINAL
 _ERROR = EnvelopeType.ERROR
+_WAITING = EnvelopeType.WAITING
+_RESUMED = EnvelopeType.RESUMED
+
+
+class _Preempted(Exception):
+    """The dispatcher stepped back from a capacity wait for a resuming task."""
+
 
 # What one synchronous dispatch step did.
 STARTED, ENDED, MUST_WAIT = 0, 1, 2
@@ -131,6 +153,18 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         self._retried: set[int] = set()
         # Whether this run warned that its capacity admits nothing (once per run).
         self._stall_warned = False
+        # Waitable tasks. Invariant: _resumes holds, in order, the parked tasks that
+        # have a message (or a timed-out receive) and wait for their capacity; the
+        # resumer runs while it is not empty, and the dispatcher parks in _resume_gate.
+        self._resumes: deque[Running] = deque()
+        self._resumer: asyncio.Task[None] | None = None
+        self._resume_gate = ParkingLot()
+        self._by_key: dict[Any, int] = {}  # running waitable tasks with a key
+        self._parked = 0  # tasks parked (holding nothing), queued ones included
+        self._waitables = False  # whether a waitable task started in this run
+        # Set while the dispatcher waits for capacity (runs with waitables only): a
+        # resume queued resolves it, and the dispatcher steps back.
+        self._preempt: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.statistics()!r}>"
@@ -144,8 +178,14 @@ class PoolRunner(TaskEvents, Generic[V, K]):
 
     @property
     def running(self) -> int:
-        """How many tasks are in flight."""
+        """How many tasks are in flight (waiting ones included)."""
         return len(self._running)
+
+    @property
+    def waiting(self) -> int:
+        """How many tasks wait in ``receive()`` holding no capacity (those whose
+        message came and that wait for their capacity again included)."""
+        return self._parked
 
     @property
     def executor(self) -> Executor | None:
@@ -177,6 +217,10 @@ class PoolRunner(TaskEvents, Generic[V, K]):
     def task_resources(self, task_id: int, usage: Any) -> None:
         """What the executor measured a task using (``TaskEvents`` option); the
         scheduled runner reconciles costs with it."""
+
+    async def _reacquire(self, record: Running) -> None:
+        """Acquire again the capacity a parked task gave back (not its slot)."""
+        raise NotImplementedError
 
     async def _acquire_slot(self) -> CapacitySource | None:
         """Take one executor slot; return the slots it came from (``None``: the
@@ -211,6 +255,226 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         if record is not None and record.timer is not None:
             record.timer.cancel()
             record.timer = None
+
+    # -- waitable tasks -----------------------------------------------------------------------
+
+    @property
+    def accepts_messages(self) -> bool:
+        return True
+
+    def task_parked(self, task_id: int, received: int, timeout: float | None) -> None:
+        """A waitable task waits in ``receive()``: give back what it holds (a WAITING
+        envelope), unless a message is on its way to it already (then it goes on at
+        once, holding on to its capacity)."""
+        record = self._running.get(task_id)
+        if record is None or record.mail is None or record.handle is None:
+            return
+        mail = record.mail
+        self.task_received(task_id, received)
+        if mail.forwarded > received:
+            record.handle.resume()  # type: ignore[attr-defined]
+            return
+        if self._closing:
+            return  # it is being cancelled; it gives back what it holds as it ends
+        mail.parked = True
+        self._parked += 1
+        loop = asyncio.get_running_loop()
+        timer = record.timer
+        if timer is not None:  # the timeout counts active time only: stop its clock
+            timer.cancel()
+            record.timer = None
+            mail.left = max(0.0, timer.when() - loop.time())
+        else:
+            mail.left = None
+        self._release(record)
+        record.slots = None
+        if timeout is not None:
+            mail.receive_timer = loop.call_later(timeout, self._receive_timed_out, record)
+        self._emit(make_envelope(_WAITING, task_id, record.key, None))
+
+    def task_received(self, task_id: int, received: int) -> None:
+        record = self._running.get(task_id)
+        if record is None or record.mail is None:
+            return
+        mail = record.mail
+        mail.received = received
+        waiters = mail.waiters
+        while waiters and waiters[0][0] <= received:
+            future = waiters.popleft()[1]
+            if not future.done():
+                future.set_result(None)
+
+    def send_nowait(self, task: Any, message: Any) -> None:
+        """Send ``message`` to the running waitable task ``task`` (its id, or its
+        :class:`ScheduledTask` key: a key shadows an equal id); it receives it after
+        the messages sent to it before, exactly once.
+
+        A task parked in ``receive()`` is queued to resume: the runner re-acquires its
+        capacity and slot, ahead of new tasks, then hands it the message. A message
+        the task never takes (it ends first) is reported: ``await send`` raises
+        :class:`~pullpush.MessageNotReceivedError`, and ``send_nowait``'s messages
+        get a ``RuntimeWarning`` when the task ends (not when the run is being closed).
+
+        Raises:
+            UnknownTaskError: no task of this runner runs under that id or key now
+                (never started, or ended).
+            NotWaitableError: the task's runner is not :func:`~pullpush.waitable`.
+        """
+        self._deliver(self._find(task), message)
+
+    async def send(self, task: Any, message: Any) -> None:
+        """Send ``message`` to the running waitable task ``task``, as
+        :meth:`send_nowait` does, and wait until the task has taken it from its
+        inbox; :class:`~pullpush.MessageNotReceivedError` if it ends first.
+
+        Awaiting is optional in effect: the message is queued before the first
+        ``await``; the wait only tells when (and whether) the task took it. Do not
+        await it from the loop that reads ``run_tasks()`` if the task cannot resume
+        until more envelopes are read (``max_unread``)."""
+        record = self._find(task)
+        mail = self._deliver(record, message)
+        if mail.received >= mail.sent:
+            return
+        future = asyncio.get_running_loop().create_future()
+        mail.waiters.append((mail.sent, future))
+        await future
+
+    def _find(self, task: Any) -> Running:
+        task_id = self._by_key.get(task) if task is not None else None
+        if task_id is None:
+            task_id = task if isinstance(task, int) and not isinstance(task, bool) else None
+        record = self._running.get(task_id) if task_id is not None else None
+        if record is None:
+            if isinstance(task_id, int) and 0 <= task_id < self._next_id:
+                raise UnknownTaskError(f"task {task_id} of runner {self.name!r} has ended")
+            raise UnknownTaskError(f"runner {self.name!r} runs no task {task!r}")
+        if record.mail is None:
+            raise NotWaitableError(
+                f"task {record.task_id} of runner {self.name!r} is not waitable: wrap its "
+                "runner with pullpush.waitable() to send it messages"
+            )
+        return record
+
+    def _deliver(self, record: Running, message: Any) -> Mail:
+        mail = record.mail
+        assert mail is not None
+        mail.sent += 1
+        if mail.parked or record.handle is None:
+            mail.held.append(message)
+            if mail.parked and not mail.queued:
+                self._queue_resume(record)
+        else:
+            mail.forwarded += 1
+            record.handle.send(message)  # type: ignore[attr-defined]
+        return mail
+
+    def _receive_timed_out(self, record: Running) -> None:
+        mail = record.mail
+        assert mail is not None
+        mail.receive_timer = None
+        if mail.parked and record.task_id in self._running:
+            mail.timed_out = True
+            if not mail.queued:
+                self._queue_resume(record)
+
+    def _queue_resume(self, record: Running) -> None:
+        if self._closing:
+            return  # every task is being cancelled: none resumes
+        assert record.mail is not None
+        record.mail.queued = True
+        self._resumes.append(record)
+        preempt = self._preempt
+        if preempt is not None and not preempt.done():
+            preempt.set_result(None)
+        if self._resumer is None or self._resumer.done():
+            self._resumer = asyncio.ensure_future(self._resume_queued())
+
+    async def _resume_queued(self) -> None:
+        """The resumer: re-acquire the queued tasks' slots and capacity, in order,
+        and let them go on."""
+        resumes, running = self._resumes, self._running
+        try:
+            while resumes:
+                record = resumes[0]
+                if running.get(record.task_id) is not record:
+                    resumes.popleft()  # it ended while parked (cancelled)
+                    continue
+                slots = await self._acquire_slot()
+                try:
+                    await self._reacquire(record)
+                except BaseException:
+                    release_slot(slots)
+                    raise
+                if resumes and resumes[0] is record:
+                    resumes.popleft()
+                record.slots = slots
+                if running.get(record.task_id) is not record or self._closing:
+                    self._release(record)  # it ended meanwhile: give back, unused
+                    record.slots = None
+                    continue
+                self._resume(record)
+        finally:
+            self._resume_gate.unpark_all()
+
+    def _resume(self, record: Running) -> None:
+        """Hand a parked task, its capacity held again, its messages; let it go on."""
+        mail = record.mail
+        handle: Any = record.handle
+        assert mail is not None and handle is not None
+        mail.parked = mail.queued = False
+        self._parked -= 1
+        if mail.receive_timer is not None:
+            mail.receive_timer.cancel()
+            mail.receive_timer = None
+        timed_out = mail.timed_out and not mail.held
+        mail.timed_out = False
+        while mail.held:
+            mail.forwarded += 1
+            handle.send(mail.held.popleft())
+        if mail.left is not None and record.timeout is not None:
+            record.timer = asyncio.get_running_loop().call_later(
+                mail.left, self._time_out, record.task_id, record.timeout
+            )
+        self._emit(make_envelope(_RESUMED, record.task_id, record.key, None))
+        handle.resume(timed_out)
+
+    def _close_mail(self, record: Running, mail: Mail) -> None:
+        """A waitable task ended: give back what it holds (nothing if parked) and
+        settle its messages."""
+        if mail.parked:
+            self._parked -= 1
+        else:
+            self._release(record)
+        if mail.receive_timer is not None:
+            mail.receive_timer.cancel()
+        key = record.key
+        if key is not None and self._by_key.get(key) == record.task_id:
+            del self._by_key[key]
+        missed = mail.sent - mail.received
+        if not missed:
+            return
+        awaited = 0
+        for number, future in mail.waiters:
+            awaited += 1
+            if not future.done():
+                future.set_exception(
+                    MessageNotReceivedError(
+                        f"task {record.task_id} ended before it received message {number} "
+                        f"of the {mail.sent} sent to it"
+                    )
+                )
+        mail.waiters.clear()
+        if missed > awaited and not self._closing:
+            message = (
+                f"task {record.task_id} of runner {self.name!r} ended with {missed} "
+                f"message{'s' if missed != 1 else ''} sent to it that it never received"
+            )
+            try:
+                warnings.warn(message, RuntimeWarning, stacklevel=1)
+            except Warning as error:  # -W error: not raised into the executor's report
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": message, "exception": error}
+                )
 
     def task_intermediate(self, task_id: int, value: Any) -> None:
         record = self._running.get(task_id)
@@ -257,7 +521,11 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             return None
         if record.timer is not None:
             record.timer.cancel()
-        self._release(record)
+        mail = record.mail
+        if mail is None:
+            self._release(record)
+        else:
+            self._close_mail(record, mail)
         if self.metrics is not None:  # metrics
             self.metrics.on_task_ended(task_id)
         if self._closing:
@@ -290,12 +558,18 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         while True:
             while self._unread >= self.max_unread:
                 await room.park()
+            if self._resumes:  # resuming tasks go first
+                await self._resume_gate.park()
+                continue
             step = self._dispatch_now()
             if step == STARTED:
                 continue
             if step == ENDED:
                 return
-            start = await self._next_start()
+            try:
+                start = await self._next_start()
+            except _Preempted:
+                continue
             if start is None:
                 return
             if isinstance(start, TaskProgressEnvelope):
@@ -329,6 +603,21 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         record = Running(task_id, key, slots, scheduled, cost)
         # The record exists before submit: an executor may report at once.
         self._running[task_id] = record
+        if runner.__class__ is Waitable:
+            record.mail = Mail()
+            self._waitables = True
+            if key is not None:
+                self._by_key[key] = task_id
+            if not executor.runs_waitables:
+                self.task_error(
+                    task_id,
+                    NotWaitableError(
+                        f"task {task_id} is waitable ({runner!r}) and the {executor.name} "
+                        "executor cannot run waitable task runners (the inline, thread and "
+                        "process executors can)"
+                    ),
+                )
+                return
         if self.metrics is not None:  # metrics
             self.metrics.on_task_started(task_id)
         record.timeout = timeout
@@ -362,9 +651,21 @@ class PoolRunner(TaskEvents, Generic[V, K]):
     nothing; the warning names the capacity and any level whose limit can never
     admit the task."""
 
-    async def _acquire_capacity(self, acquire: Any, capacity: Any, cost: Any) -> Any:
+    async def _acquire_capacity(
+        self,
+        acquire: Any,
+        capacity: Any,
+        cost: Any,
+        give_back: Callable[[Any], None] | None = None,
+    ) -> Any:
         """Await ``acquire`` (the capacity's acquire of ``cost``); if it waits for
-        :attr:`stall_warning` seconds while nothing of this runner is in flight, warn."""
+        :attr:`stall_warning` seconds while nothing of this runner is in flight, warn.
+
+        With ``give_back`` (the dispatcher's waits, in a run with waitable tasks), a
+        resume queued meanwhile preempts the wait: what it acquired after all goes back
+        through ``give_back(result)`` and :class:`_Preempted` is raised."""
+        if give_back is not None and self._waitables:
+            acquire = self._preemptible(acquire, give_back)
         if self._running or self._stall_warned:
             return await acquire
         timer = asyncio.get_running_loop().call_later(
@@ -374,6 +675,25 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             return await acquire
         finally:
             timer.cancel()
+
+    async def _preemptible(self, acquire: Any, give_back: Callable[[Any], None]) -> Any:
+        if self._resumes:
+            acquire.close()
+            raise _Preempted
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(acquire)
+        preempt = self._preempt = loop.create_future()
+        try:
+            await asyncio.wait((task, preempt), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the dispatcher is cancelled
+            self._preempt = None
+            await _abandon(task, give_back)
+            raise
+        self._preempt = None
+        if not task.done():
+            await _abandon(task, give_back)
+            raise _Preempted
+        return task.result()
 
     def _warn_stalled(self, capacity: Any, cost: Any) -> None:
         if self._running or self._stall_warned or self._closing:
@@ -566,7 +886,11 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             if dispatcher is not None and not dispatcher.done():
                 dispatcher.cancel()
                 await asyncio.gather(dispatcher, return_exceptions=True)
-            self._closing = True
+            self._closing = True  # from here on, no task is queued to resume
+            resumer = self._resumer
+            if resumer is not None and not resumer.done():
+                resumer.cancel()
+                await asyncio.gather(resumer, return_exceptions=True)
             self._on_shutdown()
             for record in list(self._running.values()):
                 if record.handle is not None:
@@ -581,11 +905,22 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             self._buffer.clear()
             self._unread = 0
             self._retried.clear()
+            self._resumes.clear()
+            self._resumer = None
+            self._resume_gate.unpark_all()
             self._room.unpark_all()
             self._executor = None
             self._active = False
             if owned:
                 await executor.aclose()
+
+
+async def _abandon(task: asyncio.Task[Any], give_back: Callable[[Any], None]) -> None:
+    """Cancel a capacity acquire; give back what it acquired if it won the race."""
+    task.cancel()
+    outcomes: Any = await asyncio.gather(task, return_exceptions=True)
+    if not isinstance(outcomes[0], BaseException):
+        give_back(outcomes[0])
 
 
 def release_slot(slots: CapacitySource | None) -> None:

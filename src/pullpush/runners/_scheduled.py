@@ -14,7 +14,7 @@ from ..capacity import CapacitySource, ResourceCapacitySource
 from ..scheduling import NodeState
 from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope
 from ._feed import END
-from ._pool import PoolRunner, release_slot
+from ._pool import PoolRunner, _Preempted, release_slot
 from ._task import DEFAULT_COST, RetryPolicy, Running, ScheduledTask, Start, TaskSource
 
 if TYPE_CHECKING:
@@ -48,7 +48,9 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
             int ``n`` stands for ``ResourceCapacitySource({"capacity": n})``, which
             tasks of the default cost (``{"capacity": 1}``) take one unit of.
         executor, timeout, max_unread, metrics, workers: as for
-            :class:`HierarchicalTaskPoolRunner`.
+            :class:`HierarchicalTaskPoolRunner` (waitable tasks included: a task
+            waiting in ``receive()`` gives back its whole cost and re-acquires it,
+            ahead of new tasks, before it resumes; :meth:`send` takes its key).
         backfill: when the head task cannot be afforded now, start the first of the
             next ``backfill`` tasks that can (0, the default, keeps strict order).
         retry: for a dependency source (one with ``complete``/``fail``/``abort``, e.g.
@@ -185,6 +187,10 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
         timeout = task.timeout if task.timeout is not None else self.timeout
         return Start(task.runner, slots, task.key, timeout, task, cost)
 
+    async def _reacquire(self, record: Running) -> None:
+        capacity = self.capacity
+        await self._acquire_capacity(capacity.acquire(record.cost), capacity, record.cost)
+
     def _release(self, record: Running) -> None:
         self.capacity.release(record.cost)
         if record.slots is not None:
@@ -299,9 +305,13 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
         """
         if self.backfill:
             await self.capacity.wait_obj.wait()
+            if self._resumes:
+                raise _Preempted  # resuming tasks first (the slot goes back meanwhile)
             return False
         capacity = self.capacity
-        await self._acquire_capacity(capacity.acquire(cost), capacity, cost)
+        await self._acquire_capacity(
+            capacity.acquire(cost), capacity, cost, lambda _: self._give_back(cost)
+        )
         return True
 
     def _give_back(self, cost: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -96,10 +97,60 @@ class RetryPolicy:
         return max(0.0, base * (1 + self.jitter * (2 * rng() - 1)))
 
 
+class Mail:
+    """The runner's side of a waitable task's messages (``Running.mail``).
+
+    Invariants: ``sent`` counts the messages accepted for the task, in send order;
+    ``held`` holds the last ``sent - forwarded`` of them (kept while the task is
+    parked, handed to the executor when it resumes); ``received <= forwarded``
+    counts those the task took. ``waiters`` holds, in order, ``(n, future)`` for each
+    ``await send`` of message number ``n`` (from 1) not yet received.
+    """
+
+    __slots__ = (
+        "forwarded",
+        "held",
+        "left",
+        "parked",
+        "queued",
+        "receive_timer",
+        "received",
+        "sent",
+        "timed_out",
+        "waiters",
+    )
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.forwarded = 0
+        self.received = 0
+        self.held: deque[Any] = deque()
+        self.waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        # Whether the task is parked in receive(), holding nothing (until it resumes).
+        self.parked = False
+        # Whether it is in the runner's queue of tasks to resume.
+        self.queued = False
+        # Whether its receive's timeout expired while it was parked.
+        self.timed_out = False
+        self.receive_timer: asyncio.TimerHandle | None = None
+        # Seconds of the task's timeout left when it parked (None: no timeout clock).
+        self.left: float | None = None
+
+
 class Running:
     """A task in flight, from submit to its terminal event."""
 
-    __slots__ = ("cost", "handle", "key", "scheduled", "slots", "task_id", "timeout", "timer")
+    __slots__ = (
+        "cost",
+        "handle",
+        "key",
+        "mail",
+        "scheduled",
+        "slots",
+        "task_id",
+        "timeout",
+        "timer",
+    )
 
     def __init__(
         self,
@@ -120,6 +171,8 @@ class Running:
         # Seconds the task may run (None: no limit); its timer starts when it starts.
         self.timeout: float | None = None
         self.timer: asyncio.TimerHandle | None = None
+        # A waitable task's messages (None: the task cannot receive).
+        self.mail: Mail | None = None
 
 
 class Start:

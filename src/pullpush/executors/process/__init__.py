@@ -8,7 +8,8 @@ start, watch, reap, escalate, respawn), ``_forks`` (fds, forks, starter threads)
 ``_protocol`` (messages, frames, pipe I/O), ``_pickling`` (values to bytes, out of
 band when large), ``_shm`` (the payload arena: large buffers of calls in shared
 memory), ``_sizes`` (what a call weighs); in the worker: ``_worker`` (its
-loop), ``_child`` (dying with the parent, memory), ``_report`` (errors as text).
+loop), ``_child`` (dying with the parent, memory), ``_report`` (errors as text),
+``_mailbox`` (a waitable task's messages, and its wait in ``receive()``).
 
 Data flow (the module holding each step in brackets)::
 

@@ -11,6 +11,7 @@ from ...capacity import CapacitySource
 from . import _pickling as pickling
 from . import _protocol as wire
 from . import _shm
+from ._handle import send_message
 from ._spawn import _DEAD, _READY, _RETIRING, _STARTING
 
 if TYPE_CHECKING:
@@ -86,8 +87,12 @@ class _DispatchMixin:
                 # Ready only: a task waits for a worker's start-up (its initializer)
                 # here, where cancelling it ends it at once.
                 if worker.state == _READY and worker.isolating is None:
-                    load = len(worker.tasks)
-                    if load < best_load and (
+                    load = len(worker.tasks) - worker.waiting
+                    if load == best_load and best is not None and worker.waiting < best.waiting:
+                        # As loaded (waiting tasks do not count): the one hosting fewer
+                        # waiting tasks, so that waiting tasks spread over the workers.
+                        best = worker
+                    elif load < best_load and (
                         load < ahead
                         or (
                             worker.bytes + size <= _PREFETCH_BYTES
@@ -151,6 +156,9 @@ class _DispatchMixin:
             worker.writer.send_alone(message)
         else:
             worker.writer.send(message)
+        if task.messages:  # a waitable task's messages so far, after its call
+            for encoded in task.messages:
+                send_message(worker, encoded)
         task.worker = worker
         worker.tasks[task.wire_id] = task
         task.seq = worker.sent

@@ -20,12 +20,14 @@ from typing import Any
 from ..._exceptions import (
     BrokenExecutorError,
     ExecutorClosedError,
+    NotWaitableError,
     TaskPicklingError,
     WorkerCrashedError,
 )
 from ..._util import check_int, check_seconds
 from ...capacity import CapacitySource
-from .._base import Executor, TaskEvents, TaskHandle, TaskRunner
+from ...runners._waitable import Waitable
+from .._base import Executor, TaskEvents, TaskHandle, TaskRunner, as_task_events
 from . import _forks, _shm
 from . import _pickling as pickling
 from . import _protocol as wire
@@ -113,6 +115,16 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
             ``memory_mb`` cost with it. The peak is the worker process's, baseline
             included (about 20 MiB), so with ``tasks_per_worker > 1`` it covers every
             task running there at the time.
+        max_waiting: waitable tasks (:func:`~pullpush.waitable`) a worker may host
+            while they wait in ``receive()`` (default 64). A waiting task stays
+            resident in its worker's loop (awaiting a future: no CPU) but counts
+            against none of its ``tasks_per_worker`` running slots, and the runner
+            gives its unit of :attr:`capacity` back; a task that would wait beyond
+            ``max_waiting`` gets :class:`~pullpush.WaitLimitError` from ``receive``.
+            Messages travel on the worker's call pipe; a worker that dies fails its
+            waiting tasks with :class:`WorkerCrashedError`, as its running ones.
+            (``receive_blocking`` is refused: a sync runner would block the loop
+            that reads its messages.)
         max_crash_retries: times a plain task runs again when its worker died after
             running it but before sending its result (at least once: the result was
             lost; a task that streamed values never runs again). It runs again alone
@@ -139,6 +151,7 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
     _restartable = True
 
     reports_starts = True
+    runs_waitables = True
 
     def __init__(
         self,
@@ -156,6 +169,7 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         kill_grace: float = 1.0,
         measure_memory: bool = False,
         max_crash_retries: int = 2,
+        max_waiting: int = 64,
     ) -> None:
         super().__init__()
         self.max_workers = (
@@ -197,6 +211,7 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
             raise TypeError(f"measure_memory must be a bool, got {type(measure_memory).__name__}")
         self.measure_memory = measure_memory
         self.max_crash_retries = check_int("max_crash_retries", max_crash_retries, minimum=0)
+        self.max_waiting = check_int("max_waiting", max_waiting, minimum=0)
         self._capacity = CapacitySource(self._slots())
         self._workers: list[_Worker] = []
         self._pending: deque[_ProcTask] = deque()
@@ -478,6 +493,14 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
             task_id, self._next_wire_id, events, self._forget, self._stop, self._schedule_flush
         )
         self._next_wire_id += 1
+        if runner.__class__ is Waitable:
+            if not as_task_events(events).accepts_messages:
+                raise NotWaitableError(
+                    f"{runner!r} is waitable: its receiver must accept messages "
+                    "(run it in a pool runner)"
+                )
+            task.messages = []
+            runner = runner.for_task(task_id)
         if self._broken is not None:
             error = BrokenExecutorError(f"the ProcessExecutor is broken: {self._broken}")
             self._fail(task, error)
@@ -524,6 +547,9 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
                 worker.seconds -= task.estimate
             else:
                 worker.seconds = 0.0  # no rounding error left behind
+        if task.parked and worker is not None:
+            task.parked = False
+            worker.waiting -= 1
         task.worker = None
         if task.escalation is not None:
             task.escalation.cancel()

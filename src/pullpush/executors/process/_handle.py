@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .._base import BaseTaskHandle, as_task_events
 from . import _pickling as pickling
 from . import _protocol as wire
+from ._report import pickling_error
 
 if TYPE_CHECKING:
     from ._spawn import _Worker
@@ -17,6 +18,14 @@ if TYPE_CHECKING:
 _Call = tuple[tuple[Any, ...], "int | None", "pickling.Blob | None"]
 """A task's call, ready to be sent: the message, and the function it needs defined in
 the worker first (id and blob), if any."""
+
+
+def send_message(worker: _Worker, message: tuple[Any, ...]) -> None:
+    """Queue a MESSAGE or MESSAGE_BLOB on ``worker``'s call pipe (a large blob alone)."""
+    if message[0] == wire.MESSAGE_BLOB and pickling.is_large(message[2]):
+        worker.writer.send_alone(message)
+    else:
+        worker.writer.send(message)
 
 
 class _ProcTask(BaseTaskHandle):
@@ -35,8 +44,11 @@ class _ProcTask(BaseTaskHandle):
         "estimate",
         "flush",
         "kind",
+        "messages",
+        "parked",
         "received",
         "region",
+        "resident",
         "seen_running",
         "seq",
         "size",
@@ -101,6 +113,43 @@ class _ProcTask(BaseTaskHandle):
         # The payload arena's region holding its call's buffers, (offset, size), from
         # its first send until it ended (a call sent again reuses it); None: none.
         self.region: tuple[int, int] | None = None
+        # A waitable task's messages, encoded, in send order (None: not waitable): all
+        # of them go after its CALL, to whichever worker it is sent (again, after a
+        # crash before it started). Whether it is parked in receive() in its worker.
+        self.messages: list[tuple[Any, ...]] | None = None
+        self.parked = False
+        # Whether it is known to have started in its worker (it said PARKED or
+        # RECEIVED): then it never runs elsewhere, and its messages need no copy.
+        self.resident = False
+
+    def send(self, message: Any) -> None:
+        """Queue ``message`` for the task (after its CALL, on its worker's call pipe)."""
+        assert self.messages is not None
+        if type(message) in wire.RAW_TYPES and not pickling.large_raw((message,)):
+            encoded: tuple[Any, ...] = (wire.MESSAGE, self.wire_id, message)
+        else:
+            try:
+                blob = pickling.dumps_blob(pickling.wrap_large(message))
+            except BaseException as error:
+                raise pickling_error("a message", error, message) from None
+            encoded = (wire.MESSAGE_BLOB, self.wire_id, blob)
+        if not self.resident:
+            self.messages.append(encoded)
+        worker = self.worker
+        if worker is not None:
+            send_message(worker, encoded)
+            self.flush(worker)
+
+    def resume(self, timed_out: bool = False) -> None:
+        """The parked task goes on (the runner holds a slot for it again)."""
+        worker = self.worker
+        if worker is None:
+            return
+        if self.parked:
+            self.parked = False
+            worker.waiting -= 1
+        worker.writer.send((wire.RESUME, self.wire_id, timed_out))
+        self.flush(worker)
 
     def cancel(self, error: BaseException | None = None) -> None:
         if self.request_cancel(error):

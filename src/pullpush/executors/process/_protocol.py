@@ -38,6 +38,12 @@ offset and sizes in the message (see ``_shm.py``).
     (WATCH, task_id)                        say STARTED when task_id starts (sent just
                                             before its CALL, only for a task queued
                                             behind others whose submitter listens)
+    (MESSAGE, task_id, value)               a message for a waitable task (after its
+                                            CALL), raw
+    (MESSAGE_BLOB, task_id, blob)           the same, pickled on its own
+    (RESUME, task_id, timed_out)            a PARKED task goes on (its capacity is held
+                                            again): with its next message, or, none there
+                                            and timed_out, with TimeoutError
 
 Worker to parent, on the **result pipe**::
 
@@ -57,6 +63,10 @@ Worker to parent, on the **result pipe**::
     (RETIRE, reason)                        replace me (e.g. over max_worker_memory)
     (STARTED, task_id)                      a watched task began running
     (INIT_FAILED, type_name, message, traceback_text)
+    (PARKED, task_id, received, timeout)    a waitable task waits in receive(), its
+                                            inbox empty, having taken ``received``
+                                            messages; it runs no more until RESUME
+    (RECEIVED, task_id, received)           it has taken ``received`` messages in all
 """
 
 from __future__ import annotations
@@ -81,6 +91,11 @@ __all__ = [
     "INIT_FAILED",
     "INTERMEDIATE",
     "INTERMEDIATE_BLOB",
+    "MESSAGE",
+    "MESSAGE_BLOB",
+    "PARKED",
+    "RECEIVED",
+    "RESUME",
     "RAW_TYPES",
     "READY",
     "RETIRE",
@@ -104,6 +119,9 @@ CANCEL: Final = 6
 CREDIT: Final = 7
 STOP: Final = 8
 WATCH: Final = 9
+MESSAGE: Final = 10
+MESSAGE_BLOB: Final = 11
+RESUME: Final = 12
 # worker -> parent
 READY: Final = 20
 INTERMEDIATE: Final = 21
@@ -114,6 +132,8 @@ ERROR: Final = 25
 RETIRE: Final = 26
 INIT_FAILED: Final = 27
 STARTED: Final = 28
+PARKED: Final = 29
+RECEIVED: Final = 30
 
 RAW_TYPES: Final[frozenset[type]] = frozenset({int, float, str, bytes, bool, type(None)})
 """Types whose values travel inside a frame as they are: unpickling them cannot fail."""

@@ -104,6 +104,19 @@ class _ResultsMixin:
             _, wire_id, blob, type_name, text, traceback_text, peak_mib, attributes = message
             remote = _RemoteError(blob, type_name, text, traceback_text, attributes)
             self._finish(worker, wire_id, remote, None, None, None, peak_mib)
+        elif kind == wire.PARKED:
+            _, wire_id, received, timeout = message
+            task = worker.tasks.get(wire_id)
+            if task is not None and not task.ended:
+                self._resident(task)
+                task.parked = True
+                worker.waiting += 1
+                task.events.task_parked(task.task_id, received, timeout)
+        elif kind == wire.RECEIVED:
+            task = worker.tasks.get(message[1])
+            if task is not None and not task.ended:
+                self._resident(task)
+                task.events.task_received(task.task_id, message[2])
         elif kind == wire.STARTED:
             task = worker.tasks.get(message[1])
             if task is not None:
@@ -124,6 +137,14 @@ class _ResultsMixin:
             failure.__cause__ = RemoteTraceback(traceback_text)
             if self._init_failures >= _INIT_FAILURES_ALLOWED:
                 self._break(failure)
+
+    @staticmethod
+    def _resident(task: _ProcTask) -> None:
+        """``task`` started in its worker: it will not be sent elsewhere again."""
+        if not task.resident:
+            task.resident = True
+            if task.messages:
+                task.messages.clear()
 
     def _finish(
         self,

@@ -50,6 +50,9 @@ class _Worker:
         self.isolating: _ProcTask | None = None
         # Invariant: the tasks sent to this worker and not ended, by wire id, in send order.
         self.tasks: dict[int, _ProcTask] = {}
+        # Invariant: how many of ``tasks`` are parked in receive() (they do not count
+        # against its running slots).
+        self.waiting = 0
         # Invariant: the function ids this worker has cached (least recent first).
         self.defined: OrderedDict[int, None] = OrderedDict()
         self.sent = 0
@@ -82,6 +85,7 @@ class _SpawnMixin:
     if TYPE_CHECKING:  # what this room uses of the executor
         start_method: str
         tasks_per_worker: int
+        max_waiting: int
         credit_window: int
         cancel_grace: float
         kill_grace: float
@@ -114,9 +118,14 @@ class _SpawnMixin:
         says READY."""
         context = self._context
         call_reader, call_writer, result_reader, result_writer = _forks.worker_pipes(context)
-        worker.running = context.RawArray("q", [-1] * self.tasks_per_worker)
+        # A slot per running task, and per waiting one (it stays resident: a crash of its
+        # worker fails it).
+        slots = self.tasks_per_worker + self.max_waiting
+        worker.running = context.RawArray("q", [-1] * slots)
         worker.started = context.RawValue("q", -1)
         options = {
+            "tasks_per_worker": self.tasks_per_worker,
+            "max_waiting": self.max_waiting,
             "started": worker.started,
             "credit_window": self.credit_window,
             "max_memory": self.max_worker_memory,

@@ -48,9 +48,11 @@ from typing import Any
 import cloudpickle
 import uvloop
 
+from ...runners._waitable import Waitable
 from .._drive import Credits, drive, run_sync_step
 from . import _shm
 from ._child import PEAK, die_with_parent, keep_freed_memory, rss_bytes, watch_parent
+from ._mailbox import _Inbox
 from ._pickling import (
     blob_size,
     dumps,
@@ -75,8 +77,11 @@ from ._protocol import (
     FORGET,
     INIT_FAILED,
     INTERMEDIATE_BLOB,
+    MESSAGE,
+    MESSAGE_BLOB,
     RAW_TYPES,
     READY,
+    RESUME,
     RETIRE,
     STARTED,
     STOP,
@@ -205,8 +210,16 @@ class _Worker:
         self.functions: dict[int, Callable[..., Any]] = {}
         # Invariant: calls received and not started, in arrival order.
         self.queue: deque[tuple[Any, ...]] = deque()
-        # Invariant: the slots of ``running`` not used by a started task.
+        # Invariant: the slots of ``running`` not used by a started task. Waiting tasks
+        # (parked in receive()) keep theirs; ``active`` counts the others, at most
+        # ``tasks_per_worker`` of them (a resumed task may exceed it for a while: the
+        # parent's capacity holds a slot for it).
         self.free_slots: list[int] = list(range(len(running)))[::-1]
+        self.tasks_per_worker: int = options.get("tasks_per_worker", len(running))
+        self.max_waiting: int = options.get("max_waiting", 0)
+        self.active = 0
+        self.waiting = 0
+        self.inboxes: dict[int, _Inbox] = {}
         self.tasks: dict[int, _Task] = {}
         # Tasks whose start the parent wants to hear about (WATCH), not started yet.
         self.watched: set[int] = set()
@@ -274,6 +287,21 @@ class _Worker:
             self.end_if_idle()
         elif kind == WATCH:
             self.watched.add(message[1])
+        elif kind in (MESSAGE, MESSAGE_BLOB):
+            self.inbox(message[1]).put(kind, message[2])
+        elif kind == RESUME:
+            inbox = self.inboxes.get(message[1])
+            if inbox is not None:
+                inbox.resume()
+
+    def inbox(self, wire_id: int, task_id: int | None = None) -> _Inbox:
+        """The inbox of task ``wire_id`` (made on its first message or at its start)."""
+        inbox = self.inboxes.get(wire_id)
+        if inbox is None:
+            inbox = self.inboxes[wire_id] = _Inbox(self, wire_id, wire_id)
+        if task_id is not None:
+            inbox.task_id = task_id
+        return inbox
 
     def cancel(self, task_id: int) -> None:
         task = self.tasks.get(task_id)
@@ -289,6 +317,7 @@ class _Worker:
             if message[1] == task_id:
                 self.queue.remove(message)
                 self.arrivals.pop(task_id, None)
+                self.inboxes.pop(task_id, None)
                 self.watched.discard(task_id)
                 self.send_error(task_id, asyncio.CancelledError())
                 return
@@ -298,7 +327,7 @@ class _Worker:
     def start_queued(self) -> None:
         queue, free = self.queue, self.free_slots
         started = time.perf_counter()
-        while queue and free:
+        while queue and free and self.active < self.tasks_per_worker:
             self.start(queue.popleft(), free.pop())
             if self.unflushed and time.perf_counter() - started > FLUSH_AFTER:
                 self.flush()
@@ -308,6 +337,7 @@ class _Worker:
     def start(self, message: tuple[Any, ...], slot: int) -> None:
         task_id = message[1]
         self.running[slot] = task_id
+        self.active += 1
         arrival = self.arrivals.pop(task_id, None)
         if arrival is not None and self.started is not None:
             self.started.value = arrival
@@ -323,6 +353,9 @@ class _Worker:
             self.send_error(task_id, error)
             self.release(slot)
             return
+        if runner.__class__ is Waitable:
+            waitable: Any = runner
+            runner = waitable.bind(self.inbox(task_id, waitable.task_id))
         if self.measure_memory:
             PEAK.reset()
         started = time.perf_counter()
@@ -394,8 +427,12 @@ class _Worker:
             self.schedule_flush()
 
     def release(self, slot: int) -> None:
+        task_id = self.running[slot]
         self.running[slot] = -1
         self.free_slots.append(slot)
+        self.active -= 1
+        if self.inboxes:
+            self.inboxes.pop(task_id, None)
         if self.max_memory is not None:
             self.check_memory()
 
