@@ -1,7 +1,7 @@
 """The payload arena: large out-of-band buffers of calls through shared memory.
 
 A call's large values leave the pickle stream as ``pickle.PickleBuffer`` objects (see
-``_protocol.py``). Through the call pipe they cost the parent a ``writev`` per pipe's
+``_pickling.py``). Through the call pipe they cost the parent a ``writev`` per pipe's
 worth (1 MiB), each waiting for the worker to read the last one, and the worker reads
 its pipe only between tasks. The **arena** instead is one shared-memory segment per
 executor (a ``memfd``: anonymous, it disappears with the last process that maps it, so
@@ -16,7 +16,14 @@ when the parent learns the task ended (its FINAL or ERROR arrived, or its worker
 died): by then the worker has copied out what it needed, or never will. A call sent
 again after its worker died reuses its region as it is. When the arena has no room
 (or a call is larger than half of it), the call travels through the pipe as
-before: the arena only ever makes a call cheaper, never refuses one.
+before: the arena only ever makes a call cheaper, never refuses one. Results and
+streamed values take the result pipe (out of band, see ``_pickling.py``).
+
+Memory: the arena's pages a worker has read count in its resident memory (shared
+with the parent and the other workers; at most the arena's size, in practice what
+was in flight at most), and so in ``max_worker_memory``. A child forked from the
+parent (a ``fork`` worker of another executor, or any ``os.fork``) neither maps nor
+holds the arena (see :func:`_after_fork_in_child`).
 
 What the worker receives (:func:`loads_placed`): every buffer is copied once out of the
 segment into memory of the task's own, so nothing the task holds refers to the arena:
