@@ -6,7 +6,8 @@ lifecycle), ``_calls`` (call encoding, the per-worker function cache), ``_dispat
 to ``TaskEvents`` calls), ``_handle`` (the task handle), ``_spawn`` (worker processes:
 start, watch, reap, escalate, respawn), ``_forks`` (fds, forks, starter threads),
 ``_protocol`` (messages, frames, pipe I/O), ``_pickling`` (values to bytes, out of
-band when large), ``_sizes`` (what a call weighs); in the worker: ``_worker`` (its
+band when large), ``_shm`` (the payload arena: large buffers of calls in shared
+memory), ``_sizes`` (what a call weighs); in the worker: ``_worker`` (its
 loop), ``_child`` (dying with the parent, memory), ``_report`` (errors as text),
 ``_mailbox`` (a waitable task's messages, and its wait in ``receive()``).
 
@@ -43,8 +44,10 @@ Steps of a task:
    Small scalar arguments travel raw. Anything else -- a closure, lambda or bound
    method seen for the first time -- is cloudpickled whole with its call, and the
    worker frees it with the call. Large values (arguments, closure variables,
-   results) travel out of band: see ``_pickling.py``; a call carrying one travels in
-   a frame of its own.
+   results) travel out of band: see ``_pickling.py``. When the call is sent, a
+   call's out-of-band buffers are copied into the executor's payload arena (shared
+   memory mapped by every worker, ``_shm.py``) and only their place travels in the
+   pipe; without room there, a call carrying one travels in a frame of its own.
 2. The task waits in the parent's pending queue until a ready worker (its start-up
    and initializer done) has room, then its CALL is queued on that worker's call
    pipe; all calls queued during one turn of the event loop go out as one frame.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ...capacity import CapacitySource
 from . import _pickling as pickling
 from . import _protocol as wire
+from . import _shm
 from ._handle import send_message
 from ._spawn import _DEAD, _READY, _RETIRING, _STARTING
 
@@ -34,6 +35,7 @@ class _DispatchMixin:
         tasks_per_worker: int
         max_tasks_per_worker: int | None
         _adaptive: bool
+        _arena: _shm.Arena | None
         _capacity: CapacitySource
         _durations: dict[int, float]
         _loop: asyncio.AbstractEventLoop | None
@@ -182,6 +184,16 @@ class _DispatchMixin:
     def _send(self, worker: _Worker, task: _ProcTask) -> None:
         assert task.call is not None
         message, fn_id, fn_blob = task.call
+        arena = self._arena
+        if task.region is None and arena is not None and message[0] != wire.CALL:
+            placed = arena.place(message[-1])
+            if placed is not None:
+                # Its buffers are in the arena now; a call sent again (its worker died
+                # before starting it) finds them there (see _shm.py).
+                blob, offset, size = placed
+                message = (*message[:-1], blob)
+                task.call = message, fn_id, fn_blob
+                task.region = offset, size
         if fn_id is not None:
             defined = worker.defined
             if fn_id in defined:

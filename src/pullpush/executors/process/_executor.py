@@ -28,7 +28,7 @@ from ..._util import check_int, check_seconds
 from ...capacity import CapacitySource
 from ...runners._waitable import Waitable
 from .._base import Executor, TaskEvents, TaskHandle, TaskRunner, as_task_events
-from . import _forks
+from . import _forks, _shm
 from . import _pickling as pickling
 from . import _protocol as wire
 from ._calls import _call_size_and_kind, _CallsMixin
@@ -246,6 +246,9 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         self._unstarting = False
         self._workers_started = 0
         self._workers_lost = 0
+        # The payload arena (see _shm.py): from the first start to aclose; None where
+        # shared memory is not available (calls then take the pipes).
+        self._arena: _shm.Arena | None = None
 
     def __repr__(self) -> str:
         live = sum(w.state != _DEAD for w in self._workers)
@@ -317,6 +320,8 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         if self.start_method == "forkserver":
             _forks.preload_forkserver()
         _live_executors.add(self)
+        if self._arena is None:
+            self._arena = _shm.Arena.create(self.max_workers)
         self._workers = [_Worker(i, self.credit_window) for i in range(self.max_workers)]
         try:
             for worker in self._workers:
@@ -433,6 +438,13 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
                     await asyncio.wait(late, timeout=5.0)
         for worker in self._workers:
             self._release(worker)
+        self._close_arena()
+
+    def _close_arena(self) -> None:
+        """Unmap the payload arena (its workers are gone): no fd or memory is left."""
+        arena, self._arena = self._arena, None
+        if arena is not None:
+            arena.close()
 
     async def _aclose_orphaned(self) -> None:
         """Close an executor whose event loop is closed (an ``asyncio.run`` ended
@@ -457,6 +469,7 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
         await _wait_for_exits([w.process for w in live])
         for worker in self._workers:
             self._release(worker)
+        self._close_arena()
         _live_executors.discard(self)
 
     def _end_unreported(self, task: _ProcTask) -> None:
@@ -552,9 +565,13 @@ class ProcessExecutor(_ResultsMixin, _SpawnMixin, _DispatchMixin, _CallsMixin, E
 
     def _forget(self, task: _ProcTask) -> None:
         """``task`` ended (its handle's ``forget``): it no longer counts in its worker,
-        and its successor, if any, no longer waits for it (or, if it was itself
-        waiting for one, waits for that one)."""
+        its successor, if any, no longer waits for it (or, if it was itself waiting for
+        one, waits for that one), and its region of the payload arena is free (its
+        worker copied the call out of it, or died)."""
         after, successor = task.after, task.successor
+        region, task.region = task.region, None
+        if region is not None and self._arena is not None:
+            self._arena.free(*region)
         worker = task.worker
         if after is not None or successor is not None:
             if worker is not None:

@@ -33,14 +33,17 @@ def starters() -> concurrent.futures.ThreadPoolExecutor:
         return _starter_pool
 
 
-def start_process(process: Any, child_ends: list[Any], fork: bool) -> None:
+def start_process(
+    process: Any, child_ends: list[Any], fork: bool, keep: tuple[int, ...] = ()
+) -> None:
     """Start a worker's process (on a thread: it blocks for the fork), close the
     child's ends of its pipes here, then take it out of multiprocessing's list of
     children.
 
     ``fork``: the child is a copy of this process, with every fd open here. The start
     holds ``_fork_lock``, so no other worker's fd is being opened or closed meanwhile
-    and the child closes all of them (:func:`_after_fork_in_child`) but its own ends.
+    and the child closes all of them (:func:`_after_fork_in_child`) but its own ends
+    and ``keep`` (its payload arena's fd, see ``_shm.py``).
 
     ``Process.start()`` first polls every child in that list (``_cleanup``), from the
     thread it runs on. With the forkserver, polling reads the child's exit status from
@@ -52,7 +55,7 @@ def start_process(process: Any, child_ends: list[Any], fork: bool) -> None:
     try:
         if fork:
             with _fork_lock:
-                _forking.keep = {connection.fileno() for connection in child_ends}
+                _forking.keep = {connection.fileno() for connection in child_ends} | set(keep)
                 try:
                     process.start()
                 finally:

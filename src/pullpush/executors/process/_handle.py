@@ -48,6 +48,7 @@ class _ProcTask(BaseTaskHandle):
         "messages",
         "parked",
         "received",
+        "region",
         "resident",
         "seen_running",
         "seq",
@@ -111,6 +112,9 @@ class _ProcTask(BaseTaskHandle):
         self.size = 0  # small raw arguments (a CALL) count for nothing
         self.kind = 0
         self.estimate: float | None = None
+        # The payload arena's region holding its call's buffers, (offset, size), from
+        # its first send until it ended (a call sent again reuses it); None: none.
+        self.region: tuple[int, int] | None = None
         # A waitable task's messages, encoded, in send order (None: not waitable): all
         # of them go after its CALL, to whichever worker it is sent (again, after a
         # crash before it started). Whether it is parked in receive() in its worker.

@@ -10,10 +10,12 @@ tuple ``(pickle, buffer, ...)`` (see :func:`dumps_blob`, :func:`loads_blob`).
 for a ``str``) at the top of a call's arguments, keyword arguments, closure variables,
 ``functools.partial`` arguments or a task's result or yielded value -- or an item of a
 tuple there -- and any object whose protocol-5 pickling gives ``pickle.PickleBuffer``
-(a contiguous numpy array) at any depth, leaves the pickle stream: its bytes are
-written to the pipe from the object itself. What arrives is what was sent: ``bytes``
-as ``bytes`` and ``bytearray`` as ``bytearray`` (one copy in the receiver, none in the
-sender), ``str`` as ``str`` (encoded to UTF-8 in the sender, decoded in the receiver),
+(a contiguous numpy array) at any depth, leaves the pickle stream. In a call, its
+bytes are copied into the executor's payload arena (shared memory, ``_shm.py``) when
+the call is sent to a worker; in a result, or a call the arena has no room for, they
+are written to the pipe from the object itself. What arrives is what was sent, by
+either way: ``bytes`` as ``bytes`` and ``bytearray`` as ``bytearray`` (one copy in
+the receiver), ``str`` as ``str`` (encoded to UTF-8 in the sender, decoded in the receiver),
 a ``memoryview`` as a ``memoryview`` of the received bytes (read-only if the sent one
 was; its format and shape kept where ``memoryview.cast`` allows), a numpy array as an
 array over the received bytes (no copy). A mutable buffer (``bytearray``, a writable
@@ -39,6 +41,7 @@ from typing import Any, ClassVar, Final, TypeAlias
 
 import cloudpickle
 
+from . import _shm
 from ._protocol import PROTOCOL
 
 __all__ = [
@@ -183,11 +186,16 @@ class _OutOfBand:
             return _str_from, (pickle.PickleBuffer(value.encode("utf-8", "surrogatepass")),)
         if type(value) is bytes:
             return bytes, (pickle.PickleBuffer(value),)
-        return bytearray, (pickle.PickleBuffer(value),)
+        return _bytearray_from, (pickle.PickleBuffer(value),)
 
 
 def _str_from(buffer: Any) -> str:
     return str(buffer, "utf-8", "surrogatepass")
+
+
+def _bytearray_from(buffer: Any) -> bytearray:
+    # A bytearray is the copy the arena's reader made for this value alone: no second.
+    return buffer if type(buffer) is bytearray else bytearray(buffer)
 
 
 _WRAPPED: Final = frozenset({bytes, str, bytearray})
@@ -291,9 +299,12 @@ def dumps_blob(obj: Any, cloud: bool = False) -> Blob:
 
 
 def loads_blob(blob: Blob) -> Any:
-    """Unpickle what :func:`dumps_blob` made (after a trip through a frame)."""
+    """Unpickle what :func:`dumps_blob` made (after a trip through a frame), or what
+    the payload arena placed (``_shm.py``: its buffers copied out of the arena)."""
     if isinstance(blob, bytes):
         return pickle.loads(blob)
+    if blob[0] is None:
+        return _shm.loads_placed(blob)
     return pickle.loads(blob[0], buffers=blob[1:])
 
 
@@ -304,15 +315,18 @@ chunks, a frame per call cost the parent 30% more CPU than batching them."""
 
 
 def is_large(blob: Blob) -> bool:
-    """Whether a blob carries at least :data:`ALONE_THRESHOLD` bytes: its message
-    travels in a frame of its own (never with other calls)."""
-    return type(blob) is tuple and blob_size(blob) >= ALONE_THRESHOLD
+    """Whether a blob carries at least :data:`ALONE_THRESHOLD` bytes through the pipe:
+    its message travels in a frame of its own (never with other calls). A placed blob
+    (its bytes in the payload arena) is small."""
+    return type(blob) is tuple and blob[0] is not None and blob_size(blob) >= ALONE_THRESHOLD
 
 
 def blob_size(blob: Blob) -> int:
-    """The bytes a blob carries."""
+    """The bytes a blob carries (a placed blob: in the arena too)."""
     if isinstance(blob, bytes):
         return len(blob)
+    if blob[0] is None:
+        return sum(blob[3])
     return sum(memoryview(part).nbytes for part in blob)
 
 

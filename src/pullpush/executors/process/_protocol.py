@@ -23,7 +23,9 @@ values costs a list append per value on the wire, not a message.
 
 Parent to worker, on the **call pipe**::
 
-A *blob* is a value pickled on its own (see ``_pickling.py``).
+A *blob* is a value pickled on its own (see ``_pickling.py``); the blob of a
+CALL_ARGS or CALL_BLOB may be *placed*: its bytes in the payload arena, only their
+offset and sizes in the message (see ``_shm.py``).
 
     (DEFINE, fn_id, fn_blob)                the function fn_id stands for (cloudpickle)
     (FORGET, fn_id)                         drop it from the worker's cache

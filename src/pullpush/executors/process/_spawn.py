@@ -16,7 +16,7 @@ from ..._exceptions import (
     BrokenExecutorError,
     WorkerCrashedError,
 )
-from . import _forks, _worker
+from . import _forks, _shm, _worker
 from . import _protocol as wire
 
 if TYPE_CHECKING:
@@ -96,6 +96,7 @@ class _SpawnMixin:
         max_worker_memory: int | None
         measure_memory: bool
         _closed: bool
+        _arena: _shm.Arena | None
         _broken: BaseException | None
         _context: Any
         _early_deaths: int
@@ -134,6 +135,7 @@ class _SpawnMixin:
             "measure_memory": self.measure_memory,
             "initializer": self._initializer,
             "parent_pid": os.getpid(),
+            "arena": None if self._arena is None else self._arena.handle(),
         }
         worker.process = context.Process(
             target=_worker.main,
@@ -164,6 +166,7 @@ class _SpawnMixin:
                 worker.process,
                 child_ends,
                 self.start_method == "fork",
+                () if self._arena is None else (self._arena.fd,),
             )
         except BaseException:  # no thread to start it (the loop or interpreter is ending)
             self._release(worker)

@@ -53,6 +53,7 @@ import uvloop
 
 from ...runners._waitable import Waitable
 from .._drive import Credits, drive, run_sync_step
+from . import _shm
 from ._child import PEAK, die_with_parent, keep_freed_memory, rss_bytes, watch_parent
 from ._mailbox import _Inbox
 from ._pickling import (
@@ -124,6 +125,10 @@ def main(call_conn: Any, result_conn: Any, running: Any, options: dict[str, Any]
     watch_parent(call_fd)
     os.set_blocking(call_fd, False)
     set_pipe_size(result_fd)
+    try:
+        _shm.attach(options.get("arena"))
+    except OSError:
+        pass  # unreachable in practice: then a placed call fails its own task only
     initializer = options.get("initializer")
     if initializer is not None:
         try:
