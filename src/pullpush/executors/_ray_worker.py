@@ -65,7 +65,7 @@ def _call(runner: TaskRunner) -> tuple[list[Any] | None, Any]:
     if type(result) is GeneratorType:
         final = _drain_sync(result, values)
         return values, final
-    from ._thread import _new_loop
+    from ._thread_worker import _new_loop
 
     loop = _new_loop()
     try:
@@ -158,7 +158,7 @@ def remote_stream(
     if type(result) is GeneratorType:
         yield from _sync_stream(result, batcher)
         return
-    from ._thread import _new_loop
+    from ._thread_worker import _new_loop
 
     loop = _new_loop()
     try:

@@ -9,8 +9,8 @@ from .._util import check_int
 from ..capacity import CapacitySource
 from ._envelope import EnvelopeType, TaskProgressEnvelope, V, make_envelope
 from ._feed import END
-from ._pool import ENDED, MUST_WAIT, STARTED, PoolRunner, release_slot
-from ._task import Running, Start, TaskSource
+from ._pool import ENDED, MUST_WAIT, STARTED, PoolRunner
+from ._task import Running, Start, TaskSource, release_slot
 from ._waitable import Waitable
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class HierarchicalTaskPoolRunner(PoolRunner[V, None]):
         capacity: one unit per running task; its parents are acquired too. With
             the process executor, the next tasks wait in the workers' queues behind
             running ones holding none: a task's unit passes to the task behind it
-            when it ends (the capacity hand-off, see :mod:`pullpush.runners._pool`;
+            when it ends (the capacity hand-off, see :mod:`pullpush.runners._handoff`;
             never through a quota, never for waitable tasks). A
             capacity that admits no task for :attr:`stall_warning` seconds (5.0)
             while none of the runner's tasks runs (``CapacitySource(0)``, a unit

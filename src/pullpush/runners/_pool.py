@@ -20,67 +20,32 @@ Two pieces cooperate:
 Every task started ends in exactly one FINAL or ERROR envelope, unless the consumer
 stops early. Task ids increase in start order, from 0.
 
-Waitable tasks (:func:`~pullpush.waitable`) add a third piece, the **resumer**: a
-task parked in ``receive()`` gives back its capacity and executor slot (a WAITING
-envelope); :meth:`PoolRunner.send` queues its message and the task in the resume
-queue; the resumer, one asyncio task started when needed, re-acquires each queued
-task's slot and capacity in queue order, hands it its messages and lets it go on (a
-RESUMED envelope). Resuming tasks go ahead of new ones: while a task waits in the
-resume queue the dispatcher starts no new task, and a dispatcher already waiting for
-capacity steps back (its task stays first in line for after the resumes).
-
-Capacity follows running tasks (SPEC 3), yet a process worker need not wait for its
-next task: the **capacity hand-off**. The executor's slots (its :attr:`capacity`:
-workers x tasks per worker) are the places where tasks run, and a runner holds one,
-with a unit of its own capacity, per task that runs. A task beyond them may be queued
-in a worker only behind a task of the same runner and the same cost (its
-*predecessor*, running or itself queued: a chain), holding nothing; when the
-predecessor ends, its slot and unit pass to that *successor* without going back to
-the capacity tree, and the worker starts it with no round trip. So at every instant
-the units held are those of tasks running or being handed over. Rules:
-
-* the dispatcher queues a successor only when the executor says it has room behind
-  that task (:meth:`Executor.successor_room`: its prefetch, bounded in tasks and
-  bytes) and no acquire waits anywhere in the capacity tree or for the executor's
-  slots: a waiter of another branch is never passed by a chain, which is at most the
-  prefetch deep;
-* a successor cancelled while queued gave back nothing (it held nothing) and its own
-  successor moves up behind its predecessor; a predecessor cancelled, failed or
-  crashed hands over all the same (a crashed worker's queued tasks are sent again,
-  the first holding what it inherited);
-* while the dispatcher waits for capacity and could queue behind a task instead, each
-  task end of the runner wakes it (a place behind a chain may have freed), and so
-  does each of its tasks reaching a worker (``TaskEvents.task_placed``);
-* a capacity whose release restores nothing (a quota) never hands over: a unit of
-  budget is spent once per task;
-* waitable tasks take no part: none is queued behind one (it gives its capacity
-  back while it waits, and its worker would start the next task meanwhile), none
-  is queued as a successor, and no successor is queued while a task waits to
-  resume (resumes go first).
+Waitable tasks (:func:`~pullpush.waitable`) add a third piece, the **resumer**, which
+gives a parked task its capacity back when a message comes (:mod:`._waiting`). A
+process worker need not wait for its next task: the **capacity hand-off** queues a
+task behind another of the runner's, holding nothing, and passes the first's slot and
+unit to it when it ends (:mod:`._handoff`). The consumer side is in :mod:`._consumer`,
+the dispatcher's capacity waits and their stall warning in :mod:`._stall`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import warnings
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, Generic
 
 from .._exceptions import (
-    MessageNotReceivedError,
     NotWaitableError,
     TaskTimeoutError,
-    UnknownTaskError,
 )
 from .._sync import ParkingLot
 from .._util import check_int, check_seconds
-from ..capacity import CapacitySource, ResourceCapacitySource
+from ..capacity import CapacitySource
 from ..executors import Executor, ExecutorSpec, TaskEvents
 from ..executors._registry import check_executor_spec, make_executor
+from ._consumer import _ConsumerMixin
 from ._envelope import (
-    EnvelopeBatch,
     EnvelopeType,
     IntermediateRun,
     K,
@@ -88,11 +53,13 @@ from ._envelope import (
     V,
     make_envelope,
     make_envelopes,
-    take_batch,
 )
 from ._feed import TaskFeed, check_metrics
+from ._handoff import _HandoffMixin
+from ._stall import _StallMixin
 from ._task import Mail, Running, ScheduledTask, Start
 from ._waitable import Waitable
+from ._waiting import _Preempted, _WaitingMixin
 
 if TYPE_CHECKING:  # metrics
     from ..metrics import RunnerMetricsCollector
@@ -104,10 +71,6 @@ _FINAL = EnvelopeType.FINAL
 _ERROR = EnvelopeType.ERROR
 _WAITING = EnvelopeType.WAITING
 _RESUMED = EnvelopeType.RESUMED
-
-
-class _Preempted(Exception):
-    """The dispatcher stepped back from a capacity wait for a resuming task."""
 
 
 # What one synchronous dispatch step did.
@@ -133,7 +96,14 @@ class RunnerStatistics:
     envelopes: int
 
 
-class PoolRunner(TaskEvents, Generic[V, K]):
+class PoolRunner(
+    _WaitingMixin,
+    _HandoffMixin,
+    _StallMixin,
+    _ConsumerMixin[V, K],
+    TaskEvents,
+    Generic[V, K],
+):
     """What both runners share: the dispatcher, the executor seam and the envelope
     stream. Subclasses decide what to start next (:meth:`_next_start`).
 
@@ -194,7 +164,7 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         # Set while the dispatcher waits for capacity (runs with waitables only): a
         # resume queued resolves it, and the dispatcher steps back.
         self._preempt: asyncio.Future[None] | None = None
-        # The capacity hand-off (see the module docs): whether this run may queue
+        # The capacity hand-off (see _handoff): whether this run may queue
         # successors; the tasks a successor may be queued behind (not ended, no
         # successor yet), oldest first; the lot the dispatcher parks on while it waits
         # for capacity, and whether it is parked there now.
@@ -233,6 +203,12 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         """The executor of the run in progress (``None`` between runs)."""
         return self._executor
 
+    stall_warning: float = 5.0
+    """Seconds the dispatcher may wait for capacity while none of the runner's tasks
+    runs before it warns (``RuntimeWarning``, once per run) that the capacity admits
+    nothing; the warning names the capacity and any level whose limit can never
+    admit the task."""
+
     # -- what subclasses decide ---------------------------------------------------------------
 
     async def _next_start(self) -> Start | TaskProgressEnvelope | None:
@@ -257,7 +233,7 @@ class PoolRunner(TaskEvents, Generic[V, K]):
 
     def _may_hand_off(self) -> bool:
         """Whether the runner's capacity may pass from a task to its successor (see
-        the module docs); default: no."""
+        :mod:`._handoff`); default: no."""
         return False
 
     def _hand_over(self, record: Running, successor: Running) -> None:
@@ -306,233 +282,6 @@ class PoolRunner(TaskEvents, Generic[V, K]):
         if record is not None and record.timer is not None:
             record.timer.cancel()
             record.timer = None
-
-    def task_placed(self, task_id: int) -> None:
-        """The task reached its worker: a dispatcher waiting for capacity may queue a
-        task behind it now (the capacity hand-off)."""
-        if self._follow_parked and not self._others_wait():
-            self._follow_parked = False
-            self._follow_lot.unpark_all()
-
-    # -- waitable tasks -----------------------------------------------------------------------
-
-    @property
-    def accepts_messages(self) -> bool:
-        return True
-
-    def task_parked(self, task_id: int, received: int, timeout: float | None) -> None:
-        """A waitable task waits in ``receive()``: give back what it holds (a WAITING
-        envelope), unless a message is on its way to it already (then it goes on at
-        once, holding on to its capacity)."""
-        record = self._running.get(task_id)
-        if record is None or record.mail is None or record.handle is None:
-            return
-        mail = record.mail
-        self.task_received(task_id, received)
-        if mail.forwarded > received:
-            record.handle.resume()  # type: ignore[attr-defined]
-            return
-        if self._closing:
-            return  # it is being cancelled; it gives back what it holds as it ends
-        mail.parked = True
-        self._parked += 1
-        loop = asyncio.get_running_loop()
-        timer = record.timer
-        if timer is not None:  # the timeout counts active time only: stop its clock
-            timer.cancel()
-            record.timer = None
-            mail.left = max(0.0, timer.when() - loop.time())
-        else:
-            mail.left = None
-        self._release(record)
-        record.slots = None
-        if timeout is not None:
-            mail.receive_timer = loop.call_later(timeout, self._receive_timed_out, record)
-        self._emit(make_envelope(_WAITING, task_id, record.key, None))
-
-    def task_received(self, task_id: int, received: int) -> None:
-        record = self._running.get(task_id)
-        if record is None or record.mail is None:
-            return
-        mail = record.mail
-        mail.received = received
-        waiters = mail.waiters
-        while waiters and waiters[0][0] <= received:
-            future = waiters.popleft()[1]
-            if not future.done():
-                future.set_result(None)
-
-    def send_nowait(self, task: Any, message: Any) -> None:
-        """Send ``message`` to the running waitable task ``task`` (its id, or its
-        :class:`ScheduledTask` key: a key shadows an equal id); it receives it after
-        the messages sent to it before, exactly once.
-
-        A task parked in ``receive()`` is queued to resume: the runner re-acquires its
-        capacity and slot, ahead of new tasks, then hands it the message. A message
-        the task never takes (it ends first) is reported: ``await send`` raises
-        :class:`~pullpush.MessageNotReceivedError`, and ``send_nowait``'s messages
-        get a ``RuntimeWarning`` when the task ends (not when the run is being closed).
-
-        Raises:
-            UnknownTaskError: no task of this runner runs under that id or key now
-                (never started, or ended).
-            NotWaitableError: the task's runner is not :func:`~pullpush.waitable`.
-        """
-        self._deliver(self._find(task), message)
-
-    async def send(self, task: Any, message: Any) -> None:
-        """Send ``message`` to the running waitable task ``task``, as
-        :meth:`send_nowait` does, and wait until the task has taken it from its
-        inbox; :class:`~pullpush.MessageNotReceivedError` if it ends first.
-
-        Awaiting is optional in effect: the message is queued before the first
-        ``await``; the wait only tells when (and whether) the task took it. Do not
-        await it from the loop that reads ``run_tasks()`` if the task cannot resume
-        until more envelopes are read (``max_unread``)."""
-        record = self._find(task)
-        mail = self._deliver(record, message)
-        if mail.received >= mail.sent:
-            return
-        future = asyncio.get_running_loop().create_future()
-        mail.waiters.append((mail.sent, future))
-        await future
-
-    def _find(self, task: Any) -> Running:
-        task_id = self._by_key.get(task) if task is not None else None
-        if task_id is None:
-            task_id = task if isinstance(task, int) and not isinstance(task, bool) else None
-        record = self._running.get(task_id) if task_id is not None else None
-        if record is None:
-            if isinstance(task_id, int) and 0 <= task_id < self._next_id:
-                raise UnknownTaskError(f"task {task_id} of runner {self.name!r} has ended")
-            raise UnknownTaskError(f"runner {self.name!r} runs no task {task!r}")
-        if record.mail is None:
-            raise NotWaitableError(
-                f"task {record.task_id} of runner {self.name!r} is not waitable: wrap its "
-                "runner with pullpush.waitable() to send it messages"
-            )
-        return record
-
-    def _deliver(self, record: Running, message: Any) -> Mail:
-        mail = record.mail
-        assert mail is not None
-        mail.sent += 1
-        if mail.parked or record.handle is None:
-            mail.held.append(message)
-            if mail.parked and not mail.queued:
-                self._queue_resume(record)
-        else:
-            mail.forwarded += 1
-            record.handle.send(message)  # type: ignore[attr-defined]
-        return mail
-
-    def _receive_timed_out(self, record: Running) -> None:
-        mail = record.mail
-        assert mail is not None
-        mail.receive_timer = None
-        if mail.parked and record.task_id in self._running:
-            mail.timed_out = True
-            if not mail.queued:
-                self._queue_resume(record)
-
-    def _queue_resume(self, record: Running) -> None:
-        if self._closing:
-            return  # every task is being cancelled: none resumes
-        assert record.mail is not None
-        record.mail.queued = True
-        self._resumes.append(record)
-        preempt = self._preempt
-        if preempt is not None and not preempt.done():
-            preempt.set_result(None)
-        if self._resumer is None or self._resumer.done():
-            self._resumer = asyncio.ensure_future(self._resume_queued())
-
-    async def _resume_queued(self) -> None:
-        """The resumer: re-acquire the queued tasks' slots and capacity, in order,
-        and let them go on."""
-        resumes, running = self._resumes, self._running
-        try:
-            while resumes:
-                record = resumes[0]
-                if running.get(record.task_id) is not record:
-                    resumes.popleft()  # it ended while parked (cancelled)
-                    continue
-                slots = await self._acquire_slot()
-                try:
-                    await self._reacquire(record)
-                except BaseException:
-                    release_slot(slots)
-                    raise
-                if resumes and resumes[0] is record:
-                    resumes.popleft()
-                record.slots = slots
-                if running.get(record.task_id) is not record or self._closing:
-                    self._release(record)  # it ended meanwhile: give back, unused
-                    record.slots = None
-                    continue
-                self._resume(record)
-        finally:
-            self._resume_gate.unpark_all()
-
-    def _resume(self, record: Running) -> None:
-        """Hand a parked task, its capacity held again, its messages; let it go on."""
-        mail = record.mail
-        handle: Any = record.handle
-        assert mail is not None and handle is not None
-        mail.parked = mail.queued = False
-        self._parked -= 1
-        if mail.receive_timer is not None:
-            mail.receive_timer.cancel()
-            mail.receive_timer = None
-        timed_out = mail.timed_out and not mail.held
-        mail.timed_out = False
-        while mail.held:
-            mail.forwarded += 1
-            handle.send(mail.held.popleft())
-        if mail.left is not None and record.timeout is not None:
-            record.timer = asyncio.get_running_loop().call_later(
-                mail.left, self._time_out, record.task_id, record.timeout
-            )
-        self._emit(make_envelope(_RESUMED, record.task_id, record.key, None))
-        handle.resume(timed_out)
-
-    def _close_mail(self, record: Running, mail: Mail) -> None:
-        """A waitable task ended: give back what it holds (nothing if parked) and
-        settle its messages."""
-        if mail.parked:
-            self._parked -= 1
-        else:
-            self._release(record)
-        if mail.receive_timer is not None:
-            mail.receive_timer.cancel()
-        key = record.key
-        if key is not None and self._by_key.get(key) == record.task_id:
-            del self._by_key[key]
-        missed = mail.sent - mail.received
-        if not missed:
-            return
-        awaited = 0
-        for number, future in mail.waiters:
-            awaited += 1
-            if not future.done():
-                future.set_exception(
-                    MessageNotReceivedError(
-                        f"task {record.task_id} ended before it received message {number} "
-                        f"of the {mail.sent} sent to it"
-                    )
-                )
-        mail.waiters.clear()
-        if missed > awaited and not self._closing:
-            message = (
-                f"task {record.task_id} of runner {self.name!r} ended with {missed} "
-                f"message{'s' if missed != 1 else ''} sent to it that it never received"
-            )
-            try:
-                warnings.warn(message, RuntimeWarning, stacklevel=1)
-            except Warning as error:  # -W error: not raised into the executor's report
-                asyncio.get_running_loop().call_exception_handler(
-                    {"message": message, "exception": error}
-                )
 
     def task_intermediate(self, task_id: int, value: Any) -> None:
         record = self._running.get(task_id)
@@ -733,270 +482,10 @@ class PoolRunner(TaskEvents, Generic[V, K]):
                     timeout, self._time_out, task_id, timeout
                 )
 
-    # -- the capacity hand-off (see the module docs) ------------------------------------------
-
-    def _follow(self, cost: Any) -> Running | None:
-        """The task a task of ``cost`` may be queued behind now, holding nothing, or
-        ``None``: the first (oldest) chain end of the same cost the executor has room
-        behind, unless someone else waits for capacity."""
-        if not self._tails or self._resumes:
-            return None
-        slots = self._follow_slots
-        if (self._tree_queued or (slots is not None and slots._waiters)) and self._others_wait():
-            return None
-        executor = self._executor
-        assert executor is not None
-        room = executor.successor_room
-        for record in self._tails.values():
-            if record.cost == cost and room(record.handle):  # type: ignore[arg-type]
-                return record
-        return None
-
-    def _others_wait(self) -> bool:
-        """Whether an acquire other than the dispatcher's own waits in the capacity
-        tree (any level under the root of the runner's capacity) or for the
-        executor's slots: then no task is queued behind another, which would pass it."""
-        queued = self._tree_queued
-        waiting = sum(len(level._waiters) for level in queued) if queued else 0
-        slots = self._follow_slots
-        if slots is not None:
-            waiting += len(slots._waiters)
-        return waiting > (1 if self._follow_parked else 0)
-
-    async def _acquire_or_wake(self, level: CapacitySource) -> bool:
-        """Take a unit of ``level`` (waiting in its FIFO); true once taken. While the
-        runner could queue a task behind one of its own instead, a task end of the
-        runner interrupts the wait: false, nothing taken."""
-        if not (self._follows and self._running):
-            await level.acquire()
-            return True
-        self._follow_parked = True
-        try:
-            return await level._acquire_on(self._follow_lot) is not None
-        finally:
-            self._follow_parked = False
-
     def _time_out(self, task_id: int, timeout: float) -> None:
         record = self._running.get(task_id)
         if record is not None and record.handle is not None:
             record.handle.cancel(TaskTimeoutError(f"task {task_id} timed out after {timeout}s"))
-
-    # -- a capacity that admits nothing -------------------------------------------------------
-
-    stall_warning: float = 5.0
-    """Seconds the dispatcher may wait for capacity while none of the runner's tasks
-    runs before it warns (``RuntimeWarning``, once per run) that the capacity admits
-    nothing; the warning names the capacity and any level whose limit can never
-    admit the task."""
-
-    async def _acquire_capacity(
-        self,
-        acquire: Any,
-        capacity: Any,
-        cost: Any,
-        give_back: Callable[[Any], None] | None = None,
-    ) -> Any:
-        """Await ``acquire`` (the capacity's acquire of ``cost``); if it waits for
-        :attr:`stall_warning` seconds while nothing of this runner is in flight, warn.
-
-        With ``give_back`` (the dispatcher's waits, in a run with waitable tasks), a
-        resume queued meanwhile preempts the wait: what it acquired after all goes back
-        through ``give_back(result)`` and :class:`_Preempted` is raised."""
-        if give_back is not None and self._waitables:
-            acquire = self._preemptible(acquire, give_back)
-        if self._running or self._stall_warned:
-            return await acquire
-        timer = asyncio.get_running_loop().call_later(
-            self.stall_warning, self._warn_stalled, capacity, cost
-        )
-        try:
-            return await acquire
-        finally:
-            timer.cancel()
-
-    async def _preemptible(self, acquire: Any, give_back: Callable[[Any], None]) -> Any:
-        if self._resumes:
-            acquire.close()
-            raise _Preempted
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(acquire)
-        preempt = self._preempt = loop.create_future()
-        try:
-            await asyncio.wait((task, preempt), return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # the dispatcher is cancelled
-            self._preempt = None
-            await _abandon(task, give_back)
-            raise
-        self._preempt = None
-        if not task.done():
-            await _abandon(task, give_back)
-            raise _Preempted
-        return task.result()
-
-    def _warn_stalled(self, capacity: Any, cost: Any) -> None:
-        if self._running or self._stall_warned or self._closing:
-            return
-        self._stall_warned = True
-        why = _never_admits(capacity, cost)
-        detail = (
-            f": {why}, so no task can ever start unless that limit is raised"
-            if why is not None
-            else " (its units are all held elsewhere)"
-        )
-        warnings.warn(
-            f"runner {self.name!r} has waited {self.stall_warning}s for capacity "
-            f"{capacity!r} with no task running{detail}",
-            RuntimeWarning,
-            stacklevel=1,
-        )
-
-    # -- the consumer side ----------------------------------------------------------------------
-
-    async def run_tasks(
-        self, stop_on_error: bool = False
-    ) -> AsyncGenerator[TaskProgressEnvelope[V, K], None]:
-        """Run every task of the source; yield their envelopes in completion order.
-
-        Args:
-            stop_on_error: ``False`` (default) yields ERROR envelopes and goes on;
-                ``True`` cancels the tasks in flight and raises the first task error.
-
-        An error raised by the source itself ends the run after the tasks already
-        started have delivered their envelopes.
-
-        Leaving early cancels every task in flight and returns all capacity before the
-        generator finishes closing: ``await stream.aclose()``, cancellation, and
-        ``async with contextlib.aclosing(runner.run_tasks()) as stream`` wait for that.
-        A bare ``break`` leaves the cleanup to Python's async-generator finalizer,
-        which runs it on the event loop right after the loop drops the generator.
-        """
-        executor, owned = self._claim()
-        dispatcher: asyncio.Task[None] | None = None
-        try:
-            dispatcher = await self._open(executor)
-            buffer, room, running = self._buffer, self._room, self._running
-            max_unread = self.max_unread
-            while True:
-                if buffer:
-                    entry = buffer.popleft()
-                    if entry.__class__ is IntermediateRun:
-                        # A run of one task's INTERMEDIATE values: yielded one by one,
-                        # its credits returned once the consumer has taken them all.
-                        run: Any = entry
-                        count = len(run.values)
-                        unread = self._unread
-                        self._unread -= count
-                        if unread >= max_unread > self._unread:
-                            room.unpark()  # the dispatcher may be parked (it parks at max)
-                        self._envelopes += count
-                        for envelope in make_envelopes(
-                            _INTERMEDIATE, run.task_id, run.key, run.values
-                        ):
-                            yield envelope
-                        record = running.get(run.task_id)
-                        if record is not None and record.handle is not None:
-                            record.handle.ack(count)
-                        continue
-                    envelope = entry  # type: ignore[assignment]
-                    self._unread -= 1
-                    if self._unread == max_unread - 1:
-                        room.unpark()
-                    kind = envelope.type
-                    if kind is _INTERMEDIATE:
-                        record = running.get(envelope.task_id)
-                        if record is not None and record.handle is not None:
-                            record.handle.ack(1)
-                    elif kind is _ERROR:
-                        retried = envelope.task_id in self._retried
-                        self._retried.discard(envelope.task_id)
-                        if stop_on_error and not retried:
-                            assert envelope.error is not None
-                            raise envelope.error
-                    self._envelopes += 1
-                    yield envelope
-                elif dispatcher.done() and not running:
-                    dispatcher.result()  # the source's own error, if any
-                    return
-                else:
-                    await self._wait_for_envelopes()
-        finally:
-            await self._shutdown(dispatcher, executor, owned)
-
-    async def run_batches(
-        self, stop_on_error: bool = False, *, max_batch: int = 4096
-    ) -> AsyncGenerator[EnvelopeBatch[V, K], None]:
-        """Run every task of the source, as :meth:`run_tasks` does, and hand over its
-        envelopes in batches: each :class:`EnvelopeBatch` holds every envelope waiting
-        when the consumer asks for the next one (at least one, at most ``max_batch``),
-        in the order ``run_tasks`` would have yielded them.
-
-        A batch is cheaper than its envelopes one by one: one ``yield`` for all of
-        them, and no envelope object built for values that arrived together unless
-        the consumer reads the batch as a sequence. Reading ``batch.groups()`` gets
-        each task's consecutive INTERMEDIATE values as one
-        :class:`IntermediateRun` with a ``values`` list::
-
-            async for batch in runner.run_batches():
-                for group in batch.groups():
-                    if group.type is EnvelopeType.INTERMEDIATE:
-                        progress[group.task_id] += len(group.values)
-                    elif group.type is EnvelopeType.FINAL:
-                        results[group.task_id] = group.value
-
-        Flow control is that of ``run_tasks`` with a batch for an envelope: the
-        envelopes of a batch stop counting towards ``max_unread`` when it is handed
-        over, and the tasks get their flow-control credits for its INTERMEDIATE
-        envelopes when the consumer asks for the next batch (or the run ends), so a
-        slow consumer still holds its producers back. ``stop_on_error``, the end of
-        the run and leaving early (``aclose()``, cancellation, ``break``) are as for
-        ``run_tasks``; with ``stop_on_error``, the envelopes before the error come as a
-        batch of their own, then the error is raised.
-        """
-        max_batch = check_int("max_batch", max_batch, minimum=1)
-        executor, owned = self._claim()
-        dispatcher: asyncio.Task[None] | None = None
-        try:
-            dispatcher = await self._open(executor)
-            buffer, room, running = self._buffer, self._room, self._running
-            max_unread = self.max_unread
-            while True:
-                if buffer:
-                    groups, count, error = take_batch(
-                        buffer, max_batch, self._retried, stop_on_error
-                    )
-                    if count:
-                        unread = self._unread
-                        self._unread -= count
-                        if unread >= max_unread > self._unread:
-                            room.unpark()  # the dispatcher may be parked (it parks at max)
-                        self._envelopes += count
-                        yield EnvelopeBatch(groups, count)
-                        for group in groups:
-                            if group.__class__ is IntermediateRun:
-                                record = running.get(group.task_id)
-                                if record is not None and record.handle is not None:
-                                    record.handle.ack(len(group.values))
-                    if error is not None:
-                        self._unread -= 1
-                        if self._unread == max_unread - 1:
-                            room.unpark()
-                        raise error
-                elif dispatcher.done() and not running:
-                    dispatcher.result()  # the source's own error, if any
-                    return
-                else:
-                    await self._wait_for_envelopes()
-        finally:
-            await self._shutdown(dispatcher, executor, owned)
-
-    async def _wait_for_envelopes(self) -> None:
-        """Park the consumer until the dispatcher or a task's report wakes it."""
-        self._consumer = asyncio.get_running_loop().create_future()
-        try:
-            await self._consumer
-        finally:
-            # Woken, cancelled or closed: nothing may resolve this future any more.
-            self._consumer = None
 
     def _claim(self) -> tuple[Executor, bool]:
         """Mark the runner running and make the run's executor (and whether the run
@@ -1059,31 +548,3 @@ class PoolRunner(TaskEvents, Generic[V, K]):
             self._active = False
             if owned:
                 await executor.aclose()
-
-
-async def _abandon(task: asyncio.Task[Any], give_back: Callable[[Any], None]) -> None:
-    """Cancel a capacity acquire; give back what it acquired if it won the race."""
-    task.cancel()
-    outcomes: Any = await asyncio.gather(task, return_exceptions=True)
-    if not isinstance(outcomes[0], BaseException):
-        give_back(outcomes[0])
-
-
-def release_slot(slots: CapacitySource | None) -> None:
-    if slots is not None:
-        slots.release()
-
-
-def _never_admits(capacity: Any, cost: Any) -> str | None:
-    """Why ``cost`` can never be taken from ``capacity`` under its current limits (the
-    first level of its chain that is too small), or ``None``."""
-    for level, at_level in capacity._costs(cost):
-        if isinstance(level, CapacitySource):
-            if at_level > level.limit:
-                return f"{level!r} has limit {level.limit}"
-        elif isinstance(level, ResourceCapacitySource):
-            limits = level.limits
-            for key, amount in dict(at_level).items():
-                if key in limits and amount > limits[key]:
-                    return f"{level!r} allows {key}={limits[key]:g}, one task costs {amount:g}"
-    return None

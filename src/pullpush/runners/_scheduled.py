@@ -14,9 +14,18 @@ from ..capacity import CapacitySource, ResourceCapacitySource
 from ..scheduling import NodeState
 from ._envelope import EnvelopeType, TaskProgressEnvelope, make_envelope
 from ._feed import END
-from ._pool import PoolRunner, _Preempted, release_slot
-from ._task import DEFAULT_COST, RetryPolicy, Running, ScheduledTask, Start, TaskSource
+from ._pool import PoolRunner
+from ._task import (
+    DEFAULT_COST,
+    RetryPolicy,
+    Running,
+    ScheduledTask,
+    Start,
+    TaskSource,
+    release_slot,
+)
 from ._waitable import Waitable
+from ._waiting import _Preempted
 
 if TYPE_CHECKING:
     from ..executors import ExecutorSpec
@@ -294,7 +303,7 @@ class ScheduledTaskPoolRunner(PoolRunner[Any, K]):
 
     async def _follow_head(self) -> Start | None:
         """The head task queued behind a task of this runner of the same cost, holding
-        nothing (the capacity hand-off, see :mod:`pullpush.runners._pool`), if the
+        nothing (the capacity hand-off, see :mod:`pullpush.runners._handoff`), if the
         executor has room there now; ``None`` otherwise (nor is the source waited
         for: the head is looked at only if it is at hand)."""
         if not self._lookahead and not self._ready_now():

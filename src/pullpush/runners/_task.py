@@ -207,3 +207,9 @@ class Start:
         self.cost = cost
         # Set: the task holds no capacity; it is queued behind ``after`` (a hand-off).
         self.after = after
+
+
+def release_slot(slots: CapacitySource | None) -> None:
+    """Give back a slot taken from ``slots`` (``None``: nothing was taken)."""
+    if slots is not None:
+        slots.release()

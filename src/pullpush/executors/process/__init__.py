@@ -1,14 +1,16 @@
 """The process executor: task runners in worker processes, each with its own uvloop.
 
-The modules, one role each: ``_executor`` (``ProcessExecutor``: its API and
-lifecycle), ``_calls`` (call encoding, the per-worker function cache), ``_dispatch``
+The modules, one role each: ``_executor`` (``ProcessExecutor``: its API,
+lifecycle and submit), ``_endings`` (a task's end and cancellation: forget, fail,
+stop), ``_calls`` (call encoding, the per-worker function cache), ``_dispatch``
 (least-loaded dispatch, adaptive prefetch, flushes), ``_results`` (result messages
 to ``TaskEvents`` calls), ``_handle`` (the task handle), ``_spawn`` (worker processes:
 start, watch, reap, escalate, respawn), ``_forks`` (fds, forks, starter threads),
 ``_protocol`` (messages, frames, pipe I/O), ``_pickling`` (values to bytes, out of
 band when large), ``_shm`` (the payload arena: large buffers of calls in shared
 memory), ``_sizes`` (what a call weighs); in the worker: ``_worker`` (its
-loop), ``_child`` (dying with the parent, memory), ``_report`` (errors as text),
+loop: calls in, tasks run), ``_output`` (its results out: queued messages and
+flushes), ``_child`` (dying with the parent, memory), ``_report`` (errors as text),
 ``_mailbox`` (a waitable task's messages, and its wait in ``receive()``).
 
 Data flow (the module holding each step in brackets)::
@@ -25,7 +27,7 @@ Data flow (the module holding each step in brackets)::
                                                             a task (async/streams)
                                                             queue FINAL, and runs of
                                                             INTERMEDIATE values [_worker;
-                                                            _child, _report]
+                                                            _output, _child, _report]
     on_readable (add_reader)   <=== frames ============   flush: once per loop turn,
         decode, unpickle blobs                 result pipe  and each half window
         events.task_intermediates (a run) / final / error [_results]

@@ -148,7 +148,7 @@ class _DispatchMixin:
     def successor_room(self, handle: Any) -> bool:
         """Whether a task submitted now with ``after=handle`` is sent at once behind
         ``handle``'s task, in its worker: the capacity hand-off (see
-        :mod:`pullpush.runners._pool`). With one task per worker, a worker runs its
+        :mod:`pullpush.runners._handoff`). With one task per worker, a worker runs its
         calls in order, so the successor starts only once its predecessor ended; with
         more, an ``AFTER`` message tells the worker to wait for it.
 
