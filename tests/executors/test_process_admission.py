@@ -183,10 +183,16 @@ async def test_one_worker_holds_one_unit_of_capacity_while_tasks_queue_in_it() -
     async with assert_no_leaks(), ProcessExecutor(1) as executor:
         source = [functools.partial(tasks.doze, i, 0.02) for i in range(8)]
         runner = _Watched("one", source, capacity, executor=executor, timeout=30.0)
-        ends = _terminal(await collect(runner.run_tasks()))
+        envelopes, queued = [], []
+        async for envelope in runner.run_tasks():
+            envelopes.append(envelope)
+            # Seen by the consumer (the loop had its turns since the task's end): the
+            # task after the running one waits in the worker already.
+            queued.append(executor.statistics().in_flight)
+        ends = _terminal(envelopes)
         assert [ends[i].value for i in range(8)] == list(range(8))
         assert max(runner.units) == 1, runner.units
-        assert max(runner.in_flight) >= 2  # a task was queued behind the running one
+        assert max(queued) >= 2, queued  # a task was queued behind the running one
         assert capacity.in_use == 0 and executor.capacity.in_use == 0
 
 
