@@ -181,7 +181,7 @@ async def test_large_items_go_one_per_task_and_tiny_ones_in_batches(
         return issue(self, chunk)
 
     monkeypatch.setattr(_MapRun, "_issue", recording)
-    big = b"x" * (LARGE_ITEM + 1)
+    big = b"x" * LARGE_ITEM  # at least LARGE_ITEM: alone
     items: list[Any] = ["a", "b", big, "c", bytearray(big), "d"]
     assert await pullpush.map(length, container(items), executor="inline", batch_size=10) == [
         1,

@@ -8,8 +8,8 @@ Both run ``fn`` over the items on an executor (worker processes by default) thro
   batch's size is aimed at :data:`BATCH_SECONDS` of work from the time per item
   measured so far (starting at one item, growing at most 16-fold per measured batch,
   and, when the number of items is known, at most a quarter of each worker's share,
-  so the work spreads). Items that are large (a ``str``/``bytes``/buffer of more
-  than :data:`LARGE_ITEM` bytes) go one per task; so do all items of an ``async def``
+  so the work spreads). Items that are large (a ``str``/``bytes``/buffer of at
+  least :data:`LARGE_ITEM` bytes) go one per task; so do all items of an ``async def``
   function, and every item when ``timeout=`` is given (a timeout is a task's).
 * **Errors.** An item that raises ends its batch: the batch returns the results
   before it as one INTERMEDIATE value, then raises the error (with the worker's
@@ -173,7 +173,7 @@ def map(
     3.11+) a note naming the item's index.
 
     Batching: items of a plain function go to the workers in lists whose size adapts
-    to the time per item measured there (large items, over :data:`LARGE_ITEM` bytes,
+    to the time per item measured there (large items, of :data:`LARGE_ITEM` bytes and up,
     go one per task), so a million tiny items cost about what ``Pool.map`` with its
     best ``chunksize`` does; see the module's notes for the details.
     """

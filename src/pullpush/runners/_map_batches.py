@@ -20,9 +20,11 @@ BATCH_SECONDS = 0.005
 in the workers as the map goes)."""
 
 LARGE_ITEM = 64 * 1024
-"""Items larger than this many bytes (``str``, ``bytes``, ``bytearray``,
+"""Items of at least this many bytes (``str``, ``bytes``, ``bytearray``,
 ``memoryview``, or anything with an int ``nbytes``, such as a NumPy array) go one per
-task, never in a batch."""
+task, never in a batch: the size from which the process executor sends a value out of
+band (through its payload arena), which it does only for a task's own arguments, not
+for the items of a batch's list."""
 
 MAX_BATCH = 1 << 17
 """The most items in one batch."""
@@ -122,7 +124,7 @@ class _BatchSizer:
 
 
 def _first_large(items: Sequence[Any]) -> int | None:
-    """The index of the first item over :data:`LARGE_ITEM` bytes, if any."""
+    """The index of the first item of at least :data:`LARGE_ITEM` bytes, if any."""
     if (
         # (the types as a set first: three times faster than isdisjoint(map(...)))
         _BUFFERS.isdisjoint(set(map(type, items)))
@@ -140,4 +142,4 @@ def _is_large(item: Any) -> bool:
         size = item.nbytes if type(item) is memoryview else len(item)
     else:
         size = getattr(item, "nbytes", 0)
-    return isinstance(size, int) and size > LARGE_ITEM
+    return isinstance(size, int) and size >= LARGE_ITEM
