@@ -43,3 +43,11 @@ def digest_or_die(value: Any, die: bool) -> str:
 
         os._exit(3)
     return hashlib.blake2b(value).hexdigest()
+
+
+def digest_slowly(value: Any, seconds: float) -> str:
+    """The digest of ``value``, after blocking ``seconds`` (so calls pile up behind it)."""
+    import time
+
+    time.sleep(seconds)
+    return hashlib.blake2b(value).hexdigest()

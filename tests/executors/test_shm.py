@@ -272,7 +272,9 @@ async def test_calls_take_the_pipe_when_the_arena_is_full(
     async with assert_no_leaks(), ProcessExecutor(2, prefetch=4) as executor:
         runner = HierarchicalTaskPoolRunner(
             "full",
-            [functools.partial(tasks.digest, chunk) for chunk in chunks],
+            # Slow tasks: each worker's running call and the ones queued behind it
+            # hold their regions together, more than the arena has room for.
+            [functools.partial(tasks.digest_slowly, chunk, 0.1) for chunk in chunks],
             CapacitySource(12),
             executor=executor,
         )
