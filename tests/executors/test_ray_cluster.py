@@ -33,10 +33,20 @@ pytestmark = [pytest.mark.ray_cluster, pytest.mark.stress, pytest.mark.timeout(2
 HERE = Path(__file__).resolve().parent
 
 
+_TAKEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port free now and not handed out before in this process: the kernel may give
+    a closed probe's port again at once, and Ray refuses one port for two components
+    (seen once in CI: the object manager's and the dashboard agent's)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _TAKEN:
+            _TAKEN.add(port)
+            return port
 
 
 def node_ports() -> list[str]:
