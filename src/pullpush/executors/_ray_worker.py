@@ -16,6 +16,7 @@ from typing import Any
 from ..runners._envelope import EnvelopeType
 from ._base import TaskRunner
 from ._drive import Credits, drive, needs_driving, run_sync_step
+from ._thread_worker import wind_down
 
 __all__ = ["BATCH", "FINAL", "Drained", "remote_bound", "remote_call", "remote_stream"]
 
@@ -95,12 +96,7 @@ def _drain_sync(generator: Generator[Any, Any, Any], into: list[Any]) -> Any:
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Cancel what still runs on the worker's private ``loop`` and close it."""
     try:
-        leftovers = asyncio.all_tasks(loop)
-        for leftover in leftovers:
-            leftover.cancel()
-        if leftovers:
-            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
+        wind_down(loop)
     finally:
         loop.close()
 

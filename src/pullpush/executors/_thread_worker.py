@@ -39,6 +39,17 @@ _STARTED = 1  # handed to a worker thread (which may not have begun running it y
 _DROPPED = 2  # cancelled while pending: it never runs
 
 
+def wind_down(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what still runs on a private ``loop`` (stopped) and finish its async
+    generators, before it is closed."""
+    leftovers = asyncio.all_tasks(loop)
+    for leftover in leftovers:
+        leftover.cancel()
+    if leftovers:
+        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -128,12 +139,7 @@ class _ThreadWorker:
                 loop.call_soon(self._next)
             loop.run_forever()
             # Stopped: every task has ended; what the runners spawned is cancelled.
-            leftovers = asyncio.all_tasks(loop)
-            for leftover in leftovers:
-                leftover.cancel()
-            if leftovers:
-                loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
+            wind_down(loop)
         finally:
             asyncio.set_event_loop(None)
             loop.close()
