@@ -52,6 +52,7 @@ __all__ = [
     "cloudpickle_dumps",
     "dumps",
     "dumps_blob",
+    "dumps_raw_args",
     "error_text",
     "failure_reason",
     "is_large",
@@ -296,6 +297,26 @@ def dumps_blob(obj: Any, cloud: bool = False) -> Blob:
     if buffers:
         return (stream, *buffers)
     return stream
+
+
+def dumps_raw_args(args: tuple[Any, ...]) -> tuple[Blob, int]:
+    """The blob of a call's ``(args, {})`` when every argument is of a raw type
+    (``wire.RAW_TYPES``) and some are large ``bytes`` or ``str`` (see
+    :func:`large_raw`), and the bytes it carries: what :func:`dumps_blob` makes of
+    them, by the C pickler alone (nothing there needs a reducer of ours, nor can
+    fail to pickle), without the per-call pickler object, file and buffer filter."""
+    buffers: list[pickle.PickleBuffer] = []
+    # Only the wrapped values give buffers, each of OOB_THRESHOLD bytes at least and
+    # of an immutable bytes object: all go out of band as they are.
+    stream = pickle.dumps(
+        (tuple(map(_wrap_item, args)), {}), PROTOCOL, buffer_callback=buffers.append
+    )
+    size = len(stream)
+    for buffer in buffers:
+        size += buffer.raw().nbytes
+    if len(stream) >= OOB_THRESHOLD:
+        return (pickle.PickleBuffer(stream), *buffers), size
+    return ((stream, *buffers) if buffers else stream), size
 
 
 def loads_blob(blob: Blob) -> Any:
