@@ -17,7 +17,8 @@ the object that holds it (``os.writev``), never copied into the frame.
 A **message** is a tuple whose first item is its type. Values that can fail to
 pickle or unpickle travel as separate *blobs* (bytes pickled on their own), so that
 one bad value fails one task, never a whole frame; values of the builtin scalar types
-travel raw (they cannot fail) to save a pickle round trip per message. Consecutive raw
+(and a task's result that is a small tuple of them) travel raw (they cannot fail) to
+save a pickle round trip per message. Consecutive raw
 INTERMEDIATE values of one task share one message (a run), so a task streaming small
 values costs a list append per value on the wire, not a message.
 
@@ -54,7 +55,8 @@ Worker to parent, on the **result pipe**::
     (READY, pid)
     (INTERMEDIATE, task_id, values)         a list of raw values, in the order yielded
     (INTERMEDIATE_BLOB, task_id, blob, type_name)
-    (FINAL, task_id, value, seconds, peak_mib)    value raw; seconds the task ran;
+    (FINAL, task_id, value, seconds, peak_mib)    value raw (or a tuple of at most 16
+                                                  raw values); seconds the task ran;
                                                   peak_mib the worker's peak resident
                                                   memory during it, or None
     (FINAL_BLOB, task_id, blob, type_name, seconds, peak_mib)
