@@ -18,9 +18,9 @@ A **message** is a tuple whose first item is its type. Values that can fail to
 pickle or unpickle travel as separate *blobs* (bytes pickled on their own), so that
 one bad value fails one task, never a whole frame; values of the builtin scalar types
 (and a task's result that is a small tuple of them) travel raw (they cannot fail) to
-save a pickle round trip per message. Consecutive raw
-INTERMEDIATE values of one task share one message (a run), so a task streaming small
-values costs a list append per value on the wire, not a message.
+save a pickle round trip per message. Consecutive raw INTERMEDIATE values of one task
+share one message (a run), so a task streaming small values costs a list append per
+value on the wire, not a message.
 
 Parent to worker, on the **call pipe**::
 
