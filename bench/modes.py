@@ -2,6 +2,7 @@
 workloads, all in one run.
 
     python bench/modes.py [--repeats 3] [--warmup 1] [--workers N] [--scale 1.0]
+        [--workloads chunks,uniform,skewed,mixed] [--contenders process,ProcessPoolExecutor]
     ./scripts/bench modes [--repeats 3]        (installs the bench extra first)
 
 Workloads (the same tasks for every contender):
@@ -26,9 +27,14 @@ default (``--workers``); pullpush's thread mode uses 16 threads for ``mixed``.
 How numbers are taken: every pool is started and warmed (one no-op task per worker)
 before the clock starts, and closed after it stops, so the times are the workload's
 alone. Each round runs every contender on every workload, in the same process, one
-pool alive at a time; a first ``--warmup`` round is not counted; the table shows medians
-over ``--repeats`` rounds and the spread (max - min) / median. Every run's results are
-checked against the first one.
+pool alive at a time, the contenders' order turning by one each round; a first
+``--warmup`` round is not counted; the table shows medians over ``--repeats`` rounds,
+the spread (max - min) / median, and the paired ratio to ProcessPoolExecutor (the median
+over rounds of the contender's time / ProcessPoolExecutor's time in the same round:
+below 1.0 is faster), which holds up under a noisy machine better than the medians.
+Every run's results are checked against the first one. ``--workloads`` and
+``--contenders`` (names or substrings, e.g. ``process``) run a subset; the inline
+baseline and ProcessPoolExecutor always run.
 """
 
 from __future__ import annotations
@@ -139,6 +145,9 @@ def workloads(scale: float) -> list[Workload]:
     ]
 
 
+PPE = "ProcessPoolExecutor"
+
+
 class Contender:
     """One way of running the workloads: a pool opened per round, warm before timing."""
 
@@ -213,7 +222,7 @@ class Pullpush(Contender):
 
 
 class StdlibProcessPool(Contender):
-    name = "ProcessPoolExecutor"
+    name = PPE
     group = "other"
 
     async def open(self) -> None:
@@ -309,7 +318,8 @@ async def measure(
     seconds: dict[str, dict[str, list[float]]] = {w.name: {} for w in loads}
     expected: dict[str, Any] = {}
     for round_ in range(-warmup, repeats):
-        for player in players:
+        turn = round_ % len(players)
+        for player in players[turn:] + players[:turn]:
             await player.open()
             try:
                 for load in loads:
@@ -350,22 +360,28 @@ def rows(
                     "speedup": speedup,
                     "efficiency": speedup / player.cores,
                     "tasks_per_second": len(load.items) / median,
+                    "vs_ppe_paired": paired_ratio(runs, seconds[load.name][PPE]),
                 }
             )
     return out
 
 
+def paired_ratio(runs: list[float], base: list[float]) -> float:
+    """The median over rounds of ``runs[i] / base[i]`` (both measured in round ``i``)."""
+    return statistics.median(a / b for a, b in zip(runs, base, strict=True))
+
+
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| workload | contender | cores | median (s) | spread | speedup vs inline "
-        "| efficiency | tasks/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| efficiency | tasks/s | vs PPE, paired |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['workload']} | {r['contender']} | {r['cores']} | {r['median']:.3f} "
             f"| {r['spread']:.0%} | {r['speedup']:.2f}x | {r['efficiency']:.0%} "
-            f"| {r['tasks_per_second']:.1f} |"
+            f"| {r['tasks_per_second']:.1f} | {r['vs_ppe_paired']:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -451,14 +467,22 @@ def chart_title(workers: int, repeats: int, info: dict[str, Any]) -> str:
     )
 
 
+def chosen(name: str, wanted: str | None) -> bool:
+    return wanted is None or any(part in name for part in wanted.split(","))
+
+
 async def main_async(args: argparse.Namespace) -> None:
     info = machine()
     print(
         f"python {info['python']}, {info['cpus_usable']} usable CPUs, {info['platform']}, "
         f"{info['date']}; {args.workers} workers; median of {args.repeats}"
     )
-    loads = workloads(args.scale)
-    players = contenders(args.workers)
+    loads = [w for w in workloads(args.scale) if chosen(w.name, args.workloads)]
+    players = [
+        p
+        for p in contenders(args.workers)
+        if p.name in ("pullpush inline", PPE) or chosen(p.name, args.contenders)
+    ]
     seconds = await measure(loads, players, args.repeats, args.warmup)
     results = rows(loads, players, seconds)
     print()
@@ -480,6 +504,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="threads/processes, default 2")
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply every workload's size (default 1)"
+    )
+    parser.add_argument("--workloads", help="comma-separated workload names (default: all)")
+    parser.add_argument(
+        "--contenders", help="comma-separated names or parts of names (default: all)"
     )
     parser.add_argument("--plot", metavar="JSON", help="only redraw the chart from a JSON file")
     args = parser.parse_args()

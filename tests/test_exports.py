@@ -51,3 +51,13 @@ def test_no_private_module_leaks_into_the_namespace() -> None:
     for name in pullpush.__all__:
         assert not name.startswith("_")
         assert not isinstance(getattr(pullpush, name), types.ModuleType)
+
+
+def test_a_star_import_shadows_no_builtin() -> None:
+    import builtins
+
+    namespace: dict[str, object] = {}
+    exec("from pullpush import *", namespace)
+    shadowed = sorted(set(namespace) & set(dir(builtins)) - {"__builtins__"})
+    assert shadowed == []
+    assert pullpush.map is importlib.import_module("pullpush.runners._map").map

@@ -387,7 +387,8 @@ __all__ = (
     "Waitable",
     "waitable",
     "ScheduledTaskPoolRunner",
-    "map",
+    # ``map`` is public (``pullpush.map``, ``from pullpush import map``) but not in
+    # ``__all__``: ``from pullpush import *`` must not shadow the builtin.
     "map_sync",
     "MapStream",
     "TaskProgressEnvelope",

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
+import pickle
 import sys
 from collections.abc import Generator
 from typing import Any
@@ -18,6 +20,7 @@ from pullpush import (
     EnvelopeBatch,
     EnvelopeType,
     Executor,
+    Final,
     HierarchicalTaskPoolRunner,
     IntermediateRun,
     ProcessExecutor,
@@ -282,3 +285,16 @@ def test_batch_views() -> None:
         batch[3]
     assert repr(batch) == "<EnvelopeBatch of 3 envelopes in 2 groups>"
     assert "INTERMEDIATE run task=0 key='k' of 2 values" in repr(batch.groups()[0])
+
+
+def test_envelopes_and_final_can_be_built_through_their_generic_alias() -> None:
+    # Python 3.10/3.11 raised TypeError here: the frozen slots dataclass's __setattr__
+    # broke the alias setting __orig_class__.
+    envelope = TaskProgressEnvelope[int, None](EnvelopeType.FINAL, 3, None, 9)
+    assert (envelope.type, envelope.task_id, envelope.value) == (EnvelopeType.FINAL, 3, 9)
+    assert Final[str]("done").value == "done"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        envelope.value = 10  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Final(1).value = 2  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(envelope)) == envelope

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
@@ -247,6 +248,19 @@ class Final(Generic[T]):
     make ``result`` the task's FINAL value (async generators cannot ``return`` one)."""
 
     value: T
+
+
+if sys.version_info < (3, 12):
+
+    def _frozen_setattr(self: object, name: str, value: object) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    # Python 3.10 and 3.11: ``frozen=True, slots=True`` builds a second
+    # class, but its ``__setattr__`` still names the first in ``super()``, so
+    # ``TaskProgressEnvelope[int, None](...)`` (whose alias sets ``__orig_class__``)
+    # raised TypeError instead of the AttributeError it ignores.
+    for _cls in (TaskProgressEnvelope, Final):
+        _cls.__setattr__ = _frozen_setattr  # type: ignore[method-assign]
 
 
 def take_batch(
