@@ -31,7 +31,9 @@ offset and sizes in the message (see ``_shm.py``).
     (DEFINE, fn_id, fn_blob)                the function fn_id stands for (cloudpickle)
     (FORGET, fn_id)                         drop it from the worker's cache
     (CALL, task_id, fn_id, args)            run fn(*args); args a tuple of raw scalars
-    (CALL_ARGS, task_id, fn_id, args_blob)  run fn(*args, **kwargs); blob of (args, kwargs)
+    (CALL_ARGS, task_id, fn_id, args_blob)  run fn(*args, **kwargs); blob of (args, kwargs),
+                                            or of (values, large) for raw arguments
+                                            (``_pickling.dumps_raw_args``)
     (CALL_BLOB, task_id, runner_blob)       run the unpickled runner (cloudpickle)
     (CANCEL, task_id)
     (CREDIT, task_id, count)                the consumer read count more INTERMEDIATEs
