@@ -363,8 +363,7 @@ async def test_raw_arguments_with_large_values_arrive_as_sent(
         monkeypatch.setattr(_shm.Arena, "create", classmethod(lambda cls, workers: None))
     async with assert_no_leaks(), ProcessExecutor(1) as executor:
         for args in _raw_args():
-            # Twice: the function's first call travels whole, the second by its id.
-            for _ in range(2):
+            for _ in range(2):  # the same arguments again: nothing of the first is reused
                 received, kwargs = await executor.run(functools.partial(tasks.describe, *args))
                 assert kwargs == {}
                 assert [name for name, _ in received] == [type(a).__name__ for a in args]
