@@ -198,3 +198,35 @@ async def test_importable_and_repeated_functions_are_cached_others_are_not() -> 
         for _ in range(3):  # the same closure: cached from its second call
             assert await executor.run(again) == ("str", "x")
         assert executor.statistics().functions_cached == 2
+
+
+@pytest.mark.timeout(60)
+async def test_small_tuples_of_raw_values_come_back_raw_and_others_as_blobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pullpush.executors.process import _results
+
+    kinds: list[int] = []
+    on_message = _results._ResultsMixin._on_message
+
+    def recording(self: Any, worker: Any, message: tuple[Any, ...]) -> None:
+        if message[0] in (wire.FINAL, wire.FINAL_BLOB):
+            kinds.append(message[0])
+        on_message(self, worker, message)
+
+    monkeypatch.setattr(_results._ResultsMixin, "_on_message", recording)
+    results = [
+        (b"digest", 0.5),  # raw
+        (1, "two", None, True, 2.5),  # raw
+        tuple(range(16)),  # raw: at the limit
+        tuple(range(17)),  # a blob: too many items
+        (b"x" * T, 1),  # a blob: a large item travels out of band
+        ([1], 2),  # a blob: not all raw
+        (),  # raw
+    ]
+    async with ProcessExecutor(1) as executor:
+        for value in results:
+            received = await executor.run(functools.partial(tasks.returns, value))
+            assert type(received) is tuple and received == value
+    raw, blob = wire.FINAL, wire.FINAL_BLOB
+    assert kinds == [raw, raw, raw, blob, blob, blob, raw]

@@ -339,3 +339,33 @@ async def test_a_fork_worker_holds_its_own_arena_only() -> None:
             assert fds == [other] and mapped == {other}  # not the first one's
         fds, mapped = _arena_inodes(first.pids[0])
         assert fds == [own] and mapped == {own}
+
+
+def _raw_args() -> list[tuple[Any, ...]]:
+    """Positional arguments of raw types only, some large: the calls that take the
+    shortest pickling path (``dumps_raw_args``)."""
+    raw = bytes(i % 251 for i in range(T + 5))
+    return [
+        (raw,),
+        (raw.decode("latin-1"),),  # not ASCII: 2 bytes in UTF-8 for half of them
+        ("\ud800" * T,),  # a lone surrogate survives
+        (raw, 7, "small", None, 2.5, True, b"tiny", raw.decode("latin-1")),
+        ("a" * (T - 1), b"b" * T),  # just under the threshold (inline), and at it
+    ]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("arena", [True, False], ids=["arena", "pipe"])
+async def test_raw_arguments_with_large_values_arrive_as_sent(
+    monkeypatch: pytest.MonkeyPatch, placements: list[int], arena: bool
+) -> None:
+    if not arena:
+        monkeypatch.setattr(_shm.Arena, "create", classmethod(lambda cls, workers: None))
+    async with assert_no_leaks(), ProcessExecutor(1) as executor:
+        for args in _raw_args():
+            for _ in range(2):  # the same arguments again: nothing of the first is reused
+                received, kwargs = await executor.run(functools.partial(tasks.describe, *args))
+                assert kwargs == {}
+                assert [name for name, _ in received] == [type(a).__name__ for a in args]
+                assert [value for _, value in received] == list(args)
+        assert len(placements) == (2 * len(_raw_args()) if arena else 0)

@@ -27,3 +27,14 @@ def length(item: bytes | str) -> int:
 def sleepy(x: int) -> int:
     time.sleep(0.001)
     return x
+
+
+def chunk_digest(item: bytes | bytearray | str) -> tuple[str, str]:
+    """The item's type and BLAKE2b digest (a ``str``'s of its UTF-8); an item that
+    starts with ``FAIL`` raises, naming the byte after it."""
+    import hashlib
+
+    data = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else bytes(item)
+    if data[:4] == b"FAIL":
+        raise ValueError(f"item {data[4]} failed")
+    return type(item).__name__, hashlib.blake2b(data).hexdigest()

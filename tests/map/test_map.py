@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import threading
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from _map_tasks import fail_on_five, length, pid_of, square
+from _map_tasks import chunk_digest, fail_on_five, length, pid_of, square
 
 import pullpush
 from pullpush import CapacitySource, TaskTimeoutError, ThreadExecutor
-from pullpush.runners._map_batches import LARGE_ITEM, _Chunk
+from pullpush.executors.process import _shm
+from pullpush.runners._map_batches import BATCH_BYTES, LARGE_ITEM, MAX_LARGE_BATCH, _Chunk
 from pullpush.runners._map_stream import _MapRun
 from pullpush.testing import assert_no_leaks
 
@@ -170,7 +173,7 @@ async def test_tqdm_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("container", [list, tuple, iter], ids=_ids)
-async def test_large_items_go_one_per_task_and_tiny_ones_in_batches(
+async def test_large_items_go_in_batches_by_bytes_and_tiny_ones_by_time(
     monkeypatch: pytest.MonkeyPatch, container: Any
 ) -> None:
     chunks: list[_Chunk] = []
@@ -181,7 +184,7 @@ async def test_large_items_go_one_per_task_and_tiny_ones_in_batches(
         return issue(self, chunk)
 
     monkeypatch.setattr(_MapRun, "_issue", recording)
-    big = b"x" * LARGE_ITEM  # at least LARGE_ITEM: alone
+    big = b"x" * LARGE_ITEM  # at least LARGE_ITEM: large
     items: list[Any] = ["a", "b", big, "c", bytearray(big), "d"]
     assert await pullpush.map(length, container(items), executor="inline", batch_size=10) == [
         1,
@@ -191,13 +194,25 @@ async def test_large_items_go_one_per_task_and_tiny_ones_in_batches(
         len(big),
         1,
     ]
-    assert [(c.start, len(c.items), c.batched) for c in chunks] == [
-        (0, 2, True),
-        (2, 1, False),
-        (3, 1, True),
-        (4, 1, False),
-        (5, 1, True),
+    # The small ones before the first large item, then a tuple from it on.
+    assert [(c.start, len(c.items), c.batched) for c in chunks] == [(0, 2, True), (2, 4, True)]
+    assert type(chunks[1].items) is tuple  # (the other, a slice of the input or a list)
+    chunks.clear()
+    third = b"y" * (BATCH_BYTES // 3)  # three fit in BATCH_BYTES, four do not
+    huge = b"z" * (2 * BATCH_BYTES)  # more than BATCH_BYTES alone: a batch of one
+    items = [third] * 7 + [huge, huge]
+    assert await pullpush.map(length, container(items), executor="inline", batch_size=100) == [
+        len(item) for item in items
     ]
+    assert [len(c.items) for c in chunks] == [3, 3, 1, 1, 1]
+    assert all(type(c.items) is tuple and c.batched for c in chunks)
+    chunks.clear()
+    items = [big] + [b"s"] * 200  # small items after a large one join it, up to 64
+    assert await pullpush.map(length, container(items), executor="inline", batch_size=500) == [
+        len(item) for item in items
+    ]
+    assert [len(c.items) for c in chunks] == [MAX_LARGE_BATCH, len(items) - MAX_LARGE_BATCH]
+    assert type(chunks[0].items) is tuple  # then the rest, small, in one batch
     chunks.clear()
     assert await pullpush.map(square, range(100_000), executor="inline") == [
         x * x for x in range(100_000)
@@ -205,6 +220,79 @@ async def test_large_items_go_one_per_task_and_tiny_ones_in_batches(
     assert chunks[0].batched and len(chunks[0].items) == 1  # nothing measured yet
     assert max(len(c.items) for c in chunks) > 100  # then batches grew
     assert all(type(c.items) is range for c in chunks)  # a range is sent as ranges
+
+
+def _chunk_items(count: int) -> list[Any]:
+    """Large items of each kind, each with bytes of its own."""
+    kinds = [bytes, bytearray, lambda b: b.decode("latin-1")]
+    return [kinds[i % 3](bytes([i % 251]) * (LARGE_ITEM + i)) for i in range(count)]
+
+
+def _digest(item: Any) -> tuple[str, str]:
+    data = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else bytes(item)
+    return type(item).__name__, hashlib.blake2b(data).hexdigest()
+
+
+@PROCESS
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_process_map_batches_large_items_each_out_of_band(
+    monkeypatch: pytest.MonkeyPatch, loop_kind: str, ordered: bool
+) -> None:
+    chunks: list[_Chunk] = []
+    issue = _MapRun._issue
+
+    def recording(self: _MapRun, chunk: _Chunk) -> Any:
+        chunks.append(chunk)
+        return issue(self, chunk)
+
+    placed: list[int] = []  # the out-of-band buffers of each call placed in the arena
+    place = _shm.Arena.place
+
+    def counting(self: _shm.Arena, blob: Any) -> Any:
+        result = place(self, blob)
+        if result is not None:
+            placed.append(len(result[0][3]) - 1)
+        return result
+
+    monkeypatch.setattr(_MapRun, "_issue", recording)
+    monkeypatch.setattr(_shm.Arena, "place", counting)
+    items = _chunk_items(120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pullpush.LargeTaskWarning)
+        async with assert_no_leaks():
+            results = await pullpush.map(chunk_digest, items, workers=2, ordered=ordered)
+    expected = [_digest(item) for item in items]
+    if ordered:
+        assert results == expected  # each item's type and bytes, in order
+    else:
+        assert sorted(results) == sorted(expected)
+    assert len(chunks) < len(items) and max(len(c.items) for c in chunks) > 1
+    assert sum(len(c.items) for c in chunks) == len(items)
+    # Every batch in the arena, each of its items a buffer of its own.
+    assert sorted(placed) == sorted(len(c.items) for c in chunks)
+
+
+@PROCESS
+@pytest.mark.timeout(120)
+async def test_process_map_of_large_items_returns_the_failed_items_error_in_place(
+    loop_kind: str,
+) -> None:
+    items = _chunk_items(60)
+    failing = {7, 33}
+    for index in failing:
+        items[index] = b"FAIL" + bytes([index]) + b"." * LARGE_ITEM
+    async with assert_no_leaks():
+        results = await pullpush.map(chunk_digest, items, workers=2, errors="return")
+    for index, (item, result) in enumerate(zip(items, results, strict=True)):
+        if index in failing:
+            assert isinstance(result, ValueError) and str(result) == f"item {index} failed"
+            if hasattr(result, "__notes__"):
+                assert f"item {index} of the input" in result.__notes__[-1]
+        else:
+            assert result == _digest(item)
+    with pytest.raises(ValueError, match="item 7 failed"):
+        await pullpush.map(chunk_digest, items, workers=2)
 
 
 @PROCESS

@@ -9,8 +9,11 @@ Both run ``fn`` over the items on an executor (worker processes by default) thro
   measured so far (starting at one item, growing at most 16-fold per measured batch,
   and, when the number of items is known, at most a quarter of each worker's share,
   so the work spreads). Items that are large (a ``str``/``bytes``/buffer of at
-  least :data:`LARGE_ITEM` bytes) go one per task; so do all items of an ``async def``
-  function, and every item when ``timeout=`` is given (a timeout is a task's).
+  least :data:`LARGE_ITEM` bytes) go in batches of their own, of at most
+  :data:`BATCH_BYTES` (1 MiB) and 64 items, each large item out of band (through the
+  process executor's payload arena, never copied into the batch's pickle). All items
+  of an ``async def`` function go one per task, and so does every item when
+  ``timeout=`` is given (a timeout is a task's).
 * **Errors.** An item that raises ends its batch: the batch returns the results
   before it as one INTERMEDIATE value, then raises the error (with the worker's
   traceback); the items after it are submitted again as a new batch (with
@@ -36,11 +39,11 @@ from typing import Any, Literal, TypeVar, overload
 
 from ..capacity import CapacitySource
 from ..executors import Executor, ExecutorSpec
-from ._map_batches import BATCH_SECONDS, LARGE_ITEM
+from ._map_batches import BATCH_BYTES, BATCH_SECONDS, LARGE_ITEM
 from ._map_stream import Errors, MapStream, _MapRun
 from ._map_sync import _in_thread
 
-__all__ = ["BATCH_SECONDS", "LARGE_ITEM", "MapStream", "map", "map_sync"]
+__all__ = ["BATCH_BYTES", "BATCH_SECONDS", "LARGE_ITEM", "MapStream", "map", "map_sync"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -162,7 +165,8 @@ def map(
             stderr); a callable is called as ``progress(done, total)`` (``total`` is
             ``None`` for inputs without ``len()``).
         batch_size: items per task; default: adaptive, aiming at
-            :data:`BATCH_SECONDS` of work per batch (``1`` turns batching off).
+            :data:`BATCH_SECONDS` of work per batch (``1`` turns batching off). A
+            batch of large items also stops at :data:`BATCH_BYTES` and 64 items.
 
     Returns a :class:`MapStream`, an async iterator that can also be awaited for a
     list (typed ``MapStream[R]`` for an ``fn`` that returns ``R`` or an awaitable of
@@ -174,8 +178,9 @@ def map(
 
     Batching: items of a plain function go to the workers in lists whose size adapts
     to the time per item measured there (large items, of :data:`LARGE_ITEM` bytes and up,
-    go one per task), so a million tiny items cost about what ``Pool.map`` with its
-    best ``chunksize`` does; see the module's notes for the details.
+    go in batches of at most :data:`BATCH_BYTES` bytes, each out of band), so a million
+    tiny items cost about what ``Pool.map`` with its best ``chunksize`` does; see the
+    module's notes for the details.
     """
     return MapStream(
         _MapRun(

@@ -2,8 +2,11 @@
 :class:`_Batch`, the task function that runs a batch in a worker and times it.
 
 The size of the next batch is aimed at :data:`BATCH_SECONDS` of work from the time
-per item measured so far (:class:`_BatchSizer`); large items (:func:`_first_large`)
-never go in a batch.
+per item measured so far (:class:`_BatchSizer`). A batch that starts with a large item
+(:func:`_first_large`) is a ``tuple`` of at most :data:`BATCH_BYTES` bytes of items
+and :data:`MAX_LARGE_BATCH` items (:func:`_large_batch_count`), so that the process
+executor sends each large item out of band; a batch of small items ends before the
+first large one.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
-__all__ = ["BATCH_SECONDS", "LARGE_ITEM", "MAX_BATCH"]
+__all__ = ["BATCH_BYTES", "BATCH_SECONDS", "LARGE_ITEM", "MAX_BATCH", "MAX_LARGE_BATCH"]
 
 BATCH_SECONDS = 0.005
 """The work one batch of tiny items aims at, in seconds (the time per item is measured
@@ -21,10 +24,20 @@ in the workers as the map goes)."""
 
 LARGE_ITEM = 64 * 1024
 """Items of at least this many bytes (``str``, ``bytes``, ``bytearray``,
-``memoryview``, or anything with an int ``nbytes``, such as a NumPy array) go one per
-task, never in a batch: the size from which the process executor sends a value out of
-band (through its payload arena), which it does only for a task's own arguments, not
-for the items of a batch's list."""
+``memoryview``, or anything with an int ``nbytes``, such as a NumPy array) are
+*large*: the size from which the process executor sends a value out of band (through
+its payload arena). Large items go in batches of their own (a ``tuple``, whose items
+the executor takes out of band, where it copies a list's into the pickle), of at most
+:data:`BATCH_BYTES` bytes and :data:`MAX_LARGE_BATCH` items."""
+
+BATCH_BYTES = 1 << 20
+"""The bytes of items (large and small ones' ``len`` or ``nbytes``) one batch that
+holds large items takes at most (at least one item, whatever its size): the per-task
+cost is paid once per batch, while the work still spreads over the workers."""
+
+MAX_LARGE_BATCH = 64
+"""The most items in a batch that holds large items: the process executor takes the
+large items of a tuple of up to 64 out of band."""
 
 MAX_BATCH = 1 << 17
 """The most items in one batch."""
@@ -75,8 +88,9 @@ def _stopped_at(results: list[Any], error: Exception) -> Generator[list[Any], No
 
 
 class _Chunk:
-    """Items ``start .. start + len(items)`` of the input, sent as one task (a list, or
-    a ``range`` when the input is one: it pickles in a few bytes)."""
+    """Items ``start .. start + len(items)`` of the input, sent as one task (a list, a
+    ``range`` when the input is one: it pickles in a few bytes, or a ``tuple`` when
+    they are large: see :data:`LARGE_ITEM`)."""
 
     __slots__ = ("batched", "items", "start")
 
@@ -138,8 +152,23 @@ def _first_large(items: Sequence[Any]) -> int | None:
 
 
 def _is_large(item: Any) -> bool:
+    return _size_of(item) >= LARGE_ITEM
+
+
+def _size_of(item: Any) -> int:
+    """An item's bytes (``len`` or ``nbytes``), or 0 for an item that has none."""
     if type(item) in _BUFFERS:
-        size = item.nbytes if type(item) is memoryview else len(item)
-    else:
-        size = getattr(item, "nbytes", 0)
-    return isinstance(size, int) and size >= LARGE_ITEM
+        return item.nbytes if type(item) is memoryview else len(item)
+    size = getattr(item, "nbytes", 0)
+    return size if isinstance(size, int) else 0
+
+
+def _large_batch_count(items: Sequence[Any]) -> int:
+    """How many of ``items`` (the first of them large) go in one batch: those within
+    :data:`BATCH_BYTES` in all, at least one, at most :data:`MAX_LARGE_BATCH`."""
+    total = 0
+    for count, item in enumerate(items[:MAX_LARGE_BATCH]):
+        total += _size_of(item)
+        if total > BATCH_BYTES and count:
+            return count
+    return min(len(items), MAX_LARGE_BATCH)

@@ -33,7 +33,14 @@ from ..executors import ExecutorSpec
 from ..executors._registry import check_executor_spec, make_executor
 from ._envelope import EnvelopeType
 from ._hierarchical import HierarchicalTaskPoolRunner
-from ._map_batches import BATCH_SECONDS, _Batch, _BatchSizer, _Chunk, _first_large
+from ._map_batches import (
+    BATCH_SECONDS,
+    _Batch,
+    _BatchSizer,
+    _Chunk,
+    _first_large,
+    _large_batch_count,
+)
 
 __all__ = ["MapStream"]
 
@@ -304,11 +311,14 @@ class _MapRun:
         if not items:
             return None
         large = None if self._small_only else _first_large(items)
-        if large == 0:  # alone, and the items after it back in front of the input
-            self._next_item += 1
-            if len(items) > 1:
-                self._push_back(items[1:])
-            return _Chunk(start, [items[0]], False)
+        if large == 0:
+            # A batch of large items, by bytes: a tuple, whose large items the process
+            # executor sends out of band; the items after it back in front of the input.
+            count = _large_batch_count(items)
+            self._next_item += count
+            if len(items) > count:
+                self._push_back(items[count:])
+            return _Chunk(start, tuple(items[:count]), True)
         if large is not None:  # the items from it on are the next chunk's
             self._push_back(items[large:])
             items = items[:large]

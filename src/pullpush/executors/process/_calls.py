@@ -28,7 +28,13 @@ class _CallsMixin:
         _last_function_id: tuple[int, pickling.Blob] | None
         _next_fn_id: int
 
-    def _encode(self, wire_id: int, runner: TaskRunner) -> _Call:
+    def _encode(self, wire_id: int, runner: TaskRunner) -> tuple[_Call, int]:
+        """The call of ``runner`` as task ``wire_id``, and the bytes it carries (its
+        pickle and out-of-band buffers; 0 for a CALL of small raw arguments).
+
+        Raises:
+            TaskPicklingError: the runner or its arguments could not be pickled.
+        """
         function: Any = runner
         args: tuple[Any, ...] = ()
         kwargs: dict[str, Any] | None = None
@@ -46,14 +52,16 @@ class _CallsMixin:
                     f"{pickling.failure_reason(error, 'pickling it')}"
                 ) from error
             check_call_size(self, pickling.stream_size(blob), runner)
-            return (wire.CALL_BLOB, wire_id, blob), None, None
+            return ((wire.CALL_BLOB, wire_id, blob), None, None), pickling.blob_size(blob)
         fn_id, fn_blob = cached
-        if (
-            kwargs is None
-            and wire.RAW_TYPES.issuperset(map(type, args))
-            and not pickling.large_raw(args)
-        ):
-            return (wire.CALL, wire_id, fn_id, args), fn_id, fn_blob
+        if kwargs is None and wire.RAW_TYPES.issuperset(map(type, args)):
+            if not pickling.large_raw(args):
+                return ((wire.CALL, wire_id, fn_id, args), fn_id, fn_blob), 0
+            # Raw arguments, some large (a chunk of bytes or str): the common case of
+            # chunk analysis, pickled by the shortest path (nothing there can fail).
+            args_blob, size = pickling.dumps_raw_args(args)
+            check_call_size(self, pickling.stream_size(args_blob), runner)
+            return ((wire.CALL_ARGS, wire_id, fn_id, args_blob), fn_id, fn_blob), size
         try:
             args_blob = pickling.dumps_blob(
                 (tuple(map(pickling.wrap_large, args)), pickling.wrap_values(kwargs) or {})
@@ -65,7 +73,10 @@ class _CallsMixin:
             where, why = _culprit(args, kwargs or {}, error)
             raise TaskPicklingError(f"{where} of {name} could not be pickled: {why}") from error
         check_call_size(self, pickling.stream_size(args_blob), runner)
-        return (wire.CALL_ARGS, wire_id, fn_id, args_blob), fn_id, fn_blob
+        return (
+            ((wire.CALL_ARGS, wire_id, fn_id, args_blob), fn_id, fn_blob),
+            pickling.blob_size(args_blob),
+        )
 
     def _function_id(self, function: Any) -> tuple[int, pickling.Blob] | None:
         """The cache id and blob of ``function``, or ``None`` if it is not cacheable."""
@@ -125,16 +136,13 @@ class _CallsMixin:
                 del self._functions[key]
 
 
-def _call_size_and_kind(message: tuple[Any, ...], runner: Any) -> tuple[int, int]:
-    """The bytes a CALL_ARGS or CALL_BLOB call carries (its pickle and out-of-band
-    buffers), and what tells its kind of task from others for the prefetch: its
-    function's id in the cache (as for a CALL), or, for a runner pickled whole, the
-    code its function runs (shared by every closure of one ``def``), else its type."""
-    if message[0] == wire.CALL_ARGS:
-        return pickling.blob_size(message[3]), message[2]
+def _runner_kind(runner: Any) -> int:
+    """What tells the kind of a task whose runner is pickled whole (a CALL_BLOB) from
+    others, for the prefetch: the code its function runs (shared by every closure of
+    one ``def``), else its type (a CALL or CALL_ARGS: its function's id in the cache)."""
     function = runner.func if type(runner) is functools.partial else runner
     code = getattr(function, "__code__", None)
-    return pickling.blob_size(message[2]), ~id(code if code is not None else type(function))
+    return ~id(code if code is not None else type(function))
 
 
 def _culprit(

@@ -32,7 +32,7 @@ from .._base import Executor, TaskEvents, TaskHandle, TaskRunner, as_task_events
 from . import _forks, _shm
 from . import _pickling as pickling
 from . import _protocol as wire
-from ._calls import _call_size_and_kind, _CallsMixin
+from ._calls import _CallsMixin, _runner_kind
 from ._dispatch import _DispatchMixin
 from ._endings import _EndingsMixin
 from ._handle import _ProcTask
@@ -539,7 +539,7 @@ class ProcessExecutor(
             self._fail(task, error)
             return task
         try:
-            task.call = self._encode(task.wire_id, runner)
+            task.call, task.size = self._encode(task.wire_id, runner)
         except TaskPicklingError as error:
             # Pickling failed, whatever it raised (sys.exit and other BaseExceptions
             # included, except KeyboardInterrupt): that fails this task, not the caller.
@@ -553,11 +553,8 @@ class ProcessExecutor(
             task.early = True
             task.starts(task_id)
         message = task.call[0]
-        if message[0] == wire.CALL:
-            # Raw arguments: small (large ones travel out of band, as CALL_ARGS).
-            task.kind = message[2]
-        else:
-            task.size, task.kind = _call_size_and_kind(message, runner)
+        # Its function's id in the cache (a CALL or CALL_ARGS), else its runner's kind.
+        task.kind = message[2] if message[0] != wire.CALL_BLOB else _runner_kind(runner)
         if after is not None and not self._pending:
             worker = after.worker
             if worker is not None and worker.state == _READY and worker.isolating is None:

@@ -45,6 +45,8 @@ CREDIT_BYTES = 16 * 1024
 """Bytes of a streamed value one credit covers: a value of n bytes takes
 ``n // CREDIT_BYTES`` credits beyond its own (see :meth:`Credits.charge`)."""
 _SIZED_RAW: frozenset[type] = frozenset({str, bytes})
+RAW_TUPLE = 16
+"""Items of a tuple result of raw values (none large) that travels raw in its FINAL."""
 
 
 class _OutputMixin:
@@ -122,7 +124,15 @@ class _OutputMixin:
     def send_final(self, task_id: int, value: Any, seconds: float) -> None:
         if self.blocks:
             self.ended(task_id)
-        if type(value) in RAW_TYPES and not large_raw((value,)):
+        kind = type(value)
+        if (kind in RAW_TYPES and not large_raw((value,))) or (
+            # A small tuple of raw values (a chunk's digest and its time): unpickling it
+            # cannot fail either, so it needs no pickle of its own.
+            kind is tuple
+            and len(value) <= RAW_TUPLE
+            and RAW_TYPES.issuperset(map(type, value))
+            and not large_raw(value)
+        ):
             self.writer.send((FINAL, task_id, value, seconds, self.peak_mib()))
         else:
             try:

@@ -52,11 +52,13 @@ __all__ = [
     "cloudpickle_dumps",
     "dumps",
     "dumps_blob",
+    "dumps_raw_args",
     "error_text",
     "failure_reason",
     "is_large",
     "large_raw",
     "loads_blob",
+    "raw_args",
     "stream_size",
     "wrap_large",
     "wrap_values",
@@ -296,6 +298,50 @@ def dumps_blob(obj: Any, cloud: bool = False) -> Blob:
     if buffers:
         return (stream, *buffers)
     return stream
+
+
+def dumps_raw_args(args: tuple[Any, ...]) -> tuple[Blob, int]:
+    """The blob of a call's arguments when every one is of a raw type
+    (``wire.RAW_TYPES``) and some are large ``bytes`` or ``str`` (see
+    :func:`large_raw`), and the bytes it carries. The shortest path for the common
+    case of chunk analysis (``partial(fn, chunk)``): the C pickler alone, nothing that
+    can fail, and no reducer or global in the stream -- each large value is a bare
+    out-of-band buffer (a ``str`` its UTF-8), which :func:`raw_args` turns back into
+    the value sent.
+
+    The blob holds ``(values, large)``, where a call's other blobs hold ``(args,
+    kwargs)``: ``large`` a tuple (not a dict), the index of each large value, ``~``
+    the index for a ``str``."""
+    values = list(args)
+    large: list[int] = []
+    for index, value in enumerate(args):
+        kind = type(value)
+        if kind is bytes and len(value) >= OOB_THRESHOLD:
+            values[index] = pickle.PickleBuffer(value)
+            large.append(index)
+        elif kind is str and len(value) >= OOB_THRESHOLD:
+            values[index] = pickle.PickleBuffer(value.encode("utf-8", "surrogatepass"))
+            large.append(~index)
+    buffers: list[pickle.PickleBuffer] = []
+    stream = pickle.dumps((values, tuple(large)), PROTOCOL, buffer_callback=buffers.append)
+    size = len(stream)
+    for buffer in buffers:
+        size += buffer.raw().nbytes
+    if len(stream) >= OOB_THRESHOLD:
+        return (pickle.PickleBuffer(stream), *buffers), size
+    return (stream, *buffers), size
+
+
+def raw_args(values: list[Any], large: tuple[int, ...]) -> list[Any]:
+    """The arguments :func:`dumps_raw_args` pickled, from what its blob unpickled to:
+    each large value, a ``bytes`` (taken out of the arena) or a read-only
+    ``memoryview`` (of a frame), made the ``bytes`` or ``str`` it was."""
+    for index in large:
+        if index < 0:
+            values[~index] = str(values[~index], "utf-8", "surrogatepass")
+        elif type(values[index]) is not bytes:
+            values[index] = bytes(values[index])
+    return values
 
 
 def loads_blob(blob: Blob) -> Any:

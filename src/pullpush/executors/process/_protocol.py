@@ -17,9 +17,10 @@ the object that holds it (``os.writev``), never copied into the frame.
 A **message** is a tuple whose first item is its type. Values that can fail to
 pickle or unpickle travel as separate *blobs* (bytes pickled on their own), so that
 one bad value fails one task, never a whole frame; values of the builtin scalar types
-travel raw (they cannot fail) to save a pickle round trip per message. Consecutive raw
-INTERMEDIATE values of one task share one message (a run), so a task streaming small
-values costs a list append per value on the wire, not a message.
+(and a task's result that is a small tuple of them) travel raw (they cannot fail) to
+save a pickle round trip per message. Consecutive raw INTERMEDIATE values of one task
+share one message (a run), so a task streaming small values costs a list append per
+value on the wire, not a message.
 
 Parent to worker, on the **call pipe**::
 
@@ -30,7 +31,9 @@ offset and sizes in the message (see ``_shm.py``).
     (DEFINE, fn_id, fn_blob)                the function fn_id stands for (cloudpickle)
     (FORGET, fn_id)                         drop it from the worker's cache
     (CALL, task_id, fn_id, args)            run fn(*args); args a tuple of raw scalars
-    (CALL_ARGS, task_id, fn_id, args_blob)  run fn(*args, **kwargs); blob of (args, kwargs)
+    (CALL_ARGS, task_id, fn_id, args_blob)  run fn(*args, **kwargs); blob of (args, kwargs),
+                                            or of (values, large) for raw arguments
+                                            (``_pickling.dumps_raw_args``)
     (CALL_BLOB, task_id, runner_blob)       run the unpickled runner (cloudpickle)
     (CANCEL, task_id)
     (CREDIT, task_id, count)                the consumer read count more INTERMEDIATEs
@@ -54,7 +57,8 @@ Worker to parent, on the **result pipe**::
     (READY, pid)
     (INTERMEDIATE, task_id, values)         a list of raw values, in the order yielded
     (INTERMEDIATE_BLOB, task_id, blob, type_name)
-    (FINAL, task_id, value, seconds, peak_mib)    value raw; seconds the task ran;
+    (FINAL, task_id, value, seconds, peak_mib)    value raw (or a tuple of at most 16
+                                                  raw values); seconds the task ran;
                                                   peak_mib the worker's peak resident
                                                   memory during it, or None
     (FINAL_BLOB, task_id, blob, type_name, seconds, peak_mib)

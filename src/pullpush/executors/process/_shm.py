@@ -45,8 +45,10 @@ in that order from ``offset``; ``writable`` one flag per buffer. A blob from
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import mmap
+import operator
 import os
 import pickle
 import sys
@@ -73,6 +75,8 @@ prefetch's byte bound), so this holds what is in flight with 4 MiB chunks; beyon
 it, calls take the pipe."""
 ALIGN: Final = 64
 """Regions start on cache-line boundaries."""
+_ALIGN_MASK: Final = ALIGN - 1
+_block_offset = operator.itemgetter(0)
 _FRACTION: Final = 2
 """A call of more than ``1 / _FRACTION`` of the arena takes the pipe: one huge call
 must not starve the others of room."""
@@ -132,7 +136,7 @@ class Arena:
 
     def alloc(self, size: int) -> int | None:
         """The offset of a free region of ``size`` bytes, or ``None`` if none is free."""
-        size = -(-max(size, 1) // ALIGN) * ALIGN
+        size = ((size or 1) + _ALIGN_MASK) & ~_ALIGN_MASK
         for index, block in enumerate(self._free):
             if block[1] >= size:
                 offset = block[0]
@@ -147,19 +151,15 @@ class Arena:
 
     def free(self, offset: int, size: int) -> None:
         """Give back the region :meth:`alloc` returned for ``size`` bytes at ``offset``."""
-        size = -(-max(size, 1) // ALIGN) * ALIGN
+        size = ((size or 1) + _ALIGN_MASK) & ~_ALIGN_MASK
         self.used -= size
         blocks = self._free
-        low, high = 0, len(blocks)
-        while low < high:  # the first block after the region
-            middle = (low + high) // 2
-            if blocks[middle][0] < offset:
-                low = middle + 1
-            else:
-                high = middle
+        low = bisect.bisect_left(blocks, offset, key=_block_offset)  # the block after it
         end = offset + size
         after = blocks[low] if low < len(blocks) and blocks[low][0] == end else None
-        before = blocks[low - 1] if low and sum(blocks[low - 1]) == offset else None
+        before = blocks[low - 1] if low else None
+        if before is not None and before[0] + before[1] != offset:
+            before = None
         if before is not None:
             before[1] += size
             if after is not None:
@@ -178,8 +178,18 @@ class Arena:
         if type(blob) is not tuple or self.fd < 0:
             return None
         stream = blob[0]
-        parts: list[memoryview] = [part.raw() for part in blob[1:]]
         inline = type(stream) is bytes
+        if inline and len(blob) == 2:  # the common case: one buffer (a chunk)
+            part = blob[1].raw()
+            size = part.nbytes
+            if size * _FRACTION > self.size:
+                return None
+            offset = self.alloc(size)
+            if offset is None:
+                return None
+            self._view[offset : offset + size] = part
+            return (None, stream, offset, (len(stream), size), (not part.readonly,)), offset, size
+        parts: list[memoryview] = [part.raw() for part in blob[1:]]
         if not inline:
             parts.insert(0, stream.raw())
         sizes = [part.nbytes for part in parts]

@@ -59,6 +59,7 @@ from ._output import _OutputMixin
 from ._pickling import (
     error_text,
     loads_blob,
+    raw_args,
 )
 from ._protocol import (
     AFTER,
@@ -412,6 +413,9 @@ class _Worker(_OutputMixin):
             args, kwargs = loads_blob(message[3])
         except BaseException as error:
             raise unpickling_error("task arguments", error) from error
+        if type(kwargs) is tuple:  # raw arguments, the large ones bare buffers
+            values = raw_args(args, kwargs)
+            return lambda: function(*values)
         return lambda: function(*args, **kwargs)
 
     def abandon(self, task_id: int, task: _Task) -> None:
