@@ -1,15 +1,19 @@
 """The Ray executor's side in the Ray worker: the functions that run a task runner
 as a normal Ray task (:func:`remote_call`) or a streaming one (:func:`remote_stream`),
-and the batching of a stream's values. Imported in every Ray worker that runs a task:
+the actor class of the executor's slots (:class:`SlotActor`), and the batching of a
+stream's values. Imported in every Ray worker that runs a task:
 it imports nothing of Ray."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import pickle
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from types import GeneratorType
 from typing import Any
 
@@ -18,7 +22,14 @@ from ._base import TaskRunner
 from ._drive import Credits, drive, needs_driving, run_sync_step
 from ._thread_worker import wind_down
 
-__all__ = ["BATCH", "FINAL", "Drained", "remote_bound", "remote_call", "remote_stream"]
+__all__ = [
+    "BATCH",
+    "FINAL",
+    "Drained",
+    "SlotActor",
+    "remote_call",
+    "remote_stream",
+]
 
 # What a streaming Ray task yields: (kind, payload): a batch (a list) of INTERMEDIATE
 # values, or the FINAL value.
@@ -47,15 +58,51 @@ def remote_call(runner: TaskRunner) -> Any:
     return final if values is None else Drained(values, final)
 
 
-def remote_bound(runner: TaskRunner) -> Callable[[], Any]:
-    """A function of no arguments that runs ``runner`` as :func:`remote_call` does:
-    a runner submitted again and again becomes a Ray remote function of its own,
-    pickled and exported once instead of with every task."""
+class SlotActor:
+    """Ray worker: the actor behind one executor slot (see :mod:`._ray_actors`); a
+    sync actor, so it runs its calls one at a time, in the order the driver sent them.
 
-    def bound() -> Any:
+    It keeps the functions the driver defined in it (by key, so that a runner
+    submitted again travels as an int): :meth:`call` with a function *and* a key
+    defines it, with the key alone uses it, with no key runs the function sent;
+    ``forget`` drops a key first (the driver bounds what each actor keeps)."""
+
+    def __init__(self) -> None:
+        self.functions: dict[int, Any] = {}
+        self.defined = 0  # functions defined (kept), for tests and statistics
+        self.calls = 0
+
+    def call(
+        self,
+        key: int | None,
+        function: Any,
+        args: tuple[tuple[Any, ...], dict[str, Any]] | None,
+        forget: int | None,
+    ) -> Any:
+        """Run one task: ``function`` (or the one defined under ``key``), given
+        ``args`` (a ``functools.partial``'s arguments) if any, as :func:`remote_call`."""
+        if forget is not None:
+            self.functions.pop(forget, None)
+        if function is None:
+            function = self.functions[key]  # type: ignore[index]
+        elif type(function) is bytes:  # a big runner, pickled by the driver on a thread
+            function = pickle.loads(function)
+        elif key is not None:
+            self.functions[key] = function
+            self.defined += 1
+        self.calls += 1
+        runner = function if args is None else functools.partial(function, *args[0], **args[1])
         return remote_call(runner)
 
-    return bound
+    def statistics(self) -> dict[str, int]:
+        """What the actor did: ``defined`` functions, ``calls``, ``kept`` functions
+        now, and its process id."""
+        return {
+            "defined": self.defined,
+            "calls": self.calls,
+            "kept": len(self.functions),
+            "pid": os.getpid(),
+        }
 
 
 def _call(runner: TaskRunner) -> tuple[list[Any] | None, Any]:
