@@ -61,7 +61,7 @@ from ._base import (
     TaskRunner,
     as_task_events,
 )
-from ._ray_actors import ActorsMixin
+from ._ray_actors import ActorsMixin, Answer
 from ._ray_lifecycle import SharedRay, acquire_ray, release_ray, stop_idle_ray
 from ._ray_options import (
     BIG_RUNNER,
@@ -506,7 +506,22 @@ class RayExecutor(ActorsMixin, Executor):
             self._waiter = Waiter(self._ray, self._loop, self._deliver)
         self._waiter.follow(task, ref)
 
+    def _follow_answer(self, answer: Answer, ref: Any) -> None:
+        """Hand the ref of an actor's answer (to a cancel, or "up?") to the waiter
+        thread."""
+        if self._waiter is None:
+            assert self._loop is not None
+            self._waiter = Waiter(self._ray, self._loop, self._deliver)
+        self._waiter.follow(answer, ref)  # type: ignore[arg-type]
+
     def _deliver(self, outcomes: list[tuple[RayTask, BaseException | None, Any, Any]]) -> None:
+        answers = [o for o in outcomes if isinstance(o[0], Answer)]
+        if answers:  # (the waiter follows the actors' answers to cancels too)
+            for answer, error, value, _ in answers:
+                answer.deliver(error, value)  # type: ignore[attr-defined]
+            outcomes = [o for o in outcomes if not isinstance(o[0], Answer)]
+            if not outcomes:
+                return
         self._measure(outcomes)
         self._normal -= len(outcomes)
         for task, error, result, ref in outcomes:

@@ -23,9 +23,10 @@ Decisions:
 * **Placement.** A call goes to an actor with no call, else (a standalone
   ``run()`` beyond the CPUs, or a ``prefetch``) a new actor while there are fewer
   than the CPUs, else the actor with the fewest calls, queued in Ray behind them.
-  A call starts (``TaskEvents.task_started``) when it is sent to an idle actor, or
-  when the call ahead of it ended, as the driver learns it (so its ``timeout``
-  clock may start a little late, never early).
+  A call starts (``TaskEvents.task_started``) when it is sent to an idle actor
+  that is up, when the call ahead of it ended, as the driver learns it, or when
+  its new actor is up (so its ``timeout`` clock may start a little late, never
+  early, and does not count an actor's start-up).
 * **Functions.** A ``functools.partial`` travels as its function and arguments. A
   function (or a whole runner) submitted a second time gets a key; each actor is
   sent it once with its first call there, and its key alone after that (at most
@@ -38,10 +39,13 @@ Decisions:
   per actor always; more while the calls are short, about ``_QUEUED_WORK_S``
   seconds of work per actor by the executor's measured time per task, at most
   ``_QUEUED_MAX``.
-* **Cancel.** A queued call: ``ray.cancel``, and it ends once Ray confirms it did
-  not run (its result: ``TaskCancelledError``). A running one: Ray cannot interrupt
-  a sync actor's call (it only sets a flag; ``force`` is refused for actor calls),
-  so after ``cancel_grace`` (at once with ``force_cancel``) the actor is killed
+* **Cancel.** Not ``ray.cancel``: cancelling an actor call that has not reached
+  its actor yet leaves a gap in the call order that stalls the actor's queue (30 s
+  in Ray 2.60). The actor has a second concurrency group, ``"control"`` (one
+  thread, beside the calls' one), and :meth:`SlotActor.cancel` there drops a call
+  that has not started: the task ends once the actor answered so (it will not
+  run). A running call cannot be interrupted (Ray's rule for sync actors), so
+  after ``cancel_grace`` (at once with ``force_cancel``) the actor is killed
   (``ray.kill``); the call ends with its cancel error once Ray says the actor died;
   the calls queued behind it never ran and go, in order, to a replacement actor,
   keeping what they inherited. A timeout is a cancel.
@@ -57,7 +61,7 @@ import asyncio
 import functools
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._ray_options import ray_resources
@@ -66,7 +70,7 @@ from ._ray_worker import SlotActor
 if TYPE_CHECKING:
     from ._ray_task import RayTask
 
-__all__ = ["ActorSlot", "ActorsMixin"]
+__all__ = ["ActorSlot", "ActorsMixin", "Answer"]
 
 _FUNCTIONS_PER_ACTOR = 256
 _KEYS_KEPT = 1024  # runners and functions whose keys the driver remembers (LRU)
@@ -80,18 +84,30 @@ class ActorSlot:
     (LRU). ``killed``: ``ray.kill`` was sent; it takes no new task but successors,
     which go with the others to its replacement."""
 
-    __slots__ = ("actor", "calls", "defined", "held", "killed")
+    __slots__ = ("actor", "calls", "defined", "held", "killed", "ready")
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
         self.calls: deque[RayTask] = deque()
         self.defined: OrderedDict[int, None] = OrderedDict()
         self.killed = False
+        self.ready = False  # the actor answered (it is placed and constructed)
         # While a big call is pickled on a thread: the calls to send after it.
         self.held: list[tuple[RayTask, tuple[Any, ...]]] | None = None
 
     def __repr__(self) -> str:
         return f"<ActorSlot calls={len(self.calls)} killed={self.killed}>"
+
+
+class Answer:
+    """What the waiter thread follows for a question asked of an actor's
+    ``"control"`` group (``RayExecutor._deliver`` tells it from a task by its
+    class): its ``deliver(error, value)`` takes the answer, on the loop."""
+
+    __slots__ = ("deliver",)
+
+    def __init__(self, deliver: Callable[[BaseException | None, Any], None]) -> None:
+        self.deliver = deliver
 
 
 class ActorsMixin:
@@ -108,6 +124,7 @@ class ActorsMixin:
         streaming: bool | None
 
         def _follow(self, task: RayTask, ref: Any) -> None: ...
+        def _follow_answer(self, answer: Answer, ref: Any) -> None: ...
         def _pickler(self) -> Any: ...
 
     def _init_actors(self) -> None:
@@ -116,11 +133,15 @@ class ActorsMixin:
         # Keys of functions submitted (id -> (weak reference, key or None: seen once)).
         self._keys: OrderedDict[int, tuple[Any, int | None]] = OrderedDict()
         self._next_key = 0
+        self._next_call = 0  # call ids: growing, so growing from one call to the next of an actor
 
     def _start_actors(self) -> None:
-        self._actor_class = self._ray.remote(SlotActor).options(
-            max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD"
-        )
+        self._actor_class = self._ray.remote(
+            max_restarts=0,
+            max_task_retries=0,
+            scheduling_strategy="SPREAD",
+            concurrency_groups={"control": 1},
+        )(SlotActor)
 
     @property
     def actors(self) -> int:
@@ -153,15 +174,30 @@ class ActorsMixin:
             slot = min(live, key=lambda s: len(s.calls))
         idle = not slot.calls
         self._send(slot, task)
-        if idle:
+        if idle and slot.ready:
             task.events.task_started(task.task_id)
         if not task.ended:
             task.events.task_placed(task.task_id)  # a successor may go behind it now
 
     def _new_slot(self) -> ActorSlot:
+        """A new actor; its first call starts (its clock starts) once the actor is
+        up: its start-up is Ray's alone (placing it, starting a worker process:
+        about a second), which ends, or fails its calls."""
         slot = ActorSlot(self._actor_class.remote())
         self._slots_live.append(slot)
+        try:
+            ref = slot.actor.statistics.options(concurrency_group="control").remote()
+        except Exception:  # Ray is gone: its calls fail
+            slot.ready = True
+        else:
+            self._follow_answer(Answer(lambda error, _: self._actor_ready(slot, error)), ref)
         return slot
+
+    def _actor_ready(self, slot: ActorSlot, error: BaseException | None) -> None:
+        """``slot``'s actor is up (or failed to start: its calls fail with it)."""
+        slot.ready = True
+        if error is None and slot.calls and not (head := slot.calls[0]).ended:
+            head.events.task_started(head.task_id)  # its clock starts now
 
     def _encode(self, runner: Any) -> tuple[int | None, Any, Any, bool]:
         """``(key, function, args, big)``: a partial's function and arguments, the
@@ -232,7 +268,9 @@ class ActorsMixin:
     def _remote(
         self, slot: ActorSlot, task: RayTask, key: Any, function: Any, args: Any, forget: Any
     ) -> None:
-        ref = slot.actor.call.remote(key, function, args, forget)
+        task.call_id = call_id = self._next_call
+        self._next_call += 1
+        ref = slot.actor.call.remote(call_id, key, function, args, forget)
         task.ref = ref
         self._follow(task, ref)
 
@@ -273,7 +311,7 @@ class ActorsMixin:
         slot.calls.remove(task)
         task.slot = None
         task.report_end(error)
-        if first and slot.calls and not (head := slot.calls[0]).ended:
+        if first and slot.ready and slot.calls and not (head := slot.calls[0]).ended:
             head.events.task_started(head.task_id)
 
     # -- outcomes ------------------------------------------------------------------------
@@ -287,15 +325,9 @@ class ActorsMixin:
         if error is not None and isinstance(error, _deaths(ray)):
             self._slot_died(slot, error)
             return
-        task.outcome = (error, result)
+        task.outcome = (error, result)  # (a Dropped result: cancelled, it did not run)
         if task is slot.calls[0]:
             self._advance(slot)
-        elif isinstance(error, ray.exceptions.TaskCancelledError):
-            # Cancelled while queued: Ray confirms it never ran; it ends now, those
-            # behind it stay behind the ones ahead of it.
-            slot.calls.remove(task)
-            task.slot = None
-            task.finish(error, None)
         # else: the calls ahead of it ended too (an actor runs them in order); it
         # ends once their outcomes came.
 
@@ -309,7 +341,7 @@ class ActorsMixin:
             task.finish(*outcome)
         if calls:
             head = calls[0]
-            if not head.ended:
+            if not head.ended and slot.ready:
                 head.events.task_started(head.task_id)
         elif len([s for s in self._slots_live if not s.killed]) > self._cpus:
             self._kill_slot(slot)  # fewer CPUs now: one actor less
@@ -347,16 +379,14 @@ class ActorsMixin:
                 replacement = self._new_slot()
             task.ref = None
             self._send(replacement, task)
-        if replacement is not None and replacement.calls:
-            head = replacement.calls[0]
-            head.events.task_started(head.task_id)  # it runs again from the start
 
     # -- cancel and escalation -----------------------------------------------------------
 
     def _cancel_call(self, task: RayTask) -> None:
-        """Stop an actor call: a queued one is cancelled in Ray; a running one, which
-        Ray cannot interrupt, ends by its actor's death after ``cancel_grace`` (at
-        once with ``force_cancel``), see :meth:`_escalate`."""
+        """Stop an actor call: one not started is dropped by its actor (see
+        :meth:`_cancel_answered`); a running one, which cannot be interrupted, ends
+        by its actor's death after ``cancel_grace`` (at once with ``force_cancel``),
+        see :meth:`_escalate`."""
         slot = task.slot
         if slot is None:
             return
@@ -367,13 +397,31 @@ class ActorsMixin:
             self._kill_slot(slot)
             return
         try:
-            self._ray.cancel(task.ref)
-        except Exception:  # ended, or Ray is gone: the call ends anyway
+            control = slot.actor.cancel.options(concurrency_group="control")
+            ref = control.remote(task.call_id)
+        except Exception:  # Ray is gone: the call ends anyway
             pass
+        else:
+            # The waiter thread follows the answer (ObjectRef.future() calls back
+            # only about half a second later).
+            call_id = task.call_id
+            self._follow_answer(
+                Answer(lambda error, dropped: self._cancel_answered(slot, task, call_id, dropped)),
+                ref,
+            )
         if task.escalation is None:
             task.escalation = asyncio.get_running_loop().call_later(
                 self.cancel_grace, self._escalate, task
             )
+
+    def _cancel_answered(self, slot: ActorSlot, task: RayTask, call_id: int, dropped: Any) -> None:
+        """The actor's answer to a cancel: dropped (the call will not run: it ends
+        now), or started (the escalation goes on); none (an error: the actor died):
+        its calls end (or move) all the same."""
+        if task.ended or task.slot is not slot or task.call_id != call_id:
+            return
+        if dropped is True:
+            self._drop(slot, task, None)
 
     def _escalate(self, task: RayTask) -> None:
         """A cancelled call still there after the grace: kill its actor if it runs

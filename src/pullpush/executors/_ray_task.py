@@ -46,6 +46,7 @@ class RayTask(BaseTaskHandle):
         "after",
         "ahead",
         "call",
+        "call_id",
         "consumer",
         "credits",
         "escalation",
@@ -84,6 +85,7 @@ class RayTask(BaseTaskHandle):
         # capacity hand-off's links (submit(after=)).
         self.slot: Any = None
         self.call: Any = None
+        self.call_id = -1
         self.outcome: tuple[BaseException | None, Any] | None = None
         self.after: RayTask | None = None
         self.successor: RayTask | None = None

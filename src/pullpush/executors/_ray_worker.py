@@ -26,6 +26,7 @@ __all__ = [
     "BATCH",
     "FINAL",
     "Drained",
+    "Dropped",
     "SlotActor",
     "remote_call",
     "remote_stream",
@@ -58,29 +59,47 @@ def remote_call(runner: TaskRunner) -> Any:
     return final if values is None else Drained(values, final)
 
 
+class Dropped:
+    """What :meth:`SlotActor.call` returns for a call cancelled before it started
+    (it did not run)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Dropped, ())
+
+
 class SlotActor:
-    """Ray worker: the actor behind one executor slot (see :mod:`._ray_actors`); a
-    sync actor, so it runs its calls one at a time, in the order the driver sent them.
+    """Ray worker: the actor behind one executor slot (see :mod:`._ray_actors`). Its
+    calls run one at a time, in the order the driver sent them (Ray's default
+    concurrency group, one thread); :meth:`cancel` runs beside them (the
+    ``"control"`` group), so that a queued call can be dropped.
 
     It keeps the functions the driver defined in it (by key, so that a runner
     submitted again travels as an int): :meth:`call` with a function *and* a key
     defines it, with the key alone uses it, with no key runs the function sent;
-    ``forget`` drops a key first (the driver bounds what each actor keeps)."""
+    ``forget`` drops a key first (the driver bounds what each actor keeps). Call ids
+    grow from one call to the next of an actor."""
 
     def __init__(self) -> None:
         self.functions: dict[int, Any] = {}
         self.defined = 0  # functions defined (kept), for tests and statistics
         self.calls = 0
+        self.lock = threading.Lock()
+        self.started = -1  # the id of the last call started
+        self.cancelled: set[int] = set()  # calls to drop when they come
 
     def call(
         self,
+        call_id: int,
         key: int | None,
         function: Any,
         args: tuple[tuple[Any, ...], dict[str, Any]] | None,
         forget: int | None,
     ) -> Any:
         """Run one task: ``function`` (or the one defined under ``key``), given
-        ``args`` (a ``functools.partial``'s arguments) if any, as :func:`remote_call`."""
+        ``args`` (a ``functools.partial``'s arguments) if any, as :func:`remote_call`;
+        a :class:`Dropped` if it was cancelled before."""
         if forget is not None:
             self.functions.pop(forget, None)
         if function is None:
@@ -90,13 +109,27 @@ class SlotActor:
         elif key is not None:
             self.functions[key] = function
             self.defined += 1
+        with self.lock:
+            if call_id in self.cancelled:
+                self.cancelled.discard(call_id)
+                return Dropped()
+            self.started = call_id
         self.calls += 1
         runner = function if args is None else functools.partial(function, *args[0], **args[1])
         return remote_call(runner)
 
+    def cancel(self, call_id: int) -> bool:
+        """(The ``"control"`` group.) Drop call ``call_id`` if it has not started:
+        true then (it will not run), false if it started (or ended)."""
+        with self.lock:
+            if call_id <= self.started:
+                return False
+            self.cancelled.add(call_id)
+            return True
+
     def statistics(self) -> dict[str, int]:
-        """What the actor did: ``defined`` functions, ``calls``, ``kept`` functions
-        now, and its process id."""
+        """What the actor did: ``defined`` functions, ``calls`` run, ``kept``
+        functions now, and its process id."""
         return {
             "defined": self.defined,
             "calls": self.calls,
