@@ -102,7 +102,8 @@ class RayExecutor(ActorsMixin, Executor):
     if no other comes); anything else -- a plain or coroutine function -- runs as a
     call to one of the executor's Ray actors (one per CPU, each running its calls
     in order, see :mod:`pullpush.executors._ray_actors`), or, when its cost asks Ray
-    for more than one CPU or it is big, as a normal Ray task; its result is read
+    for anything but one CPU or it is big (unless it is a successor), as a normal
+    Ray task; its result is read
     once it ends (a stream it returns is driven to its end in the worker and its
     values arrive together; ``streaming=True`` streams every runner). Async runners
     run on a private event loop in the worker.
@@ -120,18 +121,21 @@ class RayExecutor(ActorsMixin, Executor):
     at its next bytecode, but a call blocked in C (``time.sleep``, a lock) only when
     it returns -- or drops it if it has not started; still running ``cancel_grace``
     seconds later, it is cancelled with ``force=True``: Ray kills its worker process
-    (and starts another). An actor call queued is dropped by ``ray.cancel``; a
-    running one cannot be interrupted (Ray's rule for actors): after
-    ``cancel_grace`` its actor is killed and replaced, the calls queued behind it
-    sent to the replacement. ``force_cancel=True`` forces (kills) at once. Either
-    way the task's cancellation or timeout error is reported once it has ended in
-    Ray, never while it still runs.
+    (and starts another). An actor call not started yet is dropped by its actor
+    (asked through a second concurrency group; not ``ray.cancel``, which stalls an
+    actor's queue when the call has not reached it); a running one cannot be
+    interrupted (Ray's rule for actors): after ``cancel_grace`` its actor is killed
+    and replaced, the calls queued behind it sent to the replacement.
+    ``force_cancel=True`` forces (kills) at once. Either way the task's
+    cancellation or timeout error is reported once it has ended in Ray, never while
+    it still runs.
 
     Errors: an exception raised by the runner keeps its type (the original, not
     Ray's wrapper), with the worker's traceback chained as ``__cause__``
-    (:class:`~pullpush.RemoteTraceback`). A worker that died, a node lost, a raylet
-    gone: :class:`~pullpush.WorkerCrashedError`, Ray's exception as its
-    ``__cause__``. Any other Ray failure (an object lost, a value the driver cannot
+    (:class:`~pullpush.RemoteTraceback`). A worker or actor that died, a node lost,
+    a raylet gone: :class:`~pullpush.WorkerCrashedError`, Ray's exception as its
+    ``__cause__`` (a dead actor fails the call it ran; those queued behind it run in
+    a replacement). Any other Ray failure (an object lost, a value the driver cannot
     unpickle) is reported as Ray raised it, after the Ray task was stopped and has
     ended. Ray's task retries are off (``max_retries=0``): a streaming task replayed
     after a crash would repeat values already delivered. A runner that cannot be
@@ -142,7 +146,11 @@ class RayExecutor(ActorsMixin, Executor):
     passes each :class:`ScheduledTask`'s) asks Ray for the resources
     :func:`ray_resources` maps it to: ``cpu`` -> ``num_cpus``, ``gpu`` ->
     ``num_gpus``, ``memory_mb`` -> ``memory``, a key the cluster has as a custom
-    resource -> that resource. Other tasks ask for one CPU.
+    resource -> that resource. Other tasks (no cost, or one that maps to one CPU
+    alone) run in the executor's actors, each placed with one CPU and holding none
+    while it lives (Ray's default for actors: idle actors never block the tasks a
+    cost sends to Ray), spread over the nodes (``"SPREAD"``); the executor's slots
+    bound how many tasks run.
 
     Capacity: one slot per CPU -- ``num_cpus``, or else the cluster's CPUs, polled
     every ``poll_interval`` seconds (``ray.cluster_resources()``), so nodes that
@@ -165,7 +173,8 @@ class RayExecutor(ActorsMixin, Executor):
     by a key (the 256 most recent per actor); other runners are pickled with each
     task, as Ray does for arguments. A runner that captures big values (over
     1 MiB at a shallow look: closure, defaults, ``functools.partial`` arguments) is
-    pickled on a thread, never on the caller's loop; still, each task pickles it
+    pickled on a thread, never on the caller's loop (a big successor too, the calls
+    sent to its actor after it waiting meanwhile); still, each task pickles it
     again: put a big value in Ray's object store once (``ref = ray.put(value)``) and
     let the runner capture ``ref`` and call ``ray.get(ref)`` in the worker.
 
@@ -178,7 +187,8 @@ class RayExecutor(ActorsMixin, Executor):
         num_cpus: the executor's capacity, i.e. how many tasks run at once (default:
             the cluster's CPUs, polled); also the CPUs of a local Ray started here.
         credit_window: INTERMEDIATE envelopes a task may have unread (>= 1).
-        force_cancel: cancel by killing the task's worker process at once.
+        force_cancel: cancel by killing the task's worker process (an actor call
+            that runs: its actor) at once.
         cancel_grace: seconds a cancelled task gets before the forced cancel.
         streaming: ``True``: every runner runs as a streaming task; ``None``
             (default): generator functions only.
