@@ -149,7 +149,7 @@ class RayExecutor(ActorsMixin, Executor):
     resource -> that resource. Other tasks (no cost, or one that maps to one CPU
     alone) run in the executor's actors, each placed with one CPU and holding none
     while it lives (Ray's default for actors: idle actors never block the tasks a
-    cost sends to Ray), spread over the nodes (``"SPREAD"``); the executor's slots
+    cost sends to Ray), spread over the nodes by their CPUs; the executor's slots
     bound how many tasks run.
 
     Capacity: one slot per CPU -- ``num_cpus``, or else the cluster's CPUs, polled
@@ -340,6 +340,7 @@ class RayExecutor(ActorsMixin, Executor):
         self._shared = await acquire_ray(ray, kwargs)
         try:
             self._known = ray.cluster_resources()
+            self._read_nodes()
             self._cpus = self.num_cpus or cluster_cpus(self._known)
             self._capacity = CapacitySource(self._slots())
             if self.num_cpus is None and self.poll_interval > 0:
@@ -395,6 +396,7 @@ class RayExecutor(ActorsMixin, Executor):
             await asyncio.sleep(self.poll_interval)
             try:
                 known = await loop.run_in_executor(None, ray.cluster_resources)
+                await loop.run_in_executor(None, self._read_nodes)
             except Exception:
                 continue  # Ray is briefly unreachable: keep the last limit
             self._known = known
@@ -543,25 +545,6 @@ class RayExecutor(ActorsMixin, Executor):
                 task.finish(error, result)
         if self.prefetch == "auto":
             self._resize()
-
-    def _measure(self, outcomes: list[tuple[RayTask, BaseException | None, Any, Any]]) -> None:
-        """Estimate a task's time per CPU, Ray's handling included (the hand-off's
-        depth and the auto prefetch follow it): while
-        more tasks than CPUs were in Ray since the last delivery, the time since
-        then per task and CPU; else the time from submit to end of a task that
-        found a CPU free (none: no estimate)."""
-        now = time.monotonic()
-        ended = len(outcomes)
-        last, self._delivered_at = self._delivered_at, now
-        if last is not None and self._normal - ended >= self._cpus:
-            sample = (now - last) * self._cpus / ended
-        else:
-            unqueued = [t.submitted for t, _, _, _ in outcomes if t.ahead < self._cpus]
-            if not unqueued:
-                return
-            sample = now - max(unqueued)
-        mean = self._mean_s
-        self._mean_s = sample if mean is None else mean + 0.3 * (sample - mean)
 
     async def _aclose(self) -> None:
         if self._poller is not None:

@@ -16,8 +16,12 @@ Decisions:
   polled), created when a call finds none free, killed when the CPUs drop (once
   idle) and on ``aclose()``. Each asks Ray for one CPU to be placed and holds none
   while it lives (Ray's default for actors): idle actors never keep the normal
-  tasks that a cost sends to Ray from running (pullpush's slots bound what runs);
-  ``scheduling_strategy="SPREAD"`` spreads them over a cluster's nodes. Ray never
+  tasks that a cost sends to Ray from running (pullpush's slots bound what runs).
+  A new actor goes to the alive node with the most CPUs not taken by the
+  executor's actors (``ray.nodes()``, read at start and with each poll; a soft
+  node affinity: Ray places it elsewhere if that node is gone). (``"SPREAD"``
+  alone put both actors of a 2-node cluster on one node: actors that hold no CPU
+  do not count as load.) Ray never
   restarts them nor retries their calls (``max_restarts=0``): the executor replaces
   a dead one, knowing which calls never ran.
 * **Placement.** A call goes to an actor with no call, else (a standalone
@@ -51,14 +55,19 @@ Decisions:
   keeping what they inherited. A timeout is a cancel.
 * **Death.** An actor that dies (its process killed, ``os._exit``, its node lost)
   fails the call it ran with :class:`~pullpush.WorkerCrashedError` (Ray's error as
-  its ``__cause__``); the calls behind it go to a replacement. (An actor that died
-  idle is found out by the next call sent to it, which then fails the same way.)
+  its ``__cause__``); the calls behind it go to a replacement. Any
+  ``RayActorError`` counts: ``ActorUnavailableError`` too (a node lost gives it),
+  the actor then killed to be sure before its calls go elsewhere. (An actor that
+  died idle is found out by the next call sent to it, which then fails the same
+  way.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
+import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -84,10 +93,11 @@ class ActorSlot:
     (LRU). ``killed``: ``ray.kill`` was sent; it takes no new task but successors,
     which go with the others to its replacement."""
 
-    __slots__ = ("actor", "calls", "defined", "held", "killed", "ready")
+    __slots__ = ("actor", "calls", "defined", "held", "killed", "node", "ready")
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, node: str | None = None) -> None:
         self.actor = actor
+        self.node = node  # the node asked for (None: Ray's choice)
         self.calls: deque[RayTask] = deque()
         self.defined: OrderedDict[int, None] = OrderedDict()
         self.killed = False
@@ -119,6 +129,8 @@ class ActorsMixin:
         _closed: bool
         _known: Mapping[str, float]
         _mean_s: float | None
+        _normal: int
+        _delivered_at: float | None
         cancel_grace: float
         force_cancel: bool
         streaming: bool | None
@@ -133,13 +145,13 @@ class ActorsMixin:
         # Keys of functions submitted (id -> (weak reference, key or None: seen once)).
         self._keys: OrderedDict[int, tuple[Any, int | None]] = OrderedDict()
         self._next_key = 0
+        self._nodes: dict[str, int] = {}  # alive nodes' CPUs, by node id
         self._next_call = 0  # call ids: growing, so growing from one call to the next of an actor
 
     def _start_actors(self) -> None:
         self._actor_class = self._ray.remote(
             max_restarts=0,
             max_task_retries=0,
-            scheduling_strategy="SPREAD",
             concurrency_groups={"control": 1},
         )(SlotActor)
 
@@ -151,6 +163,35 @@ class ActorsMixin:
     def _for_actor(self, cost: Mapping[str, float] | None) -> bool:
         """Whether a (not streamed, not big) task of ``cost`` runs in an actor."""
         return not cost or ray_resources(cost, self._known) == {"num_cpus": 1}
+
+    def _measure(self, outcomes: list[tuple[RayTask, BaseException | None, Any, Any]]) -> None:
+        """Estimate a task's time per CPU, Ray's handling included (the hand-off's
+        depth and the auto prefetch follow it): while
+        more tasks than CPUs were in Ray since the last delivery, the time since
+        then per task and CPU; else the time from submit to end of a task that
+        found a CPU free (none: no estimate)."""
+        now = time.monotonic()
+        ended = len(outcomes)
+        last, self._delivered_at = self._delivered_at, now
+        if last is not None and self._normal - ended >= self._cpus:
+            sample = (now - last) * self._cpus / ended
+        else:
+            unqueued = [t.submitted for t, _, _, _ in outcomes if t.ahead < self._cpus]
+            if not unqueued:
+                return
+            sample = now - max(unqueued)
+        mean = self._mean_s
+        self._mean_s = sample if mean is None else mean + 0.3 * (sample - mean)
+
+    def _read_nodes(self) -> None:
+        """Read the alive nodes' CPUs (``ray.nodes()``), where actors go (a thread
+        may call it: it replaces the mapping at once)."""
+        nodes = {}
+        for node in self._ray.nodes():
+            cpus = int(node.get("Resources", {}).get("CPU", 0))
+            if node.get("Alive") and cpus > 0:
+                nodes[node["NodeID"]] = cpus
+        self._nodes = nodes
 
     # -- sending -------------------------------------------------------------------------
 
@@ -183,7 +224,14 @@ class ActorsMixin:
         """A new actor; its first call starts (its clock starts) once the actor is
         up: its start-up is Ray's alone (placing it, starting a worker process:
         about a second), which ends, or fails its calls."""
-        slot = ActorSlot(self._actor_class.remote())
+        node = self._place()
+        actor_class = self._actor_class
+        if node is not None:
+            strategies = importlib.import_module("ray.util.scheduling_strategies")
+            actor_class = actor_class.options(
+                scheduling_strategy=strategies.NodeAffinitySchedulingStrategy(node, soft=True)
+            )
+        slot = ActorSlot(actor_class.remote(), node)
         self._slots_live.append(slot)
         try:
             ref = slot.actor.statistics.options(concurrency_group="control").remote()
@@ -192,6 +240,18 @@ class ActorsMixin:
         else:
             self._follow_answer(Answer(lambda error, _: self._actor_ready(slot, error)), ref)
         return slot
+
+    def _place(self) -> str | None:
+        """The node for a new actor: the alive one with the most CPUs not taken by
+        this executor's actors (``None``: no node known, Ray chooses)."""
+        nodes = self._nodes
+        if not nodes:
+            return None
+        taken = dict.fromkeys(nodes, 0)
+        for slot in self._slots_live:
+            if slot.node in taken and not slot.killed:
+                taken[slot.node] += 1
+        return max(nodes, key=lambda node: nodes[node] - taken[node])
 
     def _actor_ready(self, slot: ActorSlot, error: BaseException | None) -> None:
         """``slot``'s actor is up (or failed to start: its calls fail with it)."""
@@ -354,6 +414,8 @@ class ActorsMixin:
         end, if cancelled or the executor is closed)."""
         if slot in self._slots_live:
             self._slots_live.remove(slot)
+        # Unavailable may not be dead: make sure before its calls go elsewhere.
+        self._kill_slot(slot)
         slot.held = None
         calls = list(slot.calls)
         slot.calls.clear()
