@@ -268,3 +268,25 @@ async def test_a_function_is_defined_once_per_actor_and_the_actors_go_at_close(
         assert {s["pid"] for s in stats} == {e.value[1] for e in ends.values()}
     for s in stats:
         assert await _gone(s["pid"]), s
+
+
+async def test_runs_beyond_the_actors_queue_in_them_and_a_cost_runs_as_a_ray_task(
+    ray_cluster: Any,
+) -> None:
+    """Standalone runs (no capacity taken) beyond the CPUs queue in the actors and
+    all end; a task whose cost asks Ray for more than one CPU is a Ray task of its
+    own: nothing may be queued behind it."""
+    async with RayExecutor(num_cpus=1) as executor:
+        results = await asyncio.gather(*(executor.run(where_and_when, 0.02, i) for i in range(6)))
+        assert [r[0] for r in results] == list(range(6))
+        assert executor.actors == 1 and executor.running == 0
+        events = _Events()
+        own = executor.submit(  # type: ignore[call-arg]
+            0, functools.partial(where_and_when, 0.2, "own"), events, cost={"cpu": 0.5}
+        )
+        assert not executor.successor_room(own)
+        with pytest.raises(ValueError, match="actor call"):
+            executor.submit(1, functools.partial(where_and_when, 0, 1), events, after=own)
+        await events.wait_for(1)
+        assert events.ends[0][1][0] == "own"
+        assert executor.running == 0
