@@ -290,3 +290,30 @@ async def test_runs_beyond_the_actors_queue_in_them_and_a_cost_runs_as_a_ray_tas
         await events.wait_for(1)
         assert events.ends[0][1][0] == "own"
         assert executor.running == 0
+
+
+@pytest.mark.timeout(20)  # the grace is 30 s: only an interrupt ends them in time
+async def test_a_running_call_is_interrupted_in_its_actor_which_lives_on(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    """Python code spinning and an async runner awaiting are interrupted where they
+    run (KeyboardInterrupt, the private loop woken), as ray.cancel does in a Ray
+    task: both time out, and the same actor runs the next task."""
+    pid_file = tmp_path / "pid"
+
+    def spins() -> None:
+        pid_file.write_text(str(os.getpid()))
+        while True:
+            pass
+
+    async def sleeps() -> None:
+        await asyncio.sleep(3600)
+
+    async with RayExecutor(num_cpus=1, cancel_grace=30.0) as executor:
+        runner = HierarchicalTaskPoolRunner(
+            "interrupted", [spins, sleeps], CapacitySource(2), executor=executor, timeout=0.5
+        )
+        ends = _terminal(await collect(runner.run_tasks()))
+        assert [type(ends[i].error) for i in (0, 1)] == [TaskTimeoutError] * 2
+        assert executor.running == 0
+        assert (await executor.run(where_and_when, 0, "after"))[1] == int(pid_file.read_text())

@@ -123,9 +123,10 @@ class RayExecutor(ActorsMixin, Executor):
     seconds later, it is cancelled with ``force=True``: Ray kills its worker process
     (and starts another). An actor call not started yet is dropped by its actor
     (asked through a second concurrency group; not ``ray.cancel``, which stalls an
-    actor's queue when the call has not reached it); a running one cannot be
-    interrupted (Ray's rule for actors): after ``cancel_grace`` its actor is killed
-    and replaced, the calls queued behind it sent to the replacement.
+    actor's queue when the call has not reached it); a running one gets
+    ``KeyboardInterrupt`` from its actor, with the same effect as in a Ray task;
+    still running after ``cancel_grace``, its actor is killed and replaced, the
+    calls queued behind it sent to the replacement.
     ``force_cancel=True`` forces (kills) at once. Either way the task's
     cancellation or timeout error is reported once it has ended in Ray, never while
     it still runs.

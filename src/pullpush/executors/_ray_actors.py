@@ -48,11 +48,14 @@ Decisions:
   in Ray 2.60). The actor has a second concurrency group, ``"control"`` (one
   thread, beside the calls' one), and :meth:`SlotActor.cancel` there drops a call
   that has not started: the task ends once the actor answered so (it will not
-  run). A running call cannot be interrupted (Ray's rule for sync actors), so
-  after ``cancel_grace`` (at once with ``force_cancel``) the actor is killed
-  (``ray.kill``); the call ends with its cancel error once Ray says the actor died;
-  the calls queued behind it never ran and go, in order, to a replacement actor,
-  keeping what they inherited. A timeout is a cancel.
+  run). A running call gets ``KeyboardInterrupt`` in its thread (Ray itself does
+  not interrupt a sync actor's call), as ``ray.cancel`` does in a Ray task: Python
+  code stops at its next bytecode, an async runner at once, and the call returns
+  ``Dropped``; the actor lives on. One blocked in C (``time.sleep``, a lock) is
+  still running ``cancel_grace`` later (at once with ``force_cancel``): its actor
+  is killed (``ray.kill``); the call ends with its cancel error once Ray says the
+  actor died; the calls queued behind it never ran and go, in order, to a
+  replacement actor, keeping what they inherited. A timeout is a cancel.
 * **Death.** An actor that dies (its process killed, ``os._exit``, its node lost)
   fails the call it ran with :class:`~pullpush.WorkerCrashedError` (Ray's error as
   its ``__cause__``); the calls behind it go to a replacement. Any
@@ -446,9 +449,9 @@ class ActorsMixin:
 
     def _cancel_call(self, task: RayTask) -> None:
         """Stop an actor call: one not started is dropped by its actor (see
-        :meth:`_cancel_answered`); a running one, which cannot be interrupted, ends
-        by its actor's death after ``cancel_grace`` (at once with ``force_cancel``),
-        see :meth:`_escalate`."""
+        :meth:`_cancel_answered`), a running one interrupted there; one still
+        running ``cancel_grace`` later (at once with ``force_cancel``) ends by its
+        actor's death, see :meth:`_escalate`."""
         slot = task.slot
         if slot is None:
             return

@@ -52,16 +52,17 @@ class Drained:
         return (Drained, (self.values, self.final))
 
 
-def remote_call(runner: TaskRunner) -> Any:
+def remote_call(runner: TaskRunner, loops: list[Any] | None = None) -> Any:
     """Ray worker, a normal task: call ``runner``; return its result, or a
-    :class:`Drained` if it returned a stream (all its values, driven to the end)."""
-    values, final = _call(runner)
+    :class:`Drained` if it returned a stream (all its values, driven to the end).
+    ``loops``: gets the private event loop, if one is made (to wake it)."""
+    values, final = _call(runner, loops)
     return final if values is None else Drained(values, final)
 
 
 class Dropped:
-    """What :meth:`SlotActor.call` returns for a call cancelled before it started
-    (it did not run)."""
+    """What :meth:`SlotActor.call` returns for a call cancelled: before it started
+    (it did not run), or interrupted while it ran."""
 
     __slots__ = ()
 
@@ -73,7 +74,10 @@ class SlotActor:
     """Ray worker: the actor behind one executor slot (see :mod:`._ray_actors`). Its
     calls run one at a time, in the order the driver sent them (Ray's default
     concurrency group, one thread); :meth:`cancel` runs beside them (the
-    ``"control"`` group), so that a queued call can be dropped.
+    ``"control"`` group), so that a queued call can be dropped and a running one
+    interrupted (``KeyboardInterrupt`` raised in its thread, as ``ray.cancel`` does
+    in a Ray task: Python code stops at its next bytecode, a call blocked in C when
+    it returns).
 
     It keeps the functions the driver defined in it (by key, so that a runner
     submitted again travels as an int): :meth:`call` with a function *and* a key
@@ -88,6 +92,12 @@ class SlotActor:
         self.lock = threading.Lock()
         self.started = -1  # the id of the last call started
         self.cancelled: set[int] = set()  # calls to drop when they come
+        # The call running (its id, None between calls), its thread, and the call
+        # interrupted (KeyboardInterrupt sent): all under ``lock``.
+        self.running: int | None = None
+        self.thread = 0
+        self.loops: list[Any] = []  # the running call's private event loop, if any
+        self.interrupted: int | None = None
 
     def call(
         self,
@@ -109,20 +119,43 @@ class SlotActor:
         elif key is not None:
             self.functions[key] = function
             self.defined += 1
+        runner = function if args is None else functools.partial(function, *args[0], **args[1])
         with self.lock:
             if call_id in self.cancelled:
                 self.cancelled.discard(call_id)
                 return Dropped()
-            self.started = call_id
+            self.started = self.running = call_id
+            self.thread = threading.get_ident()
         self.calls += 1
-        runner = function if args is None else functools.partial(function, *args[0], **args[1])
-        return remote_call(runner)
+        try:
+            try:
+                return remote_call(runner, self.loops)
+            finally:
+                with self.lock:
+                    self.running = None
+                    self.loops.clear()
+                    # No interrupt may land after this (in Ray's code): clear one
+                    # sent that has not fired yet.
+                    _async_raise(self.thread, None)
+        except KeyboardInterrupt:
+            self.running = None
+            if self.interrupted == call_id:
+                return Dropped()
+            raise
 
     def cancel(self, call_id: int) -> bool:
         """(The ``"control"`` group.) Drop call ``call_id`` if it has not started:
-        true then (it will not run), false if it started (or ended)."""
+        true then (it will not run); else false, and if it runs, interrupt it."""
         with self.lock:
             if call_id <= self.started:
+                if self.running == call_id and self.interrupted != call_id:
+                    self.interrupted = call_id
+                    _async_raise(self.thread, KeyboardInterrupt)
+                    for loop in self.loops:  # waiting in its selector: wake it
+                        try:
+                            loop.call_soon_threadsafe(_nothing)
+                        except RuntimeError:  # noqa: PERF203 - closed meanwhile (one loop)
+                            pass
                 return False
             self.cancelled.add(call_id)
             return True
@@ -138,7 +171,7 @@ class SlotActor:
         }
 
 
-def _call(runner: TaskRunner) -> tuple[list[Any] | None, Any]:
+def _call(runner: TaskRunner, loops: list[Any] | None) -> tuple[list[Any] | None, Any]:
     finished, result = run_sync_step(runner)
     if finished:
         return None, result
@@ -149,6 +182,8 @@ def _call(runner: TaskRunner) -> tuple[list[Any] | None, Any]:
     from ._thread_worker import _new_loop
 
     loop = _new_loop()
+    if loops is not None:
+        loops.append(loop)
     try:
         if hasattr(type(result), "__await__"):
             result = loop.run_until_complete(result)
@@ -335,12 +370,22 @@ def _sync_stream(
 
 def _interrupt(thread: threading.Thread) -> None:
     """Raise ``KeyboardInterrupt`` in ``thread`` (as ``ray.cancel`` does in a task)."""
+    if thread.ident is not None:
+        _async_raise(thread.ident, KeyboardInterrupt)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _async_raise(ident: int, error: type[BaseException] | None) -> None:
+    """Raise ``error`` in thread ``ident`` at its next bytecode (``None``: clear one
+    raised so that has not fired yet)."""
     import ctypes
 
-    if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt)
-        )
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), None if error is None else ctypes.py_object(error)
+    )
 
 
 def _async_stream(
