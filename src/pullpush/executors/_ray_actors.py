@@ -21,9 +21,9 @@ Decisions:
   executor's actors (``ray.nodes()``, read at start and with each poll; a soft
   node affinity: Ray places it elsewhere if that node is gone). (``"SPREAD"``
   alone put both actors of a 2-node cluster on one node: actors that hold no CPU
-  do not count as load.) Ray never
-  restarts them nor retries their calls (``max_restarts=0``): the executor replaces
-  a dead one, knowing which calls never ran.
+  do not count as load.) Ray never restarts them nor retries their calls
+  (``max_restarts=0``): the executor replaces a dead one, knowing which calls
+  never ran.
 * **Placement.** A call goes to an actor with no call, else (a standalone
   ``run()`` beyond the CPUs, or a ``prefetch``) a new actor while there are fewer
   than the CPUs, else the actor with the fewest calls, queued in Ray behind them.
