@@ -22,8 +22,9 @@ Data flow, with C the caller's loop and W the executor's waiter thread::
                 value comes, or at once when the stream pauses on an async await)
     C  each batch ──> credits ──> TaskEvents
     C  cancel ──> ray.cancel(task); after ``cancel_grace``, ray.cancel(force=True)
-                  (an actor call: ray.kill(actor), and a replacement); the end is
-                  reported once the Ray task has ended
+                  (an actor call: actor.cancel, in its "control" group, drops it
+                  or interrupts it; after the grace, ray.kill(actor) and a
+                  replacement); the end is reported once the Ray task has ended
 
 Which kind of Ray task a runner gets is decided in the driver from the function
 (``functools.partial`` unwrapped): generator and async generator functions stream;
