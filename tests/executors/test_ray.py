@@ -441,9 +441,10 @@ class Pickled:
 
 
 async def test_a_repeated_runner_is_pickled_once_not_per_task(ray_cluster: Any) -> None:
-    """The same runner submitted again becomes a remote function of its own, exported
-    (pickled) once: ten tasks pickle it twice (the first task's argument, the export),
-    while ten distinct runners are pickled ten times."""
+    """The same runner submitted again is defined once in each actor, then sent as
+    a key: ten tasks on two actors pickle it at most three times (the first task's
+    argument, then once per actor), while ten distinct runners are pickled ten
+    times."""
     captured = Pickled()
 
     def same() -> str:
@@ -455,9 +456,16 @@ async def test_a_repeated_runner_is_pickled_once_not_per_task(ray_cluster: Any) 
             "same", [same] * 10, CapacitySource(10), executor=executor
         )
         assert [e.value for e in await collect(runner.run_tasks())] == ["pickled 0"] * 10
-        assert len(Pickled.pickles) <= 2
+        assert len(Pickled.pickles) <= 1 + executor.actors
         Pickled.pickles.clear()
-        distinct = [functools.partial(same) for _ in range(10)]
+        of_one = [functools.partial(same) for _ in range(10)]  # one function: kept too
+        runner = HierarchicalTaskPoolRunner(
+            "partials", of_one, CapacitySource(10), executor=executor
+        )
+        assert [e.value for e in await collect(runner.run_tasks())] == ["pickled 0"] * 10
+        assert len(Pickled.pickles) <= 1 + executor.actors
+        Pickled.pickles.clear()
+        distinct = [(lambda: str(captured)) for _ in range(10)]
         runner = HierarchicalTaskPoolRunner(
             "distinct", distinct, CapacitySource(10), executor=executor
         )
@@ -515,12 +523,13 @@ async def test_capacity_follows_the_cluster_resources(
         async def watch() -> None:
             nonlocal most
             while True:
-                most = max(most, executor.running)
+                most = max(most, units.in_use)
                 await asyncio.sleep(0.002)
 
+        units = CapacitySource(4)
         watcher = asyncio.create_task(watch())
         naps = [functools.partial(time.sleep, 0.05)] * 4
-        runner = HierarchicalTaskPoolRunner("one", naps, CapacitySource(4), executor=executor)
+        runner = HierarchicalTaskPoolRunner("one", naps, units, executor=executor)
         assert len(await collect(runner.run_tasks())) == 4
         watcher.cancel()
         assert most == 1  # the runner admitted one task at a time

@@ -38,7 +38,7 @@ Contract of an executor:
   predecessor (cancelled while queued) leaves its own successor behind its
   predecessor. A successor whose predecessor is lost with its worker is sent again,
   still never started before its predecessor ended. Executors without a queue per
-  worker (inline, thread, Ray) do not queue successors.
+  worker (inline, thread) do not queue successors (Ray queues them in its actors).
 * Waitable task runners (:class:`~pullpush.Waitable`), on an executor that sets
   :attr:`Executor.runs_waitables` and for a receiver whose ``accepts_messages`` is
   true: the executor calls the runner with a :class:`~pullpush.TaskContext`, and its

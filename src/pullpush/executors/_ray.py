@@ -1,26 +1,34 @@
-"""The Ray executor: task runners run as Ray tasks, on a local Ray or a cluster.
+"""The Ray executor: task runners run in Ray, on a local Ray or a cluster.
 
 Data flow, with C the caller's loop and W the executor's waiter thread::
 
-    C  submit ──> remote_call.remote(runner)       a plain or coroutine function: a
-              or  bound.remote()                   normal Ray task, one result (a
-                                                   runner submitted again gets a
-                                                   remote function of its own)
+    C  submit ──> actor.call.remote(key, fn, args) a plain or coroutine function, Ray's
+                                                   default options: a call to one of
+                                                   the executor's actors, one per CPU,
+                                                   each running its calls in order
+                                                   (:mod:`._ray_actors`; the runner's
+                                                   successors queue there)
+              or  remote_call.remote(runner)       the same with a cost that asks Ray
+                                                   for more, or a big runner: a
+                                                   normal Ray task, one result
               or  remote_stream.remote(runner)     a generator function: a Ray
                                                    streaming-generator task, read by
                                                    one asyncio task on C
-    W  ray.wait(the normal tasks) ──> ray.get(those that ended, together)
-              ──> C, one call_soon_threadsafe per batch ──> TaskEvents
+    W  ray.wait(the calls and normal tasks) ──> ray.get(those that ended, together)
+              ──> C, one call_soon_threadsafe per batch ──> TaskEvents (an actor's
+                  calls end in its order; a dead actor's queued calls go to another)
     Ray worker: calls the runner; a stream's values go out in batches (bounded by
                 count and bytes, flushed once a batch is ``flush_s`` old when the next
                 value comes, or at once when the stream pauses on an async await)
     C  each batch ──> credits ──> TaskEvents
-    C  cancel ──> ray.cancel(task); after ``cancel_grace``, ray.cancel(force=True);
-                  the end is reported once the Ray task has ended
+    C  cancel ──> ray.cancel(task); after ``cancel_grace``, ray.cancel(force=True)
+                  (an actor call: actor.cancel, in its "control" group, drops it
+                  or interrupts it; after the grace, ray.kill(actor) and a
+                  replacement); the end is reported once the Ray task has ended
 
 Which kind of Ray task a runner gets is decided in the driver from the function
 (``functools.partial`` unwrapped): generator and async generator functions stream;
-anything else runs as a normal task, which is several times cheaper. A function that
+anything else runs as an actor call (or a normal task), several times cheaper. A function that
 *returns* a stream (not a generator function itself) then still works, but its
 values arrive together when it ends: pass ``streaming=True`` to stream every runner.
 The worker side is :mod:`._ray_worker`.
@@ -41,8 +49,6 @@ import asyncio
 import concurrent.futures
 import importlib
 import time
-import weakref
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -56,6 +62,7 @@ from ._base import (
     TaskRunner,
     as_task_events,
 )
+from ._ray_actors import ActorsMixin, Answer
 from ._ray_lifecycle import SharedRay, acquire_ray, release_ray, stop_idle_ray
 from ._ray_options import (
     BIG_RUNNER,
@@ -67,7 +74,7 @@ from ._ray_options import (
 )
 from ._ray_task import RayTask
 from ._ray_waiter import Waiter
-from ._ray_worker import remote_bound, remote_call, remote_stream
+from ._ray_worker import remote_call, remote_stream
 
 __all__ = ["NAMED_KEEP_ALIVE", "RayExecutor", "named_ray_executor", "ray_resources"]
 
@@ -85,8 +92,8 @@ def _import_ray() -> Any:
         raise ImportError(_INSTALL_HINT) from missing
 
 
-class RayExecutor(Executor):
-    """Run task runners as Ray tasks, streaming their envelopes back while they run.
+class RayExecutor(ActorsMixin, Executor):
+    """Run task runners in Ray, streaming their envelopes back while they run.
 
     Every runner is cloudpickled (closures and lambdas work). A generator or async
     generator function runs as a Ray streaming-generator task, its values sent back
@@ -94,9 +101,13 @@ class RayExecutor(Executor):
     bytes each; a batch older than ``flush_s`` goes out with the next value, and an
     async stream's pending values go out ``flush_s`` after the first of them even
     if no other comes); anything else -- a plain or coroutine function -- runs as a
-    normal Ray task (cheaper), its result read once it ends (a stream it returns is
-    driven to its end in the worker and its values arrive together; ``streaming=True``
-    streams every runner). Async runners run on a private event loop in the worker.
+    call to one of the executor's Ray actors (one per CPU, each running its calls
+    in order, see :mod:`pullpush.executors._ray_actors`), or, when its cost asks Ray
+    for anything but one CPU or it is big (unless it is a successor), as a normal
+    Ray task; its result is read
+    once it ends (a stream it returns is driven to its end in the worker and its
+    values arrive together; ``streaming=True`` streams every runner). Async runners
+    run on a private event loop in the worker.
 
     Ordering: a task's envelopes arrive in the order it produced them, the terminal
     one last.
@@ -106,20 +117,27 @@ class RayExecutor(Executor):
     started with ``_generator_backpressure_num_objects`` set so that Ray pauses the
     generator when about ``credit_window`` values wait unread. Nothing is dropped.
 
-    Cancellation and timeouts: ``ray.cancel``, which raises ``KeyboardInterrupt`` in
-    the task -- an async runner is cancelled at once, Python code at its next
-    bytecode, but a call blocked in C (``time.sleep``, a lock) only when it returns --
-    or drops the task if it has not started. A task still running ``cancel_grace``
-    seconds later is cancelled with ``force=True``: Ray kills its worker process
-    (and starts another). ``force_cancel=True`` forces at once. Either way the task's
-    cancellation or timeout error is reported once the Ray task has ended, never
-    while it still runs.
+    Cancellation and timeouts: a Ray task gets ``ray.cancel``, which raises
+    ``KeyboardInterrupt`` in it -- an async runner is cancelled at once, Python code
+    at its next bytecode, but a call blocked in C (``time.sleep``, a lock) only when
+    it returns -- or drops it if it has not started; still running ``cancel_grace``
+    seconds later, it is cancelled with ``force=True``: Ray kills its worker process
+    (and starts another). An actor call not started yet is dropped by its actor
+    (asked through a second concurrency group; not ``ray.cancel``, which stalls an
+    actor's queue when the call has not reached it); a running one gets
+    ``KeyboardInterrupt`` from its actor, with the same effect as in a Ray task;
+    still running after ``cancel_grace``, its actor is killed and replaced, the
+    calls queued behind it sent to the replacement.
+    ``force_cancel=True`` forces (kills) at once. Either way the task's
+    cancellation or timeout error is reported once it has ended in Ray, never while
+    it still runs.
 
     Errors: an exception raised by the runner keeps its type (the original, not
     Ray's wrapper), with the worker's traceback chained as ``__cause__``
-    (:class:`~pullpush.RemoteTraceback`). A worker that died, a node lost, a raylet
-    gone: :class:`~pullpush.WorkerCrashedError`, Ray's exception as its
-    ``__cause__``. Any other Ray failure (an object lost, a value the driver cannot
+    (:class:`~pullpush.RemoteTraceback`). A worker or actor that died, a node lost,
+    a raylet gone: :class:`~pullpush.WorkerCrashedError`, Ray's exception as its
+    ``__cause__`` (a dead actor fails the call it ran; those queued behind it run in
+    a replacement). Any other Ray failure (an object lost, a value the driver cannot
     unpickle) is reported as Ray raised it, after the Ray task was stopped and has
     ended. Ray's task retries are off (``max_retries=0``): a streaming task replayed
     after a crash would repeat values already delivered. A runner that cannot be
@@ -130,30 +148,35 @@ class RayExecutor(Executor):
     passes each :class:`ScheduledTask`'s) asks Ray for the resources
     :func:`ray_resources` maps it to: ``cpu`` -> ``num_cpus``, ``gpu`` ->
     ``num_gpus``, ``memory_mb`` -> ``memory``, a key the cluster has as a custom
-    resource -> that resource. Other tasks ask for one CPU.
+    resource -> that resource. Other tasks (no cost, or one that maps to one CPU
+    alone) run in the executor's actors, each placed with one CPU and holding none
+    while it lives (Ray's default for actors: idle actors never block the tasks a
+    cost sends to Ray), spread over the nodes by their CPUs; the executor's slots
+    bound how many tasks run.
 
     Capacity: one slot per CPU -- ``num_cpus``, or else the cluster's CPUs, polled
     every ``poll_interval`` seconds (``ray.cluster_resources()``), so nodes that
-    join or leave change what the runners admit. By default (``prefetch=0``) every
-    submitted task runs, so a task holds its user capacity only while it runs (SPEC
-    3), at the cost of a round trip to the driver between two tasks of a CPU.
-    ``prefetch`` adds slots per CPU for tasks queued in Ray behind the running ones,
-    so that no worker waits for that round trip (trivial tasks: about 0.85x plain
-    Ray's rate, against about half without): an opt-in, because a task queued in Ray
-    holds its user capacity while it waits there (Ray cannot be told to start a
-    queued task only when a given one ends, which is how the process executor hands
-    a unit over), and its ``timeout`` clock runs from ``submit`` (Ray does not tell
-    when a task starts). ``"auto"`` starts at none and adapts to the normal tasks'
-    durations, as the driver sees them: about 20 ms of queued work per CPU, at least
-    one task and at most 64.
+    join or leave change what the runners admit (and how many actors there are).
+    Every submitted task runs (SPEC 3: a task holds its user capacity only while it
+    runs), yet an actor need not wait for the driver between two tasks: a pool
+    runner queues its next task in an actor behind one of its running tasks of the
+    same cost, holding nothing, and the running task's slot and unit pass to it
+    when it ends (the capacity hand-off, as in the process executor:
+    :attr:`queues_successors`, :meth:`successor_room`, ``submit(after=)``). A
+    task's ``timeout`` clock starts when it starts (:attr:`reports_starts`).
+    ``prefetch`` (opt-in) adds slots per CPU for tasks queued in Ray behind the
+    running ones, which hold their user capacity while they wait there; ``"auto"``
+    starts at none and adapts to the tasks' durations, as the driver sees them:
+    about 20 ms of queued work per CPU, at least one task and at most 64.
 
-    Throughput: a runner submitted again (the same object, e.g. ``[f] * n``)
-    becomes a Ray remote function of its own, exported once, whose tasks carry no
-    pickled runner (the 64 most recent ones are kept, and Ray keeps each exported
-    function for the job's life; other runners are pickled with each task, as Ray
-    does for arguments). A runner that captures big values (over
+    Throughput: an actor keeps the functions it was sent (a ``functools.partial``
+    travels as its function and arguments): a runner or function submitted again
+    (the same object, e.g. ``[f] * n``) is pickled once per actor, then referred to
+    by a key (the 256 most recent per actor); other runners are pickled with each
+    task, as Ray does for arguments. A runner that captures big values (over
     1 MiB at a shallow look: closure, defaults, ``functools.partial`` arguments) is
-    pickled on a thread, never on the caller's loop; still, each task pickles it
+    pickled on a thread, never on the caller's loop (a big successor too, the calls
+    sent to its actor after it waiting meanwhile); still, each task pickles it
     again: put a big value in Ray's object store once (``ref = ray.put(value)``) and
     let the runner capture ``ref`` and call ``ray.get(ref)`` in the worker.
 
@@ -166,7 +189,8 @@ class RayExecutor(Executor):
         num_cpus: the executor's capacity, i.e. how many tasks run at once (default:
             the cluster's CPUs, polled); also the CPUs of a local Ray started here.
         credit_window: INTERMEDIATE envelopes a task may have unread (>= 1).
-        force_cancel: cancel by killing the task's worker process at once.
+        force_cancel: cancel by killing the task's worker process (an actor call
+            that runs: its actor) at once.
         cancel_grace: seconds a cancelled task gets before the forced cancel.
         streaming: ``True``: every runner runs as a streaming task; ``None``
             (default): generator functions only.
@@ -196,6 +220,8 @@ class RayExecutor(Executor):
 
     name = "ray"
     takes_costs = True
+    reports_starts = True
+    queues_successors = True
 
     def __init__(
         self,
@@ -269,10 +295,7 @@ class RayExecutor(Executor):
         # not been delivered yet.
         self._tasks: set[RayTask] = set()
         self._all_ended: asyncio.Future[None] | None = None
-        # Runners seen submitted (id -> weak reference), and those submitted again
-        # with their own remote function (id -> (weak reference, remote)). LRU.
-        self._seen: OrderedDict[int, Any] = OrderedDict()
-        self._bound: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
+        self._init_actors()
         # Submissions that pickle a big runner go through one thread, in order; while
         # one is pending, so do all others (Ray sees the tasks in submit order).
         self._submitter: concurrent.futures.ThreadPoolExecutor | None = None
@@ -319,6 +342,7 @@ class RayExecutor(Executor):
         self._shared = await acquire_ray(ray, kwargs)
         try:
             self._known = ray.cluster_resources()
+            self._read_nodes()
             self._cpus = self.num_cpus or cluster_cpus(self._known)
             self._capacity = CapacitySource(self._slots())
             if self.num_cpus is None and self.poll_interval > 0:
@@ -344,6 +368,7 @@ class RayExecutor(Executor):
             False: ray.remote(remote_call),
             True: ray.remote(remote_stream),
         }
+        self._start_actors()
         self._call = self._functions[False].options(**self._options[False])
         self._stream = self._functions[True].options(**self._options[True])
         self._batching = (
@@ -373,11 +398,13 @@ class RayExecutor(Executor):
             await asyncio.sleep(self.poll_interval)
             try:
                 known = await loop.run_in_executor(None, ray.cluster_resources)
+                await loop.run_in_executor(None, self._read_nodes)
             except Exception:
                 continue  # Ray is briefly unreachable: keep the last limit
             self._known = known
             self._cpus = cluster_cpus(known)
             self._resize()
+            self._trim_actors()
 
     def submit(
         self,
@@ -386,9 +413,17 @@ class RayExecutor(Executor):
         events: TaskEvents,
         *,
         cost: Mapping[str, float] | None = None,
+        after: Any = None,
     ) -> TaskHandle:
-        """Start ``runner`` as a Ray task (Ray queues it until its resources are
-        free); ``cost`` (optional) is mapped to Ray resources (:func:`ray_resources`).
+        """Start ``runner`` as an actor call or a Ray task (Ray queues it until its
+        resources are free); ``cost`` (optional) is mapped to Ray resources
+        (:func:`ray_resources`).
+
+        ``after``: a handle this executor returned for an actor call, not ended and
+        with no successor yet (``ValueError`` otherwise): the task goes behind it, in
+        its actor, and starts once it ended (the capacity hand-off;
+        :meth:`successor_room` says whether there is room behind it now). It runs
+        as its predecessor does (same cost).
 
         A runner that captures big values (over 1 MiB by a shallow look at its
         closure, defaults and ``functools.partial`` arguments) is pickled on a
@@ -401,72 +436,53 @@ class RayExecutor(Executor):
                 "RayExecutor is not started: await executor.start() or use "
                 "'async with RayExecutor() as executor'"
             )
-        args: tuple[Any, ...]
-        bound = None if cost or self.streaming else self._bound.get(id(runner))
-        if bound is not None and bound[0]() is runner:  # a runner submitted before
-            self._bound.move_to_end(id(runner))
-            streaming, big, remote, args = False, False, bound[1], ()
-        else:
-            streaming = bool(self.streaming) or streams(runner)
-            big = captured_bytes(runner) >= BIG_RUNNER
+        if after is not None and (
+            not isinstance(after, RayTask)
+            or after.slot is None
+            or after.ended
+            or after.successor is not None
+        ):
+            raise ValueError(
+                "after= must be an actor call of a RayExecutor, not ended, with no successor"
+            )
+        streaming = bool(self.streaming) or streams(runner)
+        big = not streaming and captured_bytes(runner) >= BIG_RUNNER
+        events = as_task_events(events)
+        task = RayTask(task_id, events, self._forget, streaming, self)
+        self._tasks.add(task)
+        try:
+            if after is not None or (not streaming and not big and self._for_actor(cost)):
+                self._send_to_actor(task, runner, after, big)
+                return task
             args = (runner, self._batching) if streaming else (runner,)
             if cost:
                 options = {**self._options[streaming], **ray_resources(cost, self._known)}
                 remote = self._functions[streaming].options(**options)
-            elif streaming:
-                remote = self._stream
             else:
-                remote = None if big else self._bound_for(runner)
-                if remote is not None:
-                    args = ()
-                else:
-                    remote = self._call
-        task = RayTask(task_id, as_task_events(events), self._forget, streaming, self)
-        self._tasks.add(task)
-        if big or self._in_thread:
-            self._submit_in_thread(task, remote, args)
-        else:
-            try:
-                ref = remote.remote(*args)  # now, so Ray sees the tasks in submit order
-            except BaseException:
+                remote = self._stream if streaming else self._call
+            events.task_started(task_id)  # Ray does not tell when a task starts
+            if big or self._in_thread:
+                self._submit_in_thread(task, remote, args)
+            else:
+                task.attach(remote.remote(*args))  # now: Ray sees them in submit order
+        except BaseException:
+            if not task.ended:
                 self._tasks.discard(task)
-                raise
-            task.attach(ref)
+                self._unlink(task)
+            raise
         return task
 
-    def _bound_for(self, runner: Any) -> Any:
-        """The remote function of its own for a runner submitted before (``None``
-        the first time): exported once, its tasks pickle no runner."""
-        key = id(runner)
-        entry = self._bound.get(key)
-        if entry is not None:
-            if entry[0]() is runner:
-                self._bound.move_to_end(key)
-                return entry[1]
-            del self._bound[key]
-        seen = self._seen.pop(key, None)
-        try:
-            reference = weakref.ref(runner)
-        except TypeError:  # a runner that takes no weak reference is never cached
-            return None
-        if seen is None or seen() is not runner:
-            self._seen[key] = reference
-            if len(self._seen) > _SEEN_MAX:
-                self._seen.popitem(last=False)
-            return None
-        remote = self._ray.remote(**self._options[False])(remote_bound(runner))
-        self._bound[key] = (reference, remote)
-        if len(self._bound) > _BOUND_MAX:
-            self._bound.popitem(last=False)
-        return remote
-
-    def _submit_in_thread(self, task: RayTask, remote: Any, args: tuple[Any, ...]) -> None:
+    def _pickler(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The thread that pickles big runners (and submits their Ray tasks)."""
         if self._submitter is None:
             self._submitter = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="pullpush-ray-submit"
             )
+        return self._submitter
+
+    def _submit_in_thread(self, task: RayTask, remote: Any, args: tuple[Any, ...]) -> None:
         self._in_thread += 1
-        future = self._submitter.submit(remote.remote, *args)
+        future = self._pickler().submit(remote.remote, *args)
         loop = asyncio.get_running_loop()
 
         def submitted(done: concurrent.futures.Future[Any]) -> None:
@@ -488,6 +504,8 @@ class RayExecutor(Executor):
 
     def _forget(self, task: RayTask) -> None:
         self._tasks.discard(task)
+        if task.after is not None or task.successor is not None or task.slot is not None:
+            self._unlink(task)
         waiter = self._all_ended
         if not self._tasks and waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -502,32 +520,33 @@ class RayExecutor(Executor):
             self._waiter = Waiter(self._ray, self._loop, self._deliver)
         self._waiter.follow(task, ref)
 
-    def _deliver(self, outcomes: list[tuple[RayTask, BaseException | None, Any]]) -> None:
-        if self.prefetch == "auto":
-            self._measure(outcomes)
+    def _follow_answer(self, answer: Answer, ref: Any) -> None:
+        """Hand the ref of an actor's answer (to a cancel, or "up?") to the waiter
+        thread."""
+        if self._waiter is None:
+            assert self._loop is not None
+            self._waiter = Waiter(self._ray, self._loop, self._deliver)
+        self._waiter.follow(answer, ref)  # type: ignore[arg-type]
+
+    def _deliver(self, outcomes: list[tuple[RayTask, BaseException | None, Any, Any]]) -> None:
+        answers = [o for o in outcomes if isinstance(o[0], Answer)]
+        if answers:  # (the waiter follows the actors' answers to cancels too)
+            for answer, error, value, _ in answers:
+                answer.deliver(error, value)  # type: ignore[attr-defined]
+            outcomes = [o for o in outcomes if not isinstance(o[0], Answer)]
+            if not outcomes:
+                return
+        self._measure(outcomes)
         self._normal -= len(outcomes)
-        for task, error, result in outcomes:
-            task.finish(error, result)
+        for task, error, result, ref in outcomes:
+            if ref is not task.ref or task.ended:
+                continue  # an actor call sent again, or ended meanwhile
+            if task.slot is not None:
+                self._call_ended(task, error, result)
+            else:
+                task.finish(error, result)
         if self.prefetch == "auto":
             self._resize()
-
-    def _measure(self, outcomes: list[tuple[RayTask, BaseException | None, Any]]) -> None:
-        """Estimate a normal task's time per CPU, Ray's handling included: while
-        more tasks than CPUs were in Ray since the last delivery, the time since
-        then per task and CPU; else the time from submit to end of a task that
-        found a CPU free (none: no estimate)."""
-        now = time.monotonic()
-        ended = len(outcomes)
-        last, self._delivered_at = self._delivered_at, now
-        if last is not None and self._normal - ended >= self._cpus:
-            sample = (now - last) * self._cpus / ended
-        else:
-            unqueued = [t.submitted for t, _, _ in outcomes if t.ahead < self._cpus]
-            if not unqueued:
-                return
-            sample = now - max(unqueued)
-        mean = self._mean_s
-        self._mean_s = sample if mean is None else mean + 0.3 * (sample - mean)
 
     async def _aclose(self) -> None:
         if self._poller is not None:
@@ -536,6 +555,7 @@ class RayExecutor(Executor):
         error = ExecutorClosedError("RayExecutor closed while the task ran")
         for task in list(self._tasks):
             task.cancel(error)
+        self._kill_actors()  # no grace: their calls end as they die
         if self._tasks:
             self._all_ended = asyncio.get_running_loop().create_future()
             await self._all_ended
@@ -543,8 +563,7 @@ class RayExecutor(Executor):
             self._submitter.shutdown(wait=False)
         if self._waiter is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._waiter.stop)
-        self._bound.clear()
-        self._seen.clear()
+        self._keys.clear()
         shared, self._shared = self._shared, None
         if shared is not None:
             await release_ray(shared, self.keep_alive)
@@ -554,7 +573,6 @@ class RayExecutor(Executor):
 # tasks it queues per CPU.
 _PREFETCH_WORK_S = 0.02
 _PREFETCH_MAX = 64
-_SEEN_MAX, _BOUND_MAX = 1024, 64
 
 
 def named_ray_executor() -> RayExecutor:

@@ -21,13 +21,20 @@ _FINAL = FINAL
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 # Ray's exceptions that mean the task's worker or node is gone.
-_CRASHES = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "OutOfMemoryError")
+_CRASHES = (
+    "WorkerCrashedError",
+    "NodeDiedError",
+    "LocalRayletDiedError",
+    "OutOfMemoryError",
+    "RayActorError",  # an actor of the executor's slots died (ActorDiedError...)
+)
 
 
 class RayTask(BaseTaskHandle):
-    """One Ray task: a normal one ends through its result's future (Ray calls back
-    on its thread, the executor delivers on the loop); a streaming one is read by
-    one asyncio task on the caller's loop. A TaskHandle.
+    """One Ray task: a normal one, or a call to one of the executor's actors (see
+    :mod:`._ray_actors`), ends through its result, which the waiter thread reads and
+    the executor delivers on the loop; a streaming one is read by one asyncio task
+    on the caller's loop. A TaskHandle.
 
     Everything here lives on the caller's loop (Ray's client calls are thread-safe
     and do not block for long: ``.remote()`` submits, ``ray.cancel`` sends a request).
@@ -36,14 +43,20 @@ class RayTask(BaseTaskHandle):
     """
 
     __slots__ = (
+        "after",
         "ahead",
+        "call",
+        "call_id",
         "consumer",
         "credits",
         "escalation",
         "executor",
+        "outcome",
         "ref",
+        "slot",
         "streaming",
         "submitted",
+        "successor",
     )
 
     def __init__(
@@ -66,6 +79,16 @@ class RayTask(BaseTaskHandle):
         # normal tasks of the executor were in Ray then.
         self.submitted = 0.0
         self.ahead = 0
+        # An actor call (see _ray_actors): its slot (None: a Ray task of its own, or
+        # ended), what it sends (kept to send it again to a replacement actor), its
+        # outcome when it came before the end of the calls ahead of it, and the
+        # capacity hand-off's links (submit(after=)).
+        self.slot: Any = None
+        self.call: Any = None
+        self.call_id = -1
+        self.outcome: tuple[BaseException | None, Any] | None = None
+        self.after: RayTask | None = None
+        self.successor: RayTask | None = None
 
     def attach(self, ref: Any) -> None:
         """The Ray task is submitted: follow it (and stop it if cancelled meanwhile)."""
@@ -166,8 +189,12 @@ class RayTask(BaseTaskHandle):
         self._stop_remote()
 
     def _stop_remote(self) -> None:
-        """Cancel the Ray task; force it after the grace if it still runs."""
+        """Cancel the Ray task; force it after the grace if it still runs (an actor
+        call: see :meth:`RayExecutor._cancel_call`)."""
         executor = self.executor
+        if self.slot is not None:
+            executor._cancel_call(self)
+            return
         force = executor.force_cancel
         if self.ref is None:
             return  # not submitted yet: attach() stops it

@@ -1,5 +1,6 @@
-"""The Ray executor's waiter thread: it follows the normal Ray tasks of one executor
-with ``ray.wait`` and hands their results to the executor's loop in batches."""
+"""The Ray executor's waiter thread: it follows the normal Ray tasks and actor calls
+of one executor with ``ray.wait`` and hands their results to the executor's loop in
+batches."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ __all__ = ["Waiter"]
 
 _WAIT_S = 0.002  # the longest one wait of the waiter thread lasts
 
-Outcome = tuple["RayTask", BaseException | None, Any]
+Outcome = tuple["RayTask", BaseException | None, Any, Any]
 
 
 class Waiter:
     """One thread waiting for many Ray tasks at once: ``follow(task, ref)`` (on the
     loop) adds one; ``deliver(outcomes)`` is called on ``loop`` with the ``(task,
-    Ray's error or None, result)`` of those that ended; ``stop()`` ends the thread
+    Ray's error or None, result, ref)`` of those that ended (an actor call sent
+    again has a new ``ref``: the old one's outcome is stale); ``stop()`` ends the thread
     once the tasks it follows are delivered (blocking: call it off the loop)."""
 
     def __init__(
@@ -82,17 +84,18 @@ class Waiter:
                     )
                     ready.extend(more)
             except Exception as failed:  # Ray is gone (shut down under us): end them all
-                outcomes: list[Outcome] = [(task, failed, None) for task in tasks.values()]
+                outcomes: list[Outcome] = [(task, failed, None, r) for r, task in tasks.items()]
                 tasks.clear()
                 pending = []
             else:
                 try:
                     results = ray.get(ready)  # ended: no wait, one call for them all
                 except Exception:  # one failed: take them one by one
-                    outcomes = [(tasks.pop(ref), *_get(ray, ref)) for ref in ready]
+                    outcomes = [(tasks.pop(ref), *_get(ray, ref), ref) for ref in ready]
                 else:
                     outcomes = [
-                        (tasks.pop(ref), None, r) for ref, r in zip(ready, results, strict=True)
+                        (tasks.pop(ref), None, r, ref)
+                        for ref, r in zip(ready, results, strict=True)
                     ]
             try:
                 loop.call_soon_threadsafe(deliver, outcomes)

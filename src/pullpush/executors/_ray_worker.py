@@ -1,15 +1,19 @@
 """The Ray executor's side in the Ray worker: the functions that run a task runner
 as a normal Ray task (:func:`remote_call`) or a streaming one (:func:`remote_stream`),
-and the batching of a stream's values. Imported in every Ray worker that runs a task:
+the actor class of the executor's slots (:class:`SlotActor`), and the batching of a
+stream's values. Imported in every Ray worker that runs a task:
 it imports nothing of Ray."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import pickle
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from types import GeneratorType
 from typing import Any
 
@@ -18,7 +22,15 @@ from ._base import TaskRunner
 from ._drive import Credits, drive, needs_driving, run_sync_step
 from ._thread_worker import wind_down
 
-__all__ = ["BATCH", "FINAL", "Drained", "remote_bound", "remote_call", "remote_stream"]
+__all__ = [
+    "BATCH",
+    "FINAL",
+    "Drained",
+    "Dropped",
+    "SlotActor",
+    "remote_call",
+    "remote_stream",
+]
 
 # What a streaming Ray task yields: (kind, payload): a batch (a list) of INTERMEDIATE
 # values, or the FINAL value.
@@ -40,25 +52,126 @@ class Drained:
         return (Drained, (self.values, self.final))
 
 
-def remote_call(runner: TaskRunner) -> Any:
+def remote_call(runner: TaskRunner, loops: list[Any] | None = None) -> Any:
     """Ray worker, a normal task: call ``runner``; return its result, or a
-    :class:`Drained` if it returned a stream (all its values, driven to the end)."""
-    values, final = _call(runner)
+    :class:`Drained` if it returned a stream (all its values, driven to the end).
+    ``loops``: gets the private event loop, if one is made (to wake it)."""
+    values, final = _call(runner, loops)
     return final if values is None else Drained(values, final)
 
 
-def remote_bound(runner: TaskRunner) -> Callable[[], Any]:
-    """A function of no arguments that runs ``runner`` as :func:`remote_call` does:
-    a runner submitted again and again becomes a Ray remote function of its own,
-    pickled and exported once instead of with every task."""
+class Dropped:
+    """What :meth:`SlotActor.call` returns for a call cancelled: before it started
+    (it did not run), or interrupted while it ran."""
 
-    def bound() -> Any:
-        return remote_call(runner)
+    __slots__ = ()
 
-    return bound
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Dropped, ())
 
 
-def _call(runner: TaskRunner) -> tuple[list[Any] | None, Any]:
+class SlotActor:
+    """Ray worker: the actor behind one executor slot (see :mod:`._ray_actors`). Its
+    calls run one at a time, in the order the driver sent them (Ray's default
+    concurrency group, one thread); :meth:`cancel` runs beside them (the
+    ``"control"`` group), so that a queued call can be dropped and a running one
+    interrupted (``KeyboardInterrupt`` raised in its thread, as ``ray.cancel`` does
+    in a Ray task: Python code stops at its next bytecode, a call blocked in C when
+    it returns).
+
+    It keeps the functions the driver defined in it (by key, so that a runner
+    submitted again travels as an int): :meth:`call` with a function *and* a key
+    defines it, with the key alone uses it, with no key runs the function sent;
+    ``forget`` drops a key first (the driver bounds what each actor keeps). Call ids
+    grow from one call to the next of an actor."""
+
+    def __init__(self) -> None:
+        self.functions: dict[int, Any] = {}
+        self.defined = 0  # functions defined (kept), for tests and statistics
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.started = -1  # the id of the last call started
+        self.cancelled: set[int] = set()  # calls to drop when they come
+        # The call running (its id, None between calls), its thread, and the call
+        # interrupted (KeyboardInterrupt sent): all under ``lock``.
+        self.running: int | None = None
+        self.thread = 0
+        self.loops: list[Any] = []  # the running call's private event loop, if any
+        self.interrupted: int | None = None
+
+    def call(
+        self,
+        call_id: int,
+        key: int | None,
+        function: Any,
+        args: tuple[tuple[Any, ...], dict[str, Any]] | None,
+        forget: int | None,
+    ) -> Any:
+        """Run one task: ``function`` (or the one defined under ``key``), given
+        ``args`` (a ``functools.partial``'s arguments) if any, as :func:`remote_call`;
+        a :class:`Dropped` if it was cancelled before."""
+        if forget is not None:
+            self.functions.pop(forget, None)
+        if function is None:
+            function = self.functions[key]  # type: ignore[index]
+        elif type(function) is bytes:  # a big runner, pickled by the driver on a thread
+            function = pickle.loads(function)
+        elif key is not None:
+            self.functions[key] = function
+            self.defined += 1
+        runner = function if args is None else functools.partial(function, *args[0], **args[1])
+        with self.lock:
+            if call_id in self.cancelled:
+                self.cancelled.discard(call_id)
+                return Dropped()
+            self.started = self.running = call_id
+            self.thread = threading.get_ident()
+        self.calls += 1
+        try:
+            try:
+                return remote_call(runner, self.loops)
+            finally:
+                with self.lock:
+                    self.running = None
+                    self.loops.clear()
+                    # No interrupt may land after this (in Ray's code): clear one
+                    # sent that has not fired yet.
+                    _async_raise(self.thread, None)
+        except KeyboardInterrupt:
+            self.running = None
+            if self.interrupted == call_id:
+                return Dropped()
+            raise
+
+    def cancel(self, call_id: int) -> bool:
+        """(The ``"control"`` group.) Drop call ``call_id`` if it has not started:
+        true then (it will not run); else false, and if it runs, interrupt it."""
+        with self.lock:
+            if call_id <= self.started:
+                if self.running == call_id and self.interrupted != call_id:
+                    self.interrupted = call_id
+                    _async_raise(self.thread, KeyboardInterrupt)
+                    for loop in self.loops:  # waiting in its selector: wake it
+                        try:
+                            loop.call_soon_threadsafe(_nothing)
+                        except RuntimeError:  # noqa: PERF203 - closed meanwhile (one loop)
+                            pass
+                return False
+            self.cancelled.add(call_id)
+            return True
+
+    def statistics(self) -> dict[str, int]:
+        """What the actor did: ``defined`` functions, ``calls`` run, ``kept``
+        functions now, and its process id."""
+        return {
+            "defined": self.defined,
+            "calls": self.calls,
+            "kept": len(self.functions),
+            "pid": os.getpid(),
+        }
+
+
+def _call(runner: TaskRunner, loops: list[Any] | None) -> tuple[list[Any] | None, Any]:
     finished, result = run_sync_step(runner)
     if finished:
         return None, result
@@ -69,6 +182,8 @@ def _call(runner: TaskRunner) -> tuple[list[Any] | None, Any]:
     from ._thread_worker import _new_loop
 
     loop = _new_loop()
+    if loops is not None:
+        loops.append(loop)
     try:
         if hasattr(type(result), "__await__"):
             result = loop.run_until_complete(result)
@@ -255,12 +370,22 @@ def _sync_stream(
 
 def _interrupt(thread: threading.Thread) -> None:
     """Raise ``KeyboardInterrupt`` in ``thread`` (as ``ray.cancel`` does in a task)."""
+    if thread.ident is not None:
+        _async_raise(thread.ident, KeyboardInterrupt)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _async_raise(ident: int, error: type[BaseException] | None) -> None:
+    """Raise ``error`` in thread ``ident`` at its next bytecode (``None``: clear one
+    raised so that has not fired yet)."""
     import ctypes
 
-    if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt)
-        )
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), None if error is None else ctypes.py_object(error)
+    )
 
 
 def _async_stream(
