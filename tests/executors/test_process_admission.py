@@ -24,17 +24,7 @@ from pullpush import (
     waitable,
 )
 from pullpush.executors import TaskEvents
-from pullpush.testing import assert_no_leaks, collect
-
-
-def _terminal(envelopes: list[Any]) -> dict[int, Any]:
-    """Each task's terminal envelope; fails if a task has none or two."""
-    ends: dict[int, Any] = {}
-    for envelope in envelopes:
-        if envelope.type is not EnvelopeType.INTERMEDIATE:
-            assert envelope.task_id not in ends, f"two terminal envelopes for {envelope}"
-            ends[envelope.task_id] = envelope
-    return ends
+from pullpush.testing import assert_no_leaks, assert_one_terminal_per_task, collect
 
 
 @pytest.mark.timeout(60)
@@ -48,7 +38,7 @@ async def test_a_task_queued_behind_slow_ones_is_timed_from_its_own_start() -> N
         runner = HierarchicalTaskPoolRunner(
             "queued", source, capacity, executor=executor, timeout=1.0
         )
-        ends = _terminal(await collect(runner.run_tasks()))
+        ends = assert_one_terminal_per_task(await collect(runner.run_tasks()))
         assert {e.task_id: e.type for e in ends.values()} == dict.fromkeys(
             range(6), EnvelopeType.FINAL
         )
@@ -69,7 +59,7 @@ async def test_a_slow_task_queued_behind_others_times_out_after_it_starts() -> N
         runner = HierarchicalTaskPoolRunner(
             "slow", source, capacity, executor=executor, timeout=1.0
         )
-        ends = _terminal(await collect(runner.run_tasks()))
+        ends = assert_one_terminal_per_task(await collect(runner.run_tasks()))
         assert [ends[i].value for i in range(3)] == [0, 1, 2]
         assert ends[3].type is EnvelopeType.ERROR
         assert isinstance(ends[3].error, TaskTimeoutError)
@@ -96,7 +86,7 @@ async def test_tasks_for_a_worker_whose_initializer_never_returns_time_out_and_c
                 executor=executor,
                 timeout=0.3,
             )
-            ends = _terminal(await collect(runner.run_tasks()))
+            ends = assert_one_terminal_per_task(await collect(runner.run_tasks()))
             assert sorted(ends) == [0, 1]
             for envelope in ends.values():
                 assert envelope.type is EnvelopeType.ERROR
@@ -189,7 +179,7 @@ async def test_one_worker_holds_one_unit_of_capacity_while_tasks_queue_in_it() -
             # Seen by the consumer (the loop had its turns since the task's end): the
             # task after the running one waits in the worker already.
             queued.append(executor.statistics().in_flight)
-        ends = _terminal(envelopes)
+        ends = assert_one_terminal_per_task(envelopes)
         assert [ends[i].value for i in range(8)] == list(range(8))
         assert max(runner.units) == 1, runner.units
         assert max(queued) >= 2, queued  # a task was queued behind the running one
@@ -205,7 +195,7 @@ async def test_a_crash_sends_the_queued_successors_again() -> None:
         source = [functools.partial(tasks.die, "os._exit")]
         source += [functools.partial(tasks.identity, i) for i in range(1, 4)]
         runner = _Watched("crash", source, capacity, executor=executor)
-        ends = _terminal(await collect(runner.run_tasks()))
+        ends = assert_one_terminal_per_task(await collect(runner.run_tasks()))
         assert isinstance(ends[0].error, WorkerCrashedError)
         assert "task 0" in str(ends[0].error)
         assert [ends[i].value for i in range(1, 4)] == [1, 2, 3]
@@ -305,7 +295,7 @@ async def test_two_tasks_per_worker_hold_at_most_two_units() -> None:
     async with assert_no_leaks(), ProcessExecutor(1, tasks_per_worker=2) as executor:
         source = [functools.partial(tasks.where_and_when, 0.01 * (i % 4)) for i in range(24)]
         runner = _Watched("two", source, capacity, executor=executor, timeout=30.0)
-        ends = _terminal(await collect(runner.run_tasks()))
+        ends = assert_one_terminal_per_task(await collect(runner.run_tasks()))
         assert all(e.type is EnvelopeType.FINAL for e in ends.values()) and len(ends) == 24
         assert max(runner.units) <= 2, runner.units
         assert max(runner.in_flight) >= 3  # a task was queued behind the running two

@@ -21,17 +21,7 @@ from pullpush import (
     TaskTimeoutError,
     ThreadExecutor,
 )
-from pullpush.testing import collect
-
-
-def _terminal(envelopes: list[Any]) -> dict[int, Any]:
-    """Each task's terminal envelope; fails if a task has none or two."""
-    ends: dict[int, Any] = {}
-    for envelope in envelopes:
-        if envelope.type is not EnvelopeType.INTERMEDIATE:
-            assert envelope.task_id not in ends, f"two terminal envelopes for {envelope}"
-            ends[envelope.task_id] = envelope
-    return ends
+from pullpush.testing import assert_one_terminal_per_task, collect
 
 
 @pytest.mark.timeout(20)
@@ -46,7 +36,7 @@ async def test_a_capacity_of_zero_warns_naming_it_then_runs_once_raised() -> Non
     assert not first.done()  # nothing could start
     capacity.set_limit(1)
     envelopes = [await first, *[e async for e in stream]]
-    ends = _terminal(envelopes)
+    ends = assert_one_terminal_per_task(envelopes)
     assert sorted(e.value for e in ends.values()) == [1, 2]
     assert all(e.type is EnvelopeType.FINAL for e in ends.values())
     assert capacity.in_use == 0
@@ -95,7 +85,9 @@ async def test_no_warning_while_the_runner_has_tasks_running() -> None:
 
     runner = HierarchicalTaskPoolRunner("ok", [slow, slow], capacity)
     runner.stall_warning = 0.05
-    ends = _terminal(await collect(runner.run_tasks()))  # filterwarnings=error: none
+    ends = assert_one_terminal_per_task(
+        await collect(runner.run_tasks())
+    )  # filterwarnings=error: none
     assert [e.value for e in ends.values()] == ["slow", "slow"]
 
 
@@ -108,7 +100,7 @@ async def test_a_scheduled_cost_over_a_parent_limit_is_rejected_by_name() -> Non
         ScheduledTask("small", lambda: "ran", cost={"cpu": 1, "memory_mb": 50}),
     ]
     runner: ScheduledTaskPoolRunner[str] = ScheduledTaskPoolRunner("s", source, capacity)
-    ends = _terminal(await collect(runner.run_tasks()))
+    ends = assert_one_terminal_per_task(await collect(runner.run_tasks()))
     by_key = {e.key: e for e in ends.values()}
     assert by_key["small"].type is EnvelopeType.FINAL and by_key["small"].value == "ran"
     assert by_key["big"].type is EnvelopeType.ERROR
@@ -177,7 +169,7 @@ async def test_thread_timeout_still_fires_for_a_running_task() -> None:
     runner = HierarchicalTaskPoolRunner(
         "t", [slow, lambda: "quick"], capacity, executor="thread", timeout=0.2
     )
-    ends = _terminal(await collect(runner.run_tasks()))
+    ends = assert_one_terminal_per_task(await collect(runner.run_tasks()))
     values = sorted(
         (e.type.name, type(e.error).__name__ if e.error else e.value) for e in ends.values()
     )

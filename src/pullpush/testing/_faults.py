@@ -143,20 +143,23 @@ class FaultPlan:
 
 
 def assert_one_terminal_per_task(
-    envelopes: Iterable[TaskProgressEnvelope], task_ids: Iterable[int]
+    envelopes: Iterable[TaskProgressEnvelope], task_ids: Iterable[int] | None = None
 ) -> dict[int, TaskProgressEnvelope]:
     """Assert that every task of ``task_ids`` (and no other) ended in exactly one FINAL
     or ERROR envelope, and that none of its envelopes came after that; return the
-    terminal envelope of each task."""
+    terminal envelope of each task. Without ``task_ids``: every task seen in
+    ``envelopes`` (a task none of whose envelopes is there cannot be checked)."""
     terminal: dict[int, TaskProgressEnvelope] = {}
+    seen: set[int] = set()
     for envelope in envelopes:
+        seen.add(envelope.task_id)
         assert envelope.task_id not in terminal, (
             f"{envelope!r} came after task {envelope.task_id}'s terminal envelope "
             f"{terminal[envelope.task_id]!r}"
         )
         if envelope.type is not EnvelopeType.INTERMEDIATE:
             terminal[envelope.task_id] = envelope
-    wanted = set(task_ids)
+    wanted = set(task_ids) if task_ids is not None else seen
     missing = sorted(wanted - terminal.keys())
     extra = sorted(terminal.keys() - wanted)
     assert not missing, f"tasks without a terminal envelope: {missing[:20]}"
