@@ -96,7 +96,8 @@ class ActorSlot:
     ``calls[0]`` runs (or is about to). ``defined``: the function keys it keeps
     (LRU). ``killed``: it takes no new task but successors, which go with the
     others to its replacement (``kill_sent``: ``ray.kill`` was sent). ``unsure``:
-    it was unreachable (``started``: the last call it said it started); ``dead``:
+    it was unreachable (``started``: the last call it said it started); ``up``: it
+    answered its first question (it came up); ``dead``:
     Ray said it died, its calls are settled (see :mod:`._ray_deaths`)."""
 
     __slots__ = (
@@ -111,6 +112,7 @@ class ActorSlot:
         "ready",
         "started",
         "unsure",
+        "up",
     )
 
     def __init__(self, actor: Any, node: str | None = None) -> None:
@@ -121,6 +123,7 @@ class ActorSlot:
         self.killed = self.kill_sent = self.unsure = self.dead = False
         self.started: int | None = None
         self.ready = False  # the actor answered (it is placed and constructed)
+        self.up = False  # it answered without an error
         # While a big call is pickled on a thread: the calls to send after it.
         self.held: list[tuple[RayTask, tuple[Any, ...]]] | None = None
 
@@ -264,6 +267,7 @@ class ActorsMixin(DeathsMixin):
     def _actor_ready(self, slot: ActorSlot, error: BaseException | None) -> None:
         """``slot``'s actor is up (or failed to start: its calls fail with it)."""
         slot.ready = True
+        slot.up = error is None
         if error is None and slot.calls and not (head := slot.calls[0]).ended:
             head.events.task_started(head.task_id)  # its clock starts now
 

@@ -8,8 +8,9 @@ Decisions:
   thread): the waiter thread looks at it with every wait, and every ``_WATCH_S``
   (50 ms) while nothing else is pending, so an actor that dies idle (its process
   killed, its node lost) is found at once, as the process executor's sentinel
-  does: it is dropped, replaced (while the executor has fewer actors than CPUs),
-  and no later call is sent to it. A death found by a call's error is the same.
+  does: it is dropped, replaced if it had come up (while the executor has fewer
+  actors than CPUs), and no later call is sent to it. A death found by a call's
+  error is the same.
 * **Which calls ran.** An actor runs its calls in order, so at its death the calls
   whose outcomes came end with them; the first call with none may have run and
   fails with :class:`~pullpush.WorkerCrashedError` (Ray's error as its
@@ -167,11 +168,12 @@ class DeathsMixin:
         with them, in order; those that may have run fail with ``error``
         (translated: WorkerCrashedError); the others -- they never ran -- go to a
         replacement actor in the same order (or end, if cancelled or the executor
-        is closed). An actor that died unasked is replaced even if idle."""
+        is closed). An actor that died unasked, once up, is replaced even if idle
+        (not one that never came up: that would go on forever)."""
         if slot.dead:
             return
         slot.dead = True
-        unasked = not slot.killed or slot.unsure
+        unasked = (not slot.killed or slot.unsure) and slot.up
         if slot in self._slots_live:
             self._slots_live.remove(slot)
         self._kill_slot(slot)
