@@ -392,3 +392,39 @@ async def test_an_unreachable_actor_is_stopped_and_only_calls_it_never_started_r
         assert log.read_text().split() == ["a", "b", "c"]  # each ran once
         assert executor.running == 0 and executor.actors == 1 and slot.dead
         assert (await executor.run(logged, 0, "d"))[1] == ends[1][1]
+
+
+async def test_an_unreachable_actor_that_never_answers_fails_every_call_it_may_have_run(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    """``ActorUnavailableError`` told while the actor is in fact dead (it cannot
+    answer which calls it started): every call sent to it with no outcome (the
+    running one, the one queued behind it) fails with WorkerCrashedError -- none
+    is sent again, as any may have run while it was cut off -- and the next task
+    runs in a replacement."""
+    log = tmp_path / "log"
+
+    def logged(seconds: float, name: str) -> tuple[str, int]:
+        with log.open("a") as file:
+            file.write(name + "\n")
+        time.sleep(seconds)
+        return name, os.getpid()
+
+    capacity = CapacitySource(3)
+    async with RayExecutor(num_cpus=1) as executor:
+        source = [functools.partial(logged, 30, "a")]
+        source += [functools.partial(logged, 0, name) for name in ("b", "c")]
+        runner = HierarchicalTaskPoolRunner("cut", source, capacity, executor=executor)
+        collected = asyncio.create_task(collect(runner.run_tasks()))
+        assert await _until(lambda: log.exists() and executor.running == 2)
+        slot = executor._slots_live[0]
+        pid = (await slot.actor.statistics.options(concurrency_group="control").remote())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        unavailable = ray_cluster.exceptions.ActorUnavailableError("cut off (test)", None)
+        executor._watch_ended(slot, unavailable)  # before Ray tells of the death
+        ends = _terminal(await collected)
+        assert all(isinstance(ends[i].error, WorkerCrashedError) for i in (0, 1)), ends
+        assert ends[2].value[0] == "c" and ends[2].value[1] != pid
+        assert log.read_text().split() == ["a", "c"] and slot.started is None and slot.dead
+        assert capacity.in_use == 0 and executor.running == 0
+        assert (await executor.run(logged, 0, "d"))[1] == ends[2].value[1]
