@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -317,3 +318,113 @@ async def test_a_running_call_is_interrupted_in_its_actor_which_lives_on(
         assert [type(ends[i].error) for i in (0, 1)] == [TaskTimeoutError] * 2
         assert executor.running == 0
         assert (await executor.run(where_and_when, 0, "after"))[1] == int(pid_file.read_text())
+
+
+async def _until(condition: Any, within: float = 20.0) -> bool:
+    deadline = time.monotonic() + within
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return bool(condition())
+
+
+@pytest.mark.parametrize("how", ["os.kill", "ray.kill"])
+async def test_an_actor_killed_while_idle_is_replaced_before_any_call_finds_it(
+    ray_cluster: Any, how: str
+) -> None:
+    """An idle actor killed from outside (its process, or ``ray.kill``) is found by
+    its death watch with no call pending: it is dropped and replaced, and the
+    tasks that come next all end FINAL in live actors; after aclose() no actor
+    process is left."""
+    async with RayExecutor(num_cpus=2) as executor:
+        await asyncio.gather(*(executor.run(where_and_when, 0.2, i) for i in range(2)))
+        assert executor.actors == 2 and executor.running == 0
+        victim = executor._slots_live[0]
+        pid = (await victim.actor.statistics.remote())["pid"]
+        if how == "os.kill":
+            os.kill(pid, signal.SIGKILL)
+        else:
+            ray_cluster.kill(victim.actor)
+        assert await _gone(pid)
+        assert await _until(lambda: victim not in executor._slots_live)  # no call sent
+        assert await _until(lambda: executor.actors == 2)  # replaced, idle
+        source = [functools.partial(where_and_when, 0.01, i) for i in range(10)]
+        capacity = CapacitySource(4)
+        runner = HierarchicalTaskPoolRunner("after", source, capacity, executor=executor)
+        ends = _terminal(await collect(runner.run_tasks()))
+        assert [ends[i].value[0] for i in range(10)] == list(range(10)), ends
+        assert pid not in {ends[i].value[1] for i in range(10)}
+        assert capacity.in_use == 0 and executor.running == 0 and executor.actors == 2
+        stats = [await slot.actor.statistics.remote() for slot in executor._slots_live]
+    for s in stats:
+        assert await _gone(s["pid"]), s
+
+
+async def test_an_unreachable_actor_is_stopped_and_only_calls_it_never_started_run_again(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    """``ActorUnavailableError`` (told here by the actor's watch while it runs a
+    call, two queued behind it): the actor is asked to start no more calls and is
+    killed; the call it started fails with WorkerCrashedError, the two it never
+    started run once each, in a replacement."""
+    log = tmp_path / "log"
+
+    def logged(seconds: float, name: str) -> tuple[str, int]:
+        with log.open("a") as file:
+            file.write(name + "\n")
+        time.sleep(seconds)
+        return name, os.getpid()
+
+    async with RayExecutor(num_cpus=1) as executor:
+        events = _Events()
+        first = executor.submit(0, functools.partial(logged, 5, "a"), events)
+        second = executor.submit(1, functools.partial(logged, 0, "b"), events, after=first)
+        executor.submit(2, functools.partial(logged, 0, "c"), events, after=second)
+        slot = executor._slots_live[0]
+        assert await _until(lambda: log.exists())  # "a" runs
+        unavailable = ray_cluster.exceptions.ActorUnavailableError("cut off (test)", None)
+        executor._watch_ended(slot, unavailable)
+        assert executor.actors == 1 and slot.killed  # no new call goes there
+        await events.wait_for(3)
+        ends = dict(events.ends)
+        assert isinstance(ends[0], WorkerCrashedError), ends
+        assert [ends[1][0], ends[2][0]] == ["b", "c"]
+        assert slot.started == first.call_id  # the actor said so
+        assert log.read_text().split() == ["a", "b", "c"]  # each ran once
+        assert executor.running == 0 and executor.actors == 1 and slot.dead
+        assert (await executor.run(logged, 0, "d"))[1] == ends[1][1]
+
+
+async def test_an_unreachable_actor_that_never_answers_fails_every_call_it_may_have_run(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    """``ActorUnavailableError`` told while the actor is in fact dead (it cannot
+    answer which calls it started): every call sent to it with no outcome (the
+    running one, the one queued behind it) fails with WorkerCrashedError -- none
+    is sent again, as any may have run while it was cut off -- and the next task
+    runs in a replacement."""
+    log = tmp_path / "log"
+
+    def logged(seconds: float, name: str) -> tuple[str, int]:
+        with log.open("a") as file:
+            file.write(name + "\n")
+        time.sleep(seconds)
+        return name, os.getpid()
+
+    capacity = CapacitySource(3)
+    async with RayExecutor(num_cpus=1) as executor:
+        source = [functools.partial(logged, 30, "a")]
+        source += [functools.partial(logged, 0, name) for name in ("b", "c")]
+        runner = HierarchicalTaskPoolRunner("cut", source, capacity, executor=executor)
+        collected = asyncio.create_task(collect(runner.run_tasks()))
+        assert await _until(lambda: log.exists() and executor.running == 2)
+        slot = executor._slots_live[0]
+        pid = (await slot.actor.statistics.options(concurrency_group="control").remote())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        unavailable = ray_cluster.exceptions.ActorUnavailableError("cut off (test)", None)
+        executor._watch_ended(slot, unavailable)  # before Ray tells of the death
+        ends = _terminal(await collected)
+        assert all(isinstance(ends[i].error, WorkerCrashedError) for i in (0, 1)), ends
+        assert ends[2].value[0] == "c" and ends[2].value[1] != pid
+        assert log.read_text().split() == ["a", "c"] and slot.started is None and slot.dead
+        assert capacity.in_use == 0 and executor.running == 0
+        assert (await executor.run(logged, 0, "d"))[1] == ends[2].value[1]

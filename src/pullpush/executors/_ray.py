@@ -520,21 +520,24 @@ class RayExecutor(ActorsMixin, Executor):
             self._waiter = Waiter(self._ray, self._loop, self._deliver)
         self._waiter.follow(task, ref)
 
-    def _follow_answer(self, answer: Answer, ref: Any) -> None:
-        """Hand the ref of an actor's answer (to a cancel, or "up?") to the waiter
-        thread."""
+    def _follow_answer(self, answer: Answer, ref: Any, watch: bool = False) -> None:
+        """Hand the ref of an actor's answer (to a cancel, or "up?"; ``watch``: its
+        death watch) to the waiter thread."""
         if self._waiter is None:
             assert self._loop is not None
             self._waiter = Waiter(self._ray, self._loop, self._deliver)
-        self._waiter.follow(answer, ref)  # type: ignore[arg-type]
+        if watch:
+            self._waiter.watch(answer, ref)
+        else:
+            self._waiter.follow(answer, ref)  # type: ignore[arg-type]
 
     def _deliver(self, outcomes: list[tuple[RayTask, BaseException | None, Any, Any]]) -> None:
-        answers = [o for o in outcomes if isinstance(o[0], Answer)]
+        answers: list[Any] = [o for o in outcomes if isinstance(o[0], Answer)]
         if answers:  # (the waiter follows the actors' answers to cancels too)
-            for answer, error, value, _ in answers:
-                answer.deliver(error, value)  # type: ignore[attr-defined]
             outcomes = [o for o in outcomes if not isinstance(o[0], Answer)]
+            self._answer(answers, last=False)
             if not outcomes:
+                self._answer(answers, last=True)
                 return
         self._measure(outcomes)
         self._normal -= len(outcomes)
@@ -547,6 +550,8 @@ class RayExecutor(ActorsMixin, Executor):
                 task.finish(error, result)
         if self.prefetch == "auto":
             self._resize()
+        if answers:  # death watches: once the calls' outcomes that came are in
+            self._answer(answers, last=True)
 
     async def _aclose(self) -> None:
         if self._poller is not None:

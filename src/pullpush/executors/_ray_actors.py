@@ -56,13 +56,13 @@ Decisions:
   is killed (``ray.kill``); the call ends with its cancel error once Ray says the
   actor died; the calls queued behind it never ran and go, in order, to a
   replacement actor, keeping what they inherited. A timeout is a cancel.
-* **Death.** An actor that dies (its process killed, ``os._exit``, its node lost)
-  fails the call it ran with :class:`~pullpush.WorkerCrashedError` (Ray's error as
-  its ``__cause__``); the calls behind it go to a replacement. Any
-  ``RayActorError`` counts: ``ActorUnavailableError`` too (a node lost gives it),
-  the actor then killed to be sure before its calls go elsewhere. (An actor that
-  died idle is found out by the next call sent to it, which then fails the same
-  way.)
+* **Death** (:mod:`._ray_deaths`). Each actor has a death watch, a call that
+  fails only when it dies, so an actor that dies idle is found and replaced at
+  once. One that dies (its process killed, ``os._exit``, its node lost) fails the
+  call it ran with :class:`~pullpush.WorkerCrashedError` (Ray's error as its
+  ``__cause__``); the calls behind it go to a replacement. An actor unreachable
+  (``ActorUnavailableError``) is stopped and killed, and its calls settled only
+  once Ray says it is dead, none sent again unless proven never started.
 """
 
 from __future__ import annotations
@@ -73,9 +73,10 @@ import importlib
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._ray_deaths import Answer, DeathsMixin
 from ._ray_options import ray_resources
 from ._ray_worker import SlotActor
 
@@ -93,18 +94,36 @@ _QUEUED_MAX = 64
 class ActorSlot:
     """One actor and the calls sent to it, not ended, in the order it runs them:
     ``calls[0]`` runs (or is about to). ``defined``: the function keys it keeps
-    (LRU). ``killed``: ``ray.kill`` was sent; it takes no new task but successors,
-    which go with the others to its replacement."""
+    (LRU). ``killed``: it takes no new task but successors, which go with the
+    others to its replacement (``kill_sent``: ``ray.kill`` was sent). ``unsure``:
+    it was unreachable (``started``: the last call it said it started); ``up``: it
+    answered its first question (it came up); ``dead``:
+    Ray said it died, its calls are settled (see :mod:`._ray_deaths`)."""
 
-    __slots__ = ("actor", "calls", "defined", "held", "killed", "node", "ready")
+    __slots__ = (
+        "actor",
+        "calls",
+        "dead",
+        "defined",
+        "held",
+        "kill_sent",
+        "killed",
+        "node",
+        "ready",
+        "started",
+        "unsure",
+        "up",
+    )
 
     def __init__(self, actor: Any, node: str | None = None) -> None:
         self.actor = actor
         self.node = node  # the node asked for (None: Ray's choice)
         self.calls: deque[RayTask] = deque()
         self.defined: OrderedDict[int, None] = OrderedDict()
-        self.killed = False
+        self.killed = self.kill_sent = self.unsure = self.dead = False
+        self.started: int | None = None
         self.ready = False  # the actor answered (it is placed and constructed)
+        self.up = False  # it answered without an error
         # While a big call is pickled on a thread: the calls to send after it.
         self.held: list[tuple[RayTask, tuple[Any, ...]]] | None = None
 
@@ -112,18 +131,7 @@ class ActorSlot:
         return f"<ActorSlot calls={len(self.calls)} killed={self.killed}>"
 
 
-class Answer:
-    """What the waiter thread follows for a question asked of an actor's
-    ``"control"`` group (``RayExecutor._deliver`` tells it from a task by its
-    class): its ``deliver(error, value)`` takes the answer, on the loop."""
-
-    __slots__ = ("deliver",)
-
-    def __init__(self, deliver: Callable[[BaseException | None, Any], None]) -> None:
-        self.deliver = deliver
-
-
-class ActorsMixin:
+class ActorsMixin(DeathsMixin):
     """The executor's actors (see the module's docstring)."""
 
     if TYPE_CHECKING:  # what this room uses of the executor
@@ -139,7 +147,6 @@ class ActorsMixin:
         streaming: bool | None
 
         def _follow(self, task: RayTask, ref: Any) -> None: ...
-        def _follow_answer(self, answer: Answer, ref: Any) -> None: ...
         def _pickler(self) -> Any: ...
 
     def _init_actors(self) -> None:
@@ -155,7 +162,7 @@ class ActorsMixin:
         self._actor_class = self._ray.remote(
             max_restarts=0,
             max_task_retries=0,
-            concurrency_groups={"control": 1},
+            concurrency_groups={"control": 1, "watch": 1},
         )(SlotActor)
 
     @property
@@ -242,6 +249,7 @@ class ActorsMixin:
             slot.ready = True
         else:
             self._follow_answer(Answer(lambda error, _: self._actor_ready(slot, error)), ref)
+            self._watch(slot)
         return slot
 
     def _place(self) -> str | None:
@@ -259,6 +267,7 @@ class ActorsMixin:
     def _actor_ready(self, slot: ActorSlot, error: BaseException | None) -> None:
         """``slot``'s actor is up (or failed to start: its calls fail with it)."""
         slot.ready = True
+        slot.up = error is None
         if error is None and slot.calls and not (head := slot.calls[0]).ended:
             head.events.task_started(head.task_id)  # its clock starts now
 
@@ -384,10 +393,10 @@ class ActorsMixin:
         order; an actor's death ends its running call and sends the others again."""
         slot = task.slot
         assert slot is not None
-        ray = self._ray
-        if error is not None and isinstance(error, _deaths(ray)):
-            self._slot_died(slot, error)
-            return
+        if error is not None and self._call_failed(slot, task, error):
+            return  # its actor died (or is unreachable): see _ray_deaths
+        if self._stop_dropped(task, result):
+            return  # it never ran: it goes elsewhere once its actor is dead
         task.outcome = (error, result)  # (a Dropped result: cancelled, it did not run)
         if task is slot.calls[0]:
             self._advance(slot)
@@ -406,44 +415,9 @@ class ActorsMixin:
             head = calls[0]
             if not head.ended and slot.ready:
                 head.events.task_started(head.task_id)
-        elif len([s for s in self._slots_live if not s.killed]) > self._cpus:
+        elif not slot.killed and len([s for s in self._slots_live if not s.killed]) > self._cpus:
             self._kill_slot(slot)  # fewer CPUs now: one actor less
             self._slots_live.remove(slot)
-
-    def _slot_died(self, slot: ActorSlot, error: BaseException) -> None:
-        """``slot``'s actor is gone: the calls that ended before end in order, the
-        running one fails with ``error`` (translated: WorkerCrashedError), and the
-        others -- they never ran -- go to a replacement actor in the same order (or
-        end, if cancelled or the executor is closed)."""
-        if slot in self._slots_live:
-            self._slots_live.remove(slot)
-        # Unavailable may not be dead: make sure before its calls go elsewhere.
-        self._kill_slot(slot)
-        slot.held = None
-        calls = list(slot.calls)
-        slot.calls.clear()
-        at = 0
-        while at < len(calls) and calls[at].outcome is not None:
-            task = calls[at]
-            task.slot = None
-            task.finish(*task.outcome)  # type: ignore[misc]
-            at += 1
-        if at < len(calls):
-            running = calls[at]
-            running.slot = None
-            running.finish(error, None)
-            at += 1
-        rest = [t for t in calls[at:] if not t.ended]
-        replacement: ActorSlot | None = None
-        for task in rest:
-            task.slot = None
-            if task.cancel_requested or self._closed:
-                task.report_end(None)  # never ran: its cancel (or the close) ends it
-                continue
-            if replacement is None:
-                replacement = self._new_slot()
-            task.ref = None
-            self._send(replacement, task)
 
     # -- cancel and escalation -----------------------------------------------------------
 
@@ -502,16 +476,6 @@ class ActorsMixin:
                 self.cancel_grace, self._escalate, task
             )
 
-    def _kill_slot(self, slot: ActorSlot) -> None:
-        """Kill ``slot``'s actor; its calls end (or move) once Ray says it died."""
-        if slot.killed:
-            return
-        slot.killed = True
-        try:
-            self._ray.kill(slot.actor, no_restart=True)
-        except Exception:  # gone already
-            pass
-
     def _trim_actors(self) -> None:
         """The CPUs dropped: kill idle actors beyond them (busy ones go when idle)."""
         live = [s for s in self._slots_live if not s.killed]
@@ -548,10 +512,3 @@ def _dumps(runner: Any) -> bytes:
     import cloudpickle
 
     return cloudpickle.dumps(runner)  # type: ignore[no-any-return]
-
-
-def _deaths(ray: Any) -> tuple[type[BaseException], ...]:
-    """Ray's errors that mean an actor (its process, its node) is gone."""
-    exceptions = ray.exceptions
-    names = ("RayActorError", "WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError")
-    return tuple(getattr(exceptions, n) for n in names if hasattr(exceptions, n))

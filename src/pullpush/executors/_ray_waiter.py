@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["Waiter"]
 
 _WAIT_S = 0.002  # the longest one wait of the waiter thread lasts
+_WATCH_S = 0.05  # with only watches pending: how often the thread looks at them
 
 Outcome = tuple["RayTask", BaseException | None, Any, Any]
 
@@ -24,8 +25,11 @@ class Waiter:
     """One thread waiting for many Ray tasks at once: ``follow(task, ref)`` (on the
     loop) adds one; ``deliver(outcomes)`` is called on ``loop`` with the ``(task,
     Ray's error or None, result, ref)`` of those that ended (an actor call sent
-    again has a new ``ref``: the old one's outcome is stale); ``stop()`` ends the thread
-    once the tasks it follows are delivered (blocking: call it off the loop)."""
+    again has a new ``ref``: the old one's outcome is stale); ``watch(answer, ref)``
+    follows a ref that ends only when its actor dies (an actor's death watch, see
+    :mod:`._ray_actors`): looked at with every wait, and every ``_WATCH_S`` seconds
+    while nothing else is pending; ``stop()`` ends the thread (blocking: call it off
+    the loop)."""
 
     def __init__(
         self,
@@ -34,12 +38,16 @@ class Waiter:
         deliver: Callable[[list[Outcome]], None],
     ) -> None:
         self.ray, self.loop, self.deliver = ray, loop, deliver
-        self.queue: SimpleQueue[tuple[RayTask, Any] | None] = SimpleQueue()  # None: stop
+        # (task or answer, ref, a watch?); None: stop
+        self.queue: SimpleQueue[tuple[Any, Any, bool] | None] = SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="pullpush-ray-waiter", daemon=True)
         self.thread.start()
 
     def follow(self, task: RayTask, ref: Any) -> None:
-        self.queue.put((task, ref))
+        self.queue.put((task, ref, False))
+
+    def watch(self, answer: Any, ref: Any) -> None:
+        self.queue.put((answer, ref, True))
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -53,40 +61,60 @@ class Waiter:
         ``_WAIT_S`` with those that did (so an ended task waits at most that long
         for company: fewer, bigger batches cost Ray and the loop less). New tasks
         join the wait after at most ``_WAIT_S`` (``ray.wait`` cannot be
-        interrupted); with none pending, the thread sleeps on its queue. If
+        interrupted); with none pending, the thread sleeps on its queue, waking
+        every ``_WATCH_S`` to look at the death watches, if any (a death watch is
+        looked at with every wait too, which it never holds up). If
         ``ray.wait`` fails (Ray shut down meanwhile), every pending task ends with
         that error."""
         ray, loop, queue, deliver = self.ray, self.loop, self.queue, self.deliver
         tasks: dict[Any, RayTask] = {}
         pending: list[Any] = []
+        watches: list[Any] = []  # death watches: pending until their actor dies
         while True:
             while True:
                 try:
-                    item = queue.get(block=not pending)
+                    if pending:
+                        item = queue.get(block=False)
+                    else:  # idle: sleep on the queue, looking at the watches at times
+                        item = queue.get(timeout=_WATCH_S if watches else None)
                 except Empty:
                     break
                 if item is None:
                     return
                 tasks[item[1]] = item[0]
-                pending.append(item[1])
+                (watches if item[2] else pending).append(item[1])
             try:
-                ready, pending = ray.wait(
-                    pending,
-                    num_returns=max(1, len(pending) // 4),
-                    timeout=_WAIT_S,
-                    fetch_local=False,
-                )
-                if not ready:
-                    continue
                 if pending:
-                    more, pending = ray.wait(
-                        pending, num_returns=len(pending), timeout=0, fetch_local=False
+                    refs = pending + watches if watches else pending
+                    ready, rest = ray.wait(
+                        refs,
+                        num_returns=max(1, len(pending) // 4),
+                        timeout=_WAIT_S,
+                        fetch_local=False,
                     )
-                    ready.extend(more)
+                    if not ready:
+                        continue
+                    if rest:
+                        more, rest = ray.wait(
+                            rest, num_returns=len(rest), timeout=0, fetch_local=False
+                        )
+                        ready.extend(more)
+                else:
+                    ready, rest = ray.wait(
+                        watches, num_returns=len(watches), timeout=0, fetch_local=False
+                    )
+                    if not ready:
+                        continue
+                if watches:
+                    watching = set(watches)
+                    pending = [r for r in rest if r not in watching]
+                    watches = [r for r in rest if r in watching]
+                else:
+                    pending = rest
             except Exception as failed:  # Ray is gone (shut down under us): end them all
                 outcomes: list[Outcome] = [(task, failed, None, r) for r, task in tasks.items()]
                 tasks.clear()
-                pending = []
+                pending, watches = [], []
             else:
                 try:
                     results = ray.get(ready)  # ended: no wait, one call for them all

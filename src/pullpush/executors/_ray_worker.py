@@ -73,11 +73,13 @@ class Dropped:
 class SlotActor:
     """Ray worker: the actor behind one executor slot (see :mod:`._ray_actors`). Its
     calls run one at a time, in the order the driver sent them (Ray's default
-    concurrency group, one thread); :meth:`cancel` runs beside them (the
-    ``"control"`` group), so that a queued call can be dropped and a running one
+    concurrency group, one thread); :meth:`cancel` and :meth:`stop` run beside them
+    (the ``"control"`` group), so that a queued call can be dropped and a running one
     interrupted (``KeyboardInterrupt`` raised in its thread, as ``ray.cancel`` does
     in a Ray task: Python code stops at its next bytecode, a call blocked in C when
-    it returns).
+    it returns); :meth:`watch` (the ``"watch"`` group, a thread of its own) never
+    returns: its call fails when the actor dies, which tells the driver of a death
+    with no call pending.
 
     It keeps the functions the driver defined in it (by key, so that a runner
     submitted again travels as an int): :meth:`call` with a function *and* a key
@@ -98,6 +100,7 @@ class SlotActor:
         self.thread = 0
         self.loops: list[Any] = []  # the running call's private event loop, if any
         self.interrupted: int | None = None
+        self.stopped = False  # stop() came: no call starts any more
 
     def call(
         self,
@@ -121,7 +124,7 @@ class SlotActor:
             self.defined += 1
         runner = function if args is None else functools.partial(function, *args[0], **args[1])
         with self.lock:
-            if call_id in self.cancelled:
+            if call_id in self.cancelled or self.stopped:
                 self.cancelled.discard(call_id)
                 return Dropped()
             self.started = self.running = call_id
@@ -159,6 +162,19 @@ class SlotActor:
                 return False
             self.cancelled.add(call_id)
             return True
+
+    def stop(self) -> int:
+        """(The ``"control"`` group.) Start no call any more (each returns
+        :class:`Dropped`); return the id of the last call started (-1: none), so
+        that the driver knows which of the calls it sent never ran."""
+        with self.lock:
+            self.stopped = True
+            return self.started
+
+    def watch(self) -> None:
+        """(The ``"watch"`` group.) Block until the actor's process ends: the call
+        fails then (Ray's ``ActorDiedError``), telling the driver at once."""
+        threading.Event().wait()
 
     def statistics(self) -> dict[str, int]:
         """What the actor did: ``defined`` functions, ``calls`` run, ``kept``
