@@ -13,6 +13,7 @@ import _process_tasks as tasks
 import _waitable_tasks as waitable_tasks
 import cloudpickle
 import pytest
+from _recording import RecordingEvents, WatchedRunner
 
 from pullpush import (
     CapacitySource,
@@ -23,7 +24,6 @@ from pullpush import (
     WorkerCrashedError,
     waitable,
 )
-from pullpush.executors import TaskEvents
 from pullpush.testing import assert_no_leaks, assert_one_terminal_per_task, collect
 
 
@@ -131,38 +131,19 @@ async def test_a_capacity_of_zero_over_the_process_executor_warns() -> None:
         assert capacity.in_use == 0
 
 
-class _Watched(HierarchicalTaskPoolRunner[Any]):
+class _Watched(WatchedRunner):
     """A runner that records, at every event its executor reports, the units of its
     capacity in use, and the tasks its executor holds in workers."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.units: list[int] = []
         self.in_flight: list[int] = []
 
     def _look(self) -> None:
-        self.units.append(self.capacity.in_use)
+        super()._look()
         executor = self.executor
         if isinstance(executor, ProcessExecutor):
             self.in_flight.append(executor.statistics().in_flight)
-
-    def task_started(self, task_id: int) -> None:
-        super().task_started(task_id)
-        self._look()
-
-    def task_placed(self, task_id: int) -> None:
-        super().task_placed(task_id)
-        self._look()
-
-    def task_final(self, task_id: int, value: Any) -> None:
-        self._look()
-        super().task_final(task_id, value)
-        self._look()
-
-    def task_error(self, task_id: int, error: BaseException) -> None:
-        self._look()
-        super().task_error(task_id, error)
-        self._look()
 
 
 @pytest.mark.timeout(60)
@@ -205,33 +186,12 @@ async def test_a_crash_sends_the_queued_successors_again() -> None:
         assert await executor.run(tasks.identity, 7) == 7
 
 
-class _Events(TaskEvents):
-    def __init__(self) -> None:
-        self.ends: list[tuple[int, Any]] = []
-        self.done = asyncio.Event()
-        self.placed: set[int] = set()
-
-    def task_placed(self, task_id: int) -> None:
-        self.placed.add(task_id)
-
-    def task_intermediate(self, task_id: int, value: Any) -> None:
-        pass
-
-    def task_final(self, task_id: int, value: Any) -> None:
-        self.ends.append((task_id, value))
-        self.done.set()
-
-    def task_error(self, task_id: int, error: BaseException) -> None:
-        self.ends.append((task_id, error))
-        self.done.set()
-
-
 @pytest.mark.timeout(60)
 async def test_a_queued_successor_cancelled_leaves_its_own_successor_behind_its_predecessor() -> (
     None
 ):
     async with assert_no_leaks(), ProcessExecutor(1, prefetch=4) as executor:
-        events = _Events()
+        events = RecordingEvents()
         first = executor.submit(0, functools.partial(tasks.where_and_when, 0.3), events)
         while 0 not in events.placed:  # the worker may still be starting
             await asyncio.sleep(0.01)
@@ -274,7 +234,7 @@ async def test_with_two_tasks_per_worker_a_successor_waits_for_its_own_predecess
     """Two tasks run at once; the one queued behind the long one starts when that one
     ended, not when the short one beside it did (the worker is told: AFTER)."""
     async with assert_no_leaks(), ProcessExecutor(1, tasks_per_worker=2, prefetch=4) as executor:
-        events = _Events()
+        events = RecordingEvents()
         long = executor.submit(0, functools.partial(tasks.where_and_when, 0.4), events)
         while 0 not in events.placed:
             await asyncio.sleep(0.01)

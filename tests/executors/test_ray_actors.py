@@ -17,17 +17,16 @@ from typing import Any
 
 import pytest
 from _ray_support import need_ray
+from _recording import RecordingEvents, WatchedRunner
 
 from pullpush import (
     CapacitySource,
-    EnvelopeType,
     HierarchicalTaskPoolRunner,
     RayExecutor,
     TaskTimeoutError,
     WorkerCrashedError,
 )
-from pullpush.executors import TaskEvents
-from pullpush.testing import collect
+from pullpush.testing import assert_one_terminal_per_task, collect
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,16 +42,6 @@ def ray_cluster() -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
-
-
-def _terminal(envelopes: list[Any]) -> dict[int, Any]:
-    """Each task's terminal envelope; fails if a task has none or two."""
-    ends: dict[int, Any] = {}
-    for envelope in envelopes:
-        if envelope.type is not EnvelopeType.INTERMEDIATE:
-            assert envelope.task_id not in ends, f"two terminal envelopes for {envelope}"
-            ends[envelope.task_id] = envelope
-    return ends
 
 
 def _alive(pid: int) -> bool:
@@ -77,14 +66,13 @@ def where_and_when(seconds: float, value: Any = None) -> tuple[Any, int, float, 
     return value, os.getpid(), start, time.time()
 
 
-class _Watched(HierarchicalTaskPoolRunner[Any]):
+class _Watched(WatchedRunner):
     """Records the units of its capacity in use at every event its executor
     reports, and, every 2 ms while :meth:`watched` runs, the tasks its executor
     holds (running, or queued in an actor)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.units: list[int] = []
         self.held: list[int] = [0]
 
     async def watched(self, executor: RayExecutor) -> list[Any]:
@@ -101,53 +89,6 @@ class _Watched(HierarchicalTaskPoolRunner[Any]):
         finally:
             watcher.cancel()
 
-    def _look(self) -> None:
-        self.units.append(self.capacity.in_use)
-
-    def task_started(self, task_id: int) -> None:
-        super().task_started(task_id)
-        self._look()
-
-    def task_placed(self, task_id: int) -> None:
-        super().task_placed(task_id)
-        self._look()
-
-    def task_final(self, task_id: int, value: Any) -> None:
-        self._look()
-        super().task_final(task_id, value)
-        self._look()
-
-    def task_error(self, task_id: int, error: BaseException) -> None:
-        self._look()
-        super().task_error(task_id, error)
-        self._look()
-
-
-class _Events(TaskEvents):
-    def __init__(self) -> None:
-        self.ends: list[tuple[int, Any]] = []
-        self.done = asyncio.Event()
-        self.placed: set[int] = set()
-
-    def task_placed(self, task_id: int) -> None:
-        self.placed.add(task_id)
-
-    def task_intermediate(self, task_id: int, value: Any) -> None:
-        pass
-
-    def task_final(self, task_id: int, value: Any) -> None:
-        self.ends.append((task_id, value))
-        self.done.set()
-
-    def task_error(self, task_id: int, error: BaseException) -> None:
-        self.ends.append((task_id, error))
-        self.done.set()
-
-    async def wait_for(self, count: int) -> None:
-        while len(self.ends) < count:
-            self.done.clear()
-            await self.done.wait()
-
 
 async def test_one_actor_holds_one_unit_of_capacity_while_tasks_queue_in_it(
     ray_cluster: Any,
@@ -158,7 +99,7 @@ async def test_one_actor_holds_one_unit_of_capacity_while_tasks_queue_in_it(
     async with RayExecutor(num_cpus=1) as executor:
         source = [functools.partial(where_and_when, 0.05, i) for i in range(8)]
         runner = _Watched("one", source, capacity, executor=executor, timeout=30.0)
-        ends = _terminal(await runner.watched(executor))
+        ends = assert_one_terminal_per_task(await runner.watched(executor))
         assert [ends[i].value[0] for i in range(8)] == list(range(8))
         assert max(runner.units) == 1, runner.units
         assert max(runner.held) >= 2, runner.held  # a task was queued behind the running one
@@ -175,7 +116,7 @@ async def test_a_queued_successor_cancelled_ends_before_its_predecessor(
     it never ran); its own successor stays behind the predecessor and starts only
     once that one ended."""
     async with RayExecutor(num_cpus=1) as executor:
-        events = _Events()
+        events = RecordingEvents()
         first = executor.submit(0, functools.partial(where_and_when, 0.5, 0), events)
         assert 0 in events.placed
         assert executor.successor_room(first)
@@ -213,7 +154,7 @@ async def test_a_timeout_of_blocking_code_kills_the_actor_and_the_queued_task_ru
         source: list[Any] = [blocks, functools.partial(where_and_when, 0, 1)]
         source.append(functools.partial(where_and_when, 0, 2))
         runner = _Watched("stuck", source, capacity, executor=executor, timeout=1.5)
-        ends = _terminal(await runner.watched(executor))
+        ends = assert_one_terminal_per_task(await runner.watched(executor))
         assert isinstance(ends[0].error, TaskTimeoutError)
         assert [ends[i].value[0] for i in (1, 2)] == [1, 2]
         assert max(runner.held) >= 2  # task 1 waited in the actor behind task 0
@@ -237,7 +178,7 @@ async def test_an_actor_that_dies_fails_only_its_running_task(ray_cluster: Any) 
     async with RayExecutor(num_cpus=1) as executor:
         source: list[Any] = [dies] + [functools.partial(where_and_when, 0.01, i) for i in (1, 2, 3)]
         runner = _Watched("crash", source, capacity, executor=executor)
-        ends = _terminal(await runner.watched(executor))
+        ends = assert_one_terminal_per_task(await runner.watched(executor))
         error = ends[0].error
         assert isinstance(error, WorkerCrashedError), error
         assert "task 0" in str(error)
@@ -256,7 +197,7 @@ async def test_a_function_is_defined_once_per_actor_and_the_actors_go_at_close(
     it) at most once; after aclose() no actor process is left."""
     async with RayExecutor(num_cpus=2) as executor:
         source = [functools.partial(where_and_when, 0.01, i) for i in range(20)]
-        ends = _terminal(
+        ends = assert_one_terminal_per_task(
             await collect(
                 HierarchicalTaskPoolRunner("f", source, 20, executor=executor).run_tasks()
             )
@@ -281,7 +222,7 @@ async def test_runs_beyond_the_actors_queue_in_them_and_a_cost_runs_as_a_ray_tas
         results = await asyncio.gather(*(executor.run(where_and_when, 0.02, i) for i in range(6)))
         assert [r[0] for r in results] == list(range(6))
         assert executor.actors == 1 and executor.running == 0
-        events = _Events()
+        events = RecordingEvents()
         own = executor.submit(  # type: ignore[call-arg]
             0, functools.partial(where_and_when, 0.2, "own"), events, cost={"cpu": 0.5}
         )
@@ -314,7 +255,7 @@ async def test_a_running_call_is_interrupted_in_its_actor_which_lives_on(
         runner = HierarchicalTaskPoolRunner(
             "interrupted", [spins, sleeps], CapacitySource(2), executor=executor, timeout=0.5
         )
-        ends = _terminal(await collect(runner.run_tasks()))
+        ends = assert_one_terminal_per_task(await collect(runner.run_tasks()))
         assert [type(ends[i].error) for i in (0, 1)] == [TaskTimeoutError] * 2
         assert executor.running == 0
         assert (await executor.run(where_and_when, 0, "after"))[1] == int(pid_file.read_text())
@@ -350,7 +291,7 @@ async def test_an_actor_killed_while_idle_is_replaced_before_any_call_finds_it(
         source = [functools.partial(where_and_when, 0.01, i) for i in range(10)]
         capacity = CapacitySource(4)
         runner = HierarchicalTaskPoolRunner("after", source, capacity, executor=executor)
-        ends = _terminal(await collect(runner.run_tasks()))
+        ends = assert_one_terminal_per_task(await collect(runner.run_tasks()))
         assert [ends[i].value[0] for i in range(10)] == list(range(10)), ends
         assert pid not in {ends[i].value[1] for i in range(10)}
         assert capacity.in_use == 0 and executor.running == 0 and executor.actors == 2
@@ -375,7 +316,7 @@ async def test_an_unreachable_actor_is_stopped_and_only_calls_it_never_started_r
         return name, os.getpid()
 
     async with RayExecutor(num_cpus=1) as executor:
-        events = _Events()
+        events = RecordingEvents()
         first = executor.submit(0, functools.partial(logged, 5, "a"), events)
         second = executor.submit(1, functools.partial(logged, 0, "b"), events, after=first)
         executor.submit(2, functools.partial(logged, 0, "c"), events, after=second)
@@ -422,7 +363,7 @@ async def test_an_unreachable_actor_that_never_answers_fails_every_call_it_may_h
         os.kill(pid, signal.SIGKILL)
         unavailable = ray_cluster.exceptions.ActorUnavailableError("cut off (test)", None)
         executor._watch_ended(slot, unavailable)  # before Ray tells of the death
-        ends = _terminal(await collected)
+        ends = assert_one_terminal_per_task(await collected)
         assert all(isinstance(ends[i].error, WorkerCrashedError) for i in (0, 1)), ends
         assert ends[2].value[0] == "c" and ends[2].value[1] != pid
         assert log.read_text().split() == ["a", "c"] and slot.started is None and slot.dead
