@@ -95,7 +95,7 @@ GIB = 1 << 30
 ALL_CASES = ("limit", "partial", "closure", "path", "map", "warm", "ppe", "pool", "joblib")
 WORDCOUNT_CASES = ("partial", "map", "ppe")
 LABELS = {
-    "limit": "the limit (shared memory, 2 processes)",
+    "limit": "the limit (shared memory, as many processes as workers)",
     "partial": "pullpush partial(work, chunk)",
     "closure": "pullpush closure",
     "path": "pullpush partial(work, path, offset, length)",
