@@ -456,12 +456,12 @@ class _Worker(_OutputMixin):
             self.schedule_flush()
 
     def release(self, slot: int) -> None:
-        task_id = self.running[slot]
-        self.running[slot] = -1
+        running = self.running
+        if self.inboxes:
+            self.inboxes.pop(running[slot], None)
+        running[slot] = -1
         self.free_slots.append(slot)
         self.active -= 1
-        if self.inboxes:
-            self.inboxes.pop(task_id, None)
         if self.max_memory is not None:
             self.check_memory()
 
