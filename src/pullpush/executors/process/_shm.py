@@ -29,7 +29,9 @@ What the worker receives (:func:`loads_placed`): every buffer is copied once out
 segment into memory of the task's own, so nothing the task holds refers to the arena:
 a buffer that was read-only when sent (``bytes``, a ``str``'s UTF-8, a read-only
 ``memoryview``) into ``bytes``, a writable one (``bytearray``, a writable
-``memoryview``, a numpy array) into a ``bytearray``. The values rebuilt from them are
+``memoryview``, a numpy array) into a ``bytearray`` (a call whose one argument is a
+large ``str`` has it decoded from the segment straight into the ``str``: see
+:func:`load_str`). The values rebuilt from them are
 those of the pipe path: ``bytes`` as ``bytes`` (the copy itself, no second one),
 ``str`` as ``str``, ``bytearray`` as ``bytearray``, a ``memoryview`` as a
 ``memoryview`` of the copy (read-only if the sent one was), a numpy array as a
