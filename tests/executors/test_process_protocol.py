@@ -86,6 +86,28 @@ def test_a_frame_split_across_reads_is_decoded_once_complete(
     assert reader.read() == ([[(wire.STOP,)]], False)
 
 
+@pytest.mark.timeout(30)
+def test_frames_across_many_reads_come_whole_and_in_order(
+    pipe: tuple[wire.FrameReader, wire.FrameWriter],
+) -> None:
+    """The reader reuses one buffer for its reads: a frame cut by a read's end, or
+    larger than a read, is kept and completed by the next reads."""
+    reader, writer = pipe
+    sent = [(wire.CREDIT, i, b"v" * (i * 997 % 5000)) for i in range(400)]
+    sent.append((wire.DEFINE, 1, b"w" * (600 * 1024)))  # over a read, under a frame of its own
+    sent += [(wire.CANCEL, i) for i in range(50)]
+    received: list[object] = []
+    for start in range(0, len(sent), 37):
+        for message in sent[start : start + 37]:
+            writer.send(message)
+        writer.flush()
+        while writer.pending:
+            received += messages(reader)
+            writer.write_pending()
+    received += messages(reader)
+    assert received == sent
+
+
 def test_a_full_pipe_keeps_the_rest_for_later(
     pipe: tuple[wire.FrameReader, wire.FrameWriter],
 ) -> None:

@@ -369,3 +369,48 @@ async def test_raw_arguments_with_large_values_arrive_as_sent(
                 assert [name for name, _ in received] == [type(a).__name__ for a in args]
                 assert [value for _, value in received] == list(args)
         assert len(placements) == (2 * len(_raw_args()) if arena else 0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\x00\xffchunk" * (T // 7 + 1), "chunk \u00e9\u20ac\U0001f600 \udc80" * (T // 8)],
+    ids=["bytes", "str"],
+)
+def test_one_large_argument_is_taken_straight_out_of_the_arena(
+    arena: _shm.Arena, value: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """partial(fn, chunk): the worker knows the pickle of one large raw argument, so it
+    skips unpickling and copies (or decodes) the chunk out of the arena itself."""
+    blob, _ = wire.dumps_raw_args((value,))
+    placed = arena.place(blob)
+    assert placed is not None
+    small, offset, size = placed
+
+    def no_unpickling(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("unpickled")
+
+    monkeypatch.setattr(wire, "loads_blob", no_unpickling)
+    args, kwargs = wire.loads_args(small)
+    monkeypatch.undo()
+    assert kwargs is None and len(args) == 1
+    assert type(args[0]) is type(value) and args[0] == value
+    arena.free(offset, size)
+    again = arena.place(_blob(b"\xff" * size))
+    assert again is not None and again[1] == offset
+    assert args[0] == value  # its own memory: the region's reuse changes nothing
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(b"x" * T, 3), (7, "y" * T), (b"x" * T, b"z" * T)],
+    ids=["bytes-and-int", "int-and-str", "two-chunks"],
+)
+def test_other_raw_arguments_take_the_general_path(
+    arena: _shm.Arena, args: tuple[Any, ...]
+) -> None:
+    blob, _ = wire.dumps_raw_args(args)
+    placed = arena.place(blob)
+    assert placed is not None
+    received, kwargs = wire.loads_args(placed[0])
+    assert kwargs is None and tuple(received) == args
+    assert [type(a) for a in received] == [type(a) for a in args]

@@ -125,15 +125,14 @@ class _OutputMixin:
         if self.blocks:
             self.ended(task_id)
         kind = type(value)
-        if (kind in RAW_TYPES and not large_raw((value,))) or (
+        if (
             # A small tuple of raw values (a chunk's digest and its time): unpickling it
             # cannot fail either, so it needs no pickle of its own.
-            kind is tuple
-            and len(value) <= RAW_TUPLE
-            and RAW_TYPES.issuperset(map(type, value))
-            and not large_raw(value)
-        ):
-            self.writer.send((FINAL, task_id, value, seconds, self.peak_mib()))
+            (kind is tuple and len(value) <= RAW_TUPLE and RAW_TYPES.issuperset(map(type, value)))
+            or kind in RAW_TYPES
+        ) and not large_raw(value if kind is tuple else (value,)):
+            peak = PEAK.read_mib() if self.measure_memory else None
+            self.writer.send((FINAL, task_id, value, seconds, peak))
         else:
             try:
                 blob = dumps_blob(wrap_large(value))
@@ -145,7 +144,13 @@ class _OutputMixin:
                 self.writer.send_alone(message)
             else:
                 self.writer.send(message)
-        self.note_output()
+        # note_output(), inlined: the hot path of a worker running short calls.
+        self.unflushed = unflushed = self.unflushed + 1
+        if unflushed >= FLUSH_EVERY:
+            self.flush()
+        elif not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
 
     def send_error(self, task_id: int, error: BaseException) -> None:
         """Queue the task's ERROR. Total: an exception that cannot be printed, or

@@ -57,6 +57,7 @@ __all__ = [
     "failure_reason",
     "is_large",
     "large_raw",
+    "loads_args",
     "loads_blob",
     "raw_args",
     "stream_size",
@@ -342,6 +343,44 @@ def raw_args(values: list[Any], large: tuple[int, ...]) -> list[Any]:
         elif type(values[index]) is not bytes:
             values[index] = bytes(values[index])
     return values
+
+
+def _one_large_stream(value: bytes | str) -> bytes:
+    stream = dumps_raw_args((value,))[0][0]
+    assert type(stream) is bytes
+    return stream
+
+
+_ONE_BYTES: Final = _one_large_stream(bytes(OOB_THRESHOLD))
+"""The pickle of :func:`dumps_raw_args` for one large ``bytes`` argument (it does not
+depend on the bytes: they travel out of band): ``partial(fn, chunk)``."""
+_ONE_STR: Final = _one_large_stream("\0" * OOB_THRESHOLD)
+"""The same for one large ``str`` argument."""
+
+
+def loads_args(blob: Blob) -> tuple[Any, dict[str, Any] | None]:
+    """The ``(args, kwargs)`` of a CALL_ARGS blob (``kwargs`` ``None`` when there are
+    none): of :func:`dumps_raw_args` (raw arguments, some large, made the values sent
+    by :func:`raw_args`) or of :func:`dumps_blob`. The common case of chunk analysis,
+    one large argument placed in the payload arena, skips unpickling: its pickle does
+    not depend on the chunk (which travels out of band), so the worker knows it, and
+    takes the chunk straight out of the arena (a ``str`` decoded from there, with no
+    ``bytes`` in between).
+
+    Raises:
+        Exception: what unpickling raises (a corrupt blob), RuntimeError where a
+            placed blob reaches a process without the arena.
+    """
+    if type(blob) is tuple and blob[0] is None and len(blob[3]) == 2:
+        stream = blob[1]
+        if stream == _ONE_BYTES:
+            return (_shm.load_bytes(blob[2], blob[3][1]),), None
+        if stream == _ONE_STR:
+            return (_shm.load_str(blob[2], blob[3][1]),), None
+    args, kwargs = loads_blob(blob)
+    if type(kwargs) is tuple:  # raw arguments, the large ones bare buffers
+        return raw_args(args, kwargs), None
+    return args, kwargs or None
 
 
 def loads_blob(blob: Blob) -> Any:

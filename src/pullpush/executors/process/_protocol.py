@@ -151,7 +151,8 @@ RAW_TYPES: Final[frozenset[type]] = frozenset({int, float, str, bytes, bool, typ
 PROTOCOL: Final = 5
 HEADER: Final = struct.Struct("<QI")
 """A frame's header: its body's length in bytes, and its count of buffers."""
-_READ_SIZE = 1 << 20
+_READ_SIZE = 256 * 1024
+"""Bytes a read of a pipe takes at most (a frame's body of its own buffer aside)."""
 _OWN_BUFFER = 1 << 20
 """Bytes of a frame's body from which it is read into a buffer of its own."""
 
@@ -203,17 +204,21 @@ def set_pipe_size(fd: int, size: int = 1 << 20) -> None:
 class FrameReader:
     """Turn the bytes read from a pipe into lists of messages.
 
-    Reads are non-blocking; :meth:`read` returns every complete frame's messages and
+    Reads are non-blocking, into a buffer of this reader's, reused (so a read
+    allocates nothing); :meth:`read` returns every complete frame's messages and
     keeps a partial frame for the next call. A frame with buffers, or of at least
     1 MiB, is read into a buffer of its own, of its exact size (its messages' buffers
     are views of it).
     """
 
-    __slots__ = ("_buffer", "_count", "_filled", "_frame", "fd")
+    __slots__ = ("_buffer", "_count", "_filled", "_frame", "_scratch", "fd")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        # Invariant: the start of a frame read but not decoded yet (it is incomplete).
         self._buffer = bytearray()
+        # What each read fills: made at the first read, then reused.
+        self._scratch: memoryview | None = None
         # Invariant: when _frame is not None, the body of the frame being read into
         # its own buffer, _filled bytes of it read so far, holding _count buffers.
         self._frame: bytearray | None = None
@@ -223,6 +228,9 @@ class FrameReader:
     def read(self) -> tuple[list[list[Any]], bool]:
         """Read what the pipe holds now; return ``(frames, at_eof)``."""
         frames: list[list[Any]] = []
+        scratch = self._scratch
+        if scratch is None:
+            scratch = self._scratch = memoryview(bytearray(_READ_SIZE))
         while True:
             frame = self._frame
             try:
@@ -230,8 +238,7 @@ class FrameReader:
                     with memoryview(frame) as view:
                         size = os.readv(self.fd, [view[self._filled :]])
                 else:
-                    data = os.read(self.fd, _READ_SIZE)
-                    size = len(data)
+                    size = os.readv(self.fd, [scratch])
             except BlockingIOError:
                 return frames, False
             except OSError as error:
@@ -246,19 +253,26 @@ class FrameReader:
                     self._frame = None
                     frames.append(decode_frame(frame, self._count))
                 continue
-            self._buffer += data
-            self._decode(frames)
+            buffer = self._buffer
+            if buffer:
+                buffer += scratch[:size]
+                del buffer[: self._decode(frames, buffer, len(buffer))]
+            else:
+                # The common case: whole frames, decoded from the scratch buffer itself.
+                used = self._decode(frames, scratch, size)
+                if used < size:
+                    buffer += scratch[used:size]
             if size < _READ_SIZE and self._frame is None:
                 return frames, False
 
-    def _decode(self, frames: list[list[Any]]) -> None:
-        buffer = self._buffer
-        size = len(buffer)
+    def _decode(self, frames: list[list[Any]], data: Any, size: int) -> int:
+        """Decode the complete frames of ``data[:size]`` into ``frames`` (a frame of
+        its own buffer started there goes on in ``_frame``); return the bytes used."""
         position = 0
         header = HEADER.size
-        with memoryview(buffer) as view:
+        with memoryview(data) as view:
             while size - position >= header:
-                length, count = HEADER.unpack_from(buffer, position)
+                length, count = HEADER.unpack_from(view, position)
                 start = position + header
                 end = start + length
                 if count or length >= _OWN_BUFFER:
@@ -276,8 +290,7 @@ class FrameReader:
                     break
                 frames.append(pickle.loads(view[start:end]))
                 position = end
-        if position:
-            del buffer[:position]
+        return position
 
 
 class FrameWriter:

@@ -29,7 +29,9 @@ What the worker receives (:func:`loads_placed`): every buffer is copied once out
 segment into memory of the task's own, so nothing the task holds refers to the arena:
 a buffer that was read-only when sent (``bytes``, a ``str``'s UTF-8, a read-only
 ``memoryview``) into ``bytes``, a writable one (``bytearray``, a writable
-``memoryview``, a numpy array) into a ``bytearray``. The values rebuilt from them are
+``memoryview``, a numpy array) into a ``bytearray`` (a call whose one argument is a
+large ``str`` has it decoded from the segment straight into the ``str``: see
+:func:`load_str`). The values rebuilt from them are
 those of the pipe path: ``bytes`` as ``bytes`` (the copy itself, no second one),
 ``str`` as ``str``, ``bytearray`` as ``bytearray``, a ``memoryview`` as a
 ``memoryview`` of the copy (read-only if the sent one was), a numpy array as a
@@ -63,6 +65,8 @@ __all__ = [
     "attach",
     "detach",
     "is_placed",
+    "load_bytes",
+    "load_str",
     "loads_placed",
 ]
 
@@ -322,8 +326,8 @@ def loads_placed(blob: tuple[Any, ...]) -> Any:
     Raises:
         RuntimeError: this process has no arena mapped.
     """
-    segment = _segment
-    if segment is None:
+    segment, mapped = _segment, _segment_map
+    if segment is None or mapped is None:
         raise RuntimeError("a call placed in shared memory reached a process without the arena")
     _, stream, position, sizes, writable = blob
     if stream is None:
@@ -333,7 +337,33 @@ def loads_placed(blob: tuple[Any, ...]) -> Any:
     buffers: list[bytes | bytearray] = []
     for size, mutable in zip(sizes[1:], writable, strict=True):
         end = position + size
-        part = segment[position:end]
-        buffers.append(bytearray(part) if mutable else bytes(part))
+        # A slice of the mmap is the bytes, made with one copy (no view in between).
+        buffers.append(bytearray(segment[position:end]) if mutable else mapped[position:end])
         position = end
     return pickle.loads(stream, buffers=buffers)
+
+
+def load_bytes(position: int, size: int) -> bytes:
+    """The ``size`` bytes at ``position`` of the mapped arena, copied out (the fast path
+    of a call whose one argument is a large ``bytes``, see ``_pickling.loads_args``).
+
+    Raises:
+        RuntimeError: this process has no arena mapped.
+    """
+    mapped = _segment_map
+    if mapped is None or _segment is None:
+        raise RuntimeError("a call placed in shared memory reached a process without the arena")
+    return mapped[position : position + size]
+
+
+def load_str(position: int, size: int) -> str:
+    """The UTF-8 at ``position`` of the mapped arena decoded straight into a ``str``
+    (no ``bytes`` copy in between).
+
+    Raises:
+        RuntimeError: this process has no arena mapped.
+    """
+    segment = _segment
+    if segment is None:
+        raise RuntimeError("a call placed in shared memory reached a process without the arena")
+    return str(segment[position : position + size], "utf-8", "surrogatepass")

@@ -51,15 +51,15 @@ import cloudpickle
 import uvloop
 
 from ...runners._waitable import Waitable
-from .._drive import Credits, drive, run_sync_step
+from .._drive import Credits, drive, needs_driving
 from . import _shm
 from ._child import PEAK, die_with_parent, keep_freed_memory, rss_bytes, watch_parent
 from ._mailbox import _Inbox
 from ._output import _OutputMixin
 from ._pickling import (
     error_text,
+    loads_args,
     loads_blob,
-    raw_args,
 )
 from ._protocol import (
     AFTER,
@@ -372,19 +372,21 @@ class _Worker(_OutputMixin):
             self.writer.send((STARTED, task_id))
             self.flush()
         try:
-            runner = self.build(message)
+            function, args, kwargs = self.build(message)
         except BaseException as error:
             self.send_error(task_id, error)
             self.release(slot)
             return
-        if runner.__class__ is Waitable:
-            waitable: Any = runner
-            runner = waitable.bind(self.inbox(task_id, waitable.task_id))
+        if function.__class__ is Waitable and message[0] == CALL_BLOB:
+            waitable: Any = function
+            function = waitable.bind(self.inbox(task_id, waitable.task_id))
         if self.measure_memory:
             PEAK.reset()
         started = time.perf_counter()
         try:
-            finished, result = run_sync_step(runner)
+            # run_sync_step, inlined: a plain call is this worker's hot path.
+            result = function(*args) if kwargs is None else function(*args, **kwargs)
+            finished = not needs_driving(result)
         except BaseException as error:  # sys.exit included: the task's error
             self.send_error(task_id, error)
             self.release(slot)
@@ -397,26 +399,26 @@ class _Worker(_OutputMixin):
         self.tasks[task_id] = task
         task.task = self.loop.create_task(self.run_async(task_id, task, started))
 
-    def build(self, message: tuple[Any, ...]) -> Callable[[], Any]:
+    def build(
+        self, message: tuple[Any, ...]
+    ) -> tuple[Callable[..., Any], Any, dict[str, Any] | None]:
+        """What a call runs: ``(function, args, kwargs)``, ``kwargs`` ``None`` if none
+        (a CALL_BLOB: its runner, no arguments)."""
         kind = message[0]
         if kind == CALL_BLOB:
             try:
                 runner: Callable[[], Any] = loads_blob(message[2])
             except BaseException as error:
                 raise unpickling_error("task runner", error) from error
-            return runner
+            return runner, (), None
         function = self.functions[message[2]]
         if kind == CALL:
-            args = message[3]
-            return lambda: function(*args)
+            return function, message[3], None
         try:
-            args, kwargs = loads_blob(message[3])
+            args, kwargs = loads_args(message[3])
         except BaseException as error:
             raise unpickling_error("task arguments", error) from error
-        if type(kwargs) is tuple:  # raw arguments, the large ones bare buffers
-            values = raw_args(args, kwargs)
-            return lambda: function(*values)
-        return lambda: function(*args, **kwargs)
+        return function, args, kwargs
 
     def abandon(self, task_id: int, task: _Task) -> None:
         """End a task cancelled before its first step: report it, free its slot, and
@@ -454,12 +456,12 @@ class _Worker(_OutputMixin):
             self.schedule_flush()
 
     def release(self, slot: int) -> None:
-        task_id = self.running[slot]
-        self.running[slot] = -1
+        running = self.running
+        if self.inboxes:
+            self.inboxes.pop(running[slot], None)
+        running[slot] = -1
         self.free_slots.append(slot)
         self.active -= 1
-        if self.inboxes:
-            self.inboxes.pop(task_id, None)
         if self.max_memory is not None:
             self.check_memory()
 
