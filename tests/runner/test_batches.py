@@ -288,7 +288,7 @@ def test_batch_views() -> None:
 
 
 def test_envelopes_and_final_can_be_built_through_their_generic_alias() -> None:
-    # Python 3.10/3.11 raised TypeError here: the frozen slots dataclass's __setattr__
+    # Python 3.10 to 3.12 raised TypeError here: the frozen slots dataclass's __setattr__
     # broke the alias setting __orig_class__.
     envelope = TaskProgressEnvelope[int, None](EnvelopeType.FINAL, 3, None, 9)
     assert (envelope.type, envelope.task_id, envelope.value) == (EnvelopeType.FINAL, 3, 9)

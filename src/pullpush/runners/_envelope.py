@@ -250,12 +250,12 @@ class Final(Generic[T]):
     value: T
 
 
-if sys.version_info < (3, 12):
+if sys.version_info < (3, 13):
 
     def _frozen_setattr(self: object, name: str, value: object) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
 
-    # Python 3.10 and 3.11: ``frozen=True, slots=True`` builds a second
+    # Python 3.10 to 3.12: ``frozen=True, slots=True`` builds a second
     # class, but its ``__setattr__`` still names the first in ``super()``, so
     # ``TaskProgressEnvelope[int, None](...)`` (whose alias sets ``__orig_class__``)
     # raised TypeError instead of the AttributeError it ignores.
