@@ -300,6 +300,15 @@ async def test_an_actor_killed_while_idle_is_replaced_before_any_call_finds_it(
         assert await _gone(s["pid"]), s
 
 
+def _logged(log: Path, seconds: float, name: str) -> tuple[str, int]:
+    """Runs in the actor: append ``name`` to ``log`` (one line a run), sleep, return
+    ``(name, pid)``."""
+    with log.open("a") as file:
+        file.write(name + "\n")
+    time.sleep(seconds)
+    return name, os.getpid()
+
+
 async def test_an_unreachable_actor_is_stopped_and_only_calls_it_never_started_run_again(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
@@ -308,12 +317,7 @@ async def test_an_unreachable_actor_is_stopped_and_only_calls_it_never_started_r
     killed; the call it started fails with WorkerCrashedError, the two it never
     started run once each, in a replacement."""
     log = tmp_path / "log"
-
-    def logged(seconds: float, name: str) -> tuple[str, int]:
-        with log.open("a") as file:
-            file.write(name + "\n")
-        time.sleep(seconds)
-        return name, os.getpid()
+    logged = functools.partial(_logged, log)
 
     async with RayExecutor(num_cpus=1) as executor:
         events = RecordingEvents()
@@ -344,12 +348,7 @@ async def test_an_unreachable_actor_that_never_answers_fails_every_call_it_may_h
     is sent again, as any may have run while it was cut off -- and the next task
     runs in a replacement."""
     log = tmp_path / "log"
-
-    def logged(seconds: float, name: str) -> tuple[str, int]:
-        with log.open("a") as file:
-            file.write(name + "\n")
-        time.sleep(seconds)
-        return name, os.getpid()
+    logged = functools.partial(_logged, log)
 
     capacity = CapacitySource(3)
     async with RayExecutor(num_cpus=1) as executor:

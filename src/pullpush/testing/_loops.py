@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from ..executors._thread_worker import wind_down
 from ._leaks import assert_no_pending_tasks
 
 __all__ = ["LOOP_KINDS", "run"]
@@ -46,12 +47,7 @@ def run(coro: Coroutine[Any, Any, T], *, loop: str = "asyncio", check_tasks: boo
         return event_loop.run_until_complete(checked())
     finally:
         try:
-            pending = asyncio.all_tasks(event_loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                event_loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            event_loop.run_until_complete(event_loop.shutdown_asyncgens())
+            wind_down(event_loop)
             event_loop.run_until_complete(event_loop.shutdown_default_executor())
         finally:
             asyncio.set_event_loop(None)
